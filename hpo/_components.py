@@ -1,0 +1,74 @@
+"""Samplers and pruners by name: thin registries over Optuna's own classes."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from hpo._errors import SpecError
+from hpo._registry import Registry, did_you_mean
+
+SAMPLERS: Registry[Any] = Registry("sampler")
+# Grid trials are enqueued by the study (see hpo._study); the sampler only fills in nothing.
+# Optuna's GridSampler is not used: it cannot express conditional (`when:`) params and may
+# repeat grid points when several workers ask at once.
+SAMPLERS.register("grid", "optuna.samplers:RandomSampler")
+SAMPLERS.register("random", "optuna.samplers:RandomSampler")
+SAMPLERS.register("tpe", "optuna.samplers:TPESampler")
+SAMPLERS.register("cmaes", "optuna.samplers:CmaEsSampler")
+SAMPLERS.register("gp", "optuna.samplers:GPSampler")
+SAMPLERS.register("nsga2", "optuna.samplers:NSGAIISampler")
+SAMPLERS.register("qmc", "optuna.samplers:QMCSampler")
+
+PRUNERS: Registry[Any] = Registry("pruner")
+PRUNERS.register("none", "optuna.pruners:NopPruner")
+PRUNERS.register("median", "optuna.pruners:MedianPruner")
+PRUNERS.register("percentile", "optuna.pruners:PercentilePruner")
+PRUNERS.register("successive_halving", "optuna.pruners:SuccessiveHalvingPruner")
+PRUNERS.register("hyperband", "optuna.pruners:HyperbandPruner")
+PRUNERS.register("threshold", "optuna.pruners:ThresholdPruner")
+
+# Samplers that pickle their state into the study's storage (unpickling runs code).
+PICKLING_SAMPLERS = {"cmaes"}
+
+
+def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Returns ``(option, problem)`` when ``options`` do not fit the constructor, else None."""
+    params = inspect.signature(registry.get(name)).parameters
+    accepted = [p for p in params if p not in ("self", "seed")]
+    for key in options:
+        if key == "seed":
+            return key, "set the seed with study.seed, not here"
+        if key not in accepted:
+            return key, (f"not an option of the {name} {registry.kind}{did_you_mean(key, accepted)}; "
+                         f"known: {', '.join(accepted)}")
+    return None
+
+
+def worker_seed(study_seed: int | None, n_existing: int, worker_index: int) -> int | None:
+    """A seed per worker and restart, so workers and resumed runs do not replay the same samples."""
+    if study_seed is None:
+        return None
+    digest = hashlib.sha256(f"{study_seed}:{n_existing}:{worker_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def make_sampler(name: str, options: Mapping[str, Any], seed: int | None, source: str = "<spec>") -> Any:
+    cls = SAMPLERS.get(name)
+    kwargs = dict(options)
+    if "seed" in inspect.signature(cls).parameters:
+        kwargs["seed"] = seed
+    return _construct(cls, kwargs, f"sampler.options", source)
+
+
+def make_pruner(name: str, options: Mapping[str, Any], source: str = "<spec>") -> Any:
+    return _construct(PRUNERS.get(name), dict(options), "pruner.options", source)
+
+
+def _construct(cls: Any, kwargs: dict[str, Any], key_path: str, source: str) -> Any:
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(source, key_path, f"{cls.__name__} refused them: {exc}") from None

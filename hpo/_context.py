@@ -1,0 +1,82 @@
+"""What an objective gets besides its params: reporting, pruning, a work folder."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.tracking import Tracker
+
+
+@dataclass
+class TrialContext:
+    """Handed to every objective as its second argument.
+
+    Example:
+        >>> def objective(params, ctx):
+        ...     for epoch in range(10):
+        ...         acc = train_one_epoch(params)
+        ...         ctx.report({"val_acc": acc}, step=epoch)
+        ...         if ctx.should_prune():
+        ...             raise hpo.TrialPruned()
+        ...     return acc
+
+    Attributes:
+        trial: the Optuna trial (for ``trial.number``, user attrs, ...).
+        params: the sampled hyperparameters.
+        config: ``fixed`` merged with ``params``: what the objective is called with.
+        metrics: the study's metric names, one per direction.
+        seed: a per-trial seed derived from the study seed and the trial number.
+        workdir: a folder of this trial's own under the study's run folder.
+        study_dir: the study's run folder (``./hpo-runs/<study>/``), for study-wide caches.
+        tracker: where metrics go besides Optuna (MLflow, or nothing).
+    """
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    config: dict[str, Any]
+    metrics: tuple[str, ...]
+    seed: int
+    workdir: Path
+    study_dir: Path
+    tracker: Tracker
+    checkpoint: str | None = None
+    last_step: int | None = field(default=None, init=False)
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+    def report(self, metrics: float | Mapping[str, float], step: int) -> None:
+        """Reports one step's metrics: the study metric to the pruner, all of them to the tracker.
+
+        A bare float is taken as the study metric.
+        """
+        if not isinstance(metrics, Mapping):
+            metrics = {self.metrics[0]: float(metrics)}
+        metrics = {k: float(v) for k, v in metrics.items()}
+        self.last_step = step
+        self.tracker.log_metrics(metrics, step)
+        value = metrics.get(self.metrics[0])
+        # Optuna supports intermediate values (and so pruning) only for single-objective studies.
+        if not self.multi_objective and value is not None and math.isfinite(value):
+            self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        """Whether the study's pruner wants this trial stopped (always False for multi-objective)."""
+        return not self.multi_objective and self.trial.should_prune()
+
+    def set_checkpoint(self, path: str | Path) -> None:
+        """Records where this trial's best weights are (kept on the trial and in the tracker)."""
+        self.checkpoint = str(path)
+        self.trial.set_user_attr("checkpoint", self.checkpoint)

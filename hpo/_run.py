@@ -1,0 +1,164 @@
+"""``hpo run``: one worker in this process, or a supervisor over ``--jobs N`` worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from hpo._progress import StudyProgress
+from hpo._spec import StudySpec
+from hpo._study import open_study, recover_orphans
+from hpo._worker import (
+    EXIT_TOO_MANY_FAILURES,
+    SIGNAL_EXIT_CODES,
+    Interrupted,
+    connect_tracker,
+    install_signal_handlers,
+    run_worker,
+)
+
+POLL_S = 0.5
+CRASH_RESTARTS = 3  # restarts for workers that exit with an error (killed workers always restart)
+SHUTDOWN_GRACE_S = 60
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stop_reason: str
+    wall_seconds: float
+
+
+def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
+    """Creates or resumes the study and runs it to its end, an interrupt, or too many failures."""
+    from hpo.tracking import make_tracker
+
+    install_signal_handlers()
+    started = time.monotonic()
+    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
+    try:
+        study = open_study(spec)
+        connect_tracker(study, spec, tracker)
+        recovered = recover_orphans(study, spec, tracker)
+        if recovered:
+            console.print(f"re-queued trials {recovered}: their worker had died")
+        with StudyProgress(spec, console) as progress:
+            progress.mark_seen(study.get_trials(deepcopy=False))
+            progress.update(study.get_trials(deepcopy=False))
+            if jobs == 1:
+                outcome = run_worker(spec, tracker, 0, lambda s, t: progress.update(s.get_trials(deepcopy=False)))
+                code, reason = outcome.exit_code, outcome.stop_reason
+            else:
+                code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
+            progress.update(study.get_trials(deepcopy=False))
+        if code != 0 or reason == "study complete":
+            recover_orphans(study, spec, tracker)
+    except Interrupted as exc:
+        code, reason = SIGNAL_EXIT_CODES[exc.signum], f"interrupted by {signal.Signals(exc.signum).name}"
+    finally:
+        tracker.close()
+    return RunResult(code, reason, time.monotonic() - started)
+
+
+def gpu_ids() -> list[str]:
+    """Visible GPU ids, found without importing torch (nvidia-smi or CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=10)
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def gpu_assignment(jobs: int, gpus: list[str], per_trial: int) -> list[str | None]:
+    """Which GPUs each worker sees: ``per_trial`` GPUs each, round-robin when there are too few."""
+    if not gpus:
+        return [None] * jobs
+    per_trial = max(1, min(per_trial, len(gpus)))
+    return [",".join(gpus[(i * per_trial + k) % len(gpus)] for k in range(per_trial)) for i in range(jobs)]
+
+
+class Supervisor:
+    """Starts ``jobs`` worker processes, replaces dead ones, forwards Ctrl-C/SIGTERM, shows progress."""
+
+    def __init__(self, spec: StudySpec, jobs: int, study: object, progress: StudyProgress, tracker: object) -> None:
+        self.spec, self.jobs, self.study, self.progress, self.tracker = spec, jobs, study, progress, tracker
+        self.logs_dir = spec.study_dir / "workers"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.spec_file = self.logs_dir / "spec.json"
+        self.spec_file.write_text(json.dumps({"source": spec.source, "raw": spec.raw}, default=str))
+        devices = spec.objective.fixed.get("devices", 1)
+        self.gpus = gpu_assignment(jobs, gpu_ids(), devices if isinstance(devices, int) else 1)
+        self.crash_restarts = 0
+
+    def start(self, index: int) -> subprocess.Popen:
+        env = dict(os.environ)
+        if self.gpus[index] is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[index]
+        log = open(self.logs_dir / f"worker-{index}.log", "a")  # noqa: SIM115 - kept open by the child
+        return subprocess.Popen(
+            [sys.executable, "-m", "hpo._worker", str(self.spec_file), str(index)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+
+    def run(self) -> tuple[int, str]:
+        procs = {i: self.start(i) for i in range(self.jobs)}
+        try:
+            return self._watch(procs)
+        except Interrupted as exc:
+            self._stop(procs, exc.signum)
+            raise
+
+    def _watch(self, procs: dict[int, subprocess.Popen]) -> tuple[int, str]:
+        done: set[int] = set()
+        while len(done) < self.jobs:
+            time.sleep(POLL_S)
+            self.progress.update(self.study.get_trials(deepcopy=False))
+            for index, proc in procs.items():
+                if index in done or proc.poll() is None:
+                    continue
+                if proc.returncode == 0:
+                    done.add(index)
+                elif proc.returncode == EXIT_TOO_MANY_FAILURES:
+                    self._stop(procs, signal.SIGTERM)
+                    return EXIT_TOO_MANY_FAILURES, self._last_line(index)
+                elif self._may_restart(proc.returncode):
+                    recover_orphans(self.study, self.spec, self.tracker)
+                    procs[index] = self.start(index)
+                else:
+                    self._stop(procs, signal.SIGTERM)
+                    return 1, f"worker {index} failed (exit {proc.returncode}); see {self.logs_dir / f'worker-{index}.log'}"
+        return 0, "study complete"
+
+    def _may_restart(self, returncode: int) -> bool:
+        if returncode < 0:  # killed by a signal: the trial is re-queued and a new worker takes over
+            return True
+        self.crash_restarts += 1
+        return self.crash_restarts <= CRASH_RESTARTS
+
+    def _last_line(self, index: int) -> str:
+        lines = (self.logs_dir / f"worker-{index}.log").read_text().strip().splitlines()
+        return lines[-1] if lines else "worker stopped"
+
+    def _stop(self, procs: dict[int, subprocess.Popen], signum: int) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        recover_orphans(self.study, self.spec, self.tracker)

@@ -1,0 +1,554 @@
+"""Space file → validated, frozen spec objects. Everything downstream trusts these.
+
+Example:
+    >>> spec = load_spec("search_spaces/quickstart.yaml", sets=["study.n_trials=5"])
+    >>> spec.study.n_trials
+    5
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpo._errors import SpecError
+from hpo._registry import did_you_mean
+
+RUNS_DIR = Path("hpo-runs")
+DIRECTIONS = ("minimize", "maximize")
+PARAM_TYPES = ("float", "int", "categorical")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searchable hyperparameter.
+
+    Attributes:
+        name: the key the objective receives.
+        type: ``float``, ``int`` or ``categorical``.
+        low, high, log, step: the range of a float/int param.
+        choices: the options of a categorical param.
+        values: an explicit finite set for a float/int param (needed by grid search).
+        when: ``((other_param, (allowed values...)), ...)``: the param exists only when all hold.
+    """
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+    values: tuple[Any, ...] | None = None
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def is_active(self, params: Mapping[str, Any]) -> bool:
+        """Whether this param exists given the params sampled so far."""
+        return all(name in params and params[name] in allowed for name, allowed in self.when)
+
+    def finite_values(self) -> tuple[Any, ...] | None:
+        """The param's values when the set is finite (choices, values, or a stepped int range)."""
+        if self.choices is not None:
+            return self.choices
+        if self.values is not None:
+            return self.values
+        if self.type == "int" and not self.log:
+            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        return None
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            text = f"one of {list(self.choices)}"
+        elif self.values is not None:
+            text = f"{self.type} in {list(self.values)}"
+        else:
+            text = f"{self.type} in [{self.low}, {self.high}]"
+            text += " log" if self.log else ""
+            text += f" step {self.step}" if self.step else ""
+        if self.when:
+            text += " when " + ", ".join(f"{n} in {list(v)}" for n, v in self.when)
+        return text
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    name: str
+    directions: tuple[str, ...]
+    metrics: tuple[str, ...]
+    n_trials: int
+    timeout: float | None
+    seed: int | None
+    storage: str | None
+    max_consecutive_failures: int
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A sampler or pruner: a registry name and the options for its constructor."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    name: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MlflowSpec:
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated space file. ``raw`` is the resolved document (overrides applied, defaults filled)."""
+
+    source: str
+    study: StudySettings
+    sampler: ComponentSpec
+    pruner: ComponentSpec
+    objective: ObjectiveSpec
+    space: tuple[ParamSpec, ...]
+    mlflow: MlflowSpec
+    raw: dict[str, Any]
+
+    @property
+    def study_dir(self) -> Path:
+        return RUNS_DIR / self.study.name
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.study.directions) > 1
+
+    @property
+    def experiment(self) -> str:
+        return self.mlflow.experiment or self.study.name
+
+    @property
+    def space_file(self) -> Path | None:
+        path = Path(self.source)
+        return path if path.is_file() else None
+
+
+_SCHEMA: dict[str, dict[str, Any]] = {
+    "study": {
+        "name": None, "direction": None, "directions": None, "metric": None, "metrics": None,
+        "n_trials": 20, "timeout": None, "seed": None, "storage": None,
+        "max_consecutive_failures": 5, "max_retries": 1,
+    },
+    "sampler": {"name": "tpe", "options": {}},
+    "pruner": {"name": "median", "options": {}},
+    "objective": {"name": _MISSING, "fixed": {}},
+    "space": {},
+    "mlflow": {"tracking_uri": None, "experiment": None, "enabled": True},
+}
+_PARAM_KEYS = {
+    "float": ("type", "low", "high", "log", "step", "values", "when"),
+    "int": ("type", "low", "high", "log", "step", "values", "when"),
+    "categorical": ("type", "choices", "when"),
+}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (it keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Loads a YAML file with the safe loader; errors name the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "file not found; check the path") from None
+    except OSError as exc:
+        raise SpecError(str(path), "", f"cannot read the file: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(str(path), "", f"not valid YAML{where}: {problem}") from None
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """Splits ``key.path=value``; the value is parsed as YAML (``0.1`` → float, ``[a, b]`` → list)."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("--set", assignment, "expected key.path=value, e.g. --set study.seed=1")
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def apply_override(doc: dict[str, Any], key_path: str, value: Any) -> None:
+    """Sets ``doc[a][b][c] = value`` for ``key_path="a.b.c"``, creating mappings on the way."""
+    *parents, last = key_path.split(".")
+    node = doc
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parents[: i + 1])
+            raise SpecError("--set", key_path, f"'{where}' is {child!r}, not a mapping")
+        node = child
+    node[last] = value
+
+
+def load_spec(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    sets: Sequence[str] = (),
+) -> StudySpec:
+    """Reads, overrides and validates a space file.
+
+    Args:
+        path: the space file.
+        overrides: ``{"study.n_trials": 10, ...}`` from CLI flags; ``None`` values are ignored.
+        sets: ``key.path=value`` strings from ``--set``, applied after ``overrides``.
+
+    Raises:
+        SpecError: the file is missing, not YAML, or not a valid space; the message names
+            the file and the key path.
+    """
+    doc = read_yaml(path)
+    return spec_from_dict(doc, source=str(path), overrides=overrides, sets=sets)
+
+
+def spec_from_dict(
+    doc: Any,
+    source: str = "<dict>",
+    overrides: Mapping[str, Any] | None = None,
+    sets: Sequence[str] = (),
+) -> StudySpec:
+    """Validates an already-loaded space document (see :func:`load_spec`)."""
+    if doc is None:
+        raise SpecError(source, "", "the file is empty; expected sections study, sampler, objective, space")
+    if not isinstance(doc, dict):
+        raise SpecError(source, "", f"expected a mapping of sections at the top, got {_kind(doc)}")
+    doc = copy.deepcopy(doc)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            apply_override(doc, key, value)
+    for assignment in sets:
+        apply_override(doc, *parse_set(assignment))
+    return _Validator(source).spec(doc)
+
+
+def _kind(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Validator:
+    """Turns a document into a StudySpec, raising SpecError at the first problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key_path: str, message: str) -> None:
+        raise SpecError(self.source, key_path, message)
+
+    def mapping(self, value: Any, key_path: str, allowed: Sequence[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key_path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                hint = did_you_mean(str(key), list(allowed))
+                self.fail(f"{key_path}.{key}" if key_path else str(key),
+                          f"unknown key{hint}; known keys: {', '.join(allowed)}")
+        return value
+
+    def section(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
+        schema = _SCHEMA[name]
+        given = self.mapping(doc.get(name), name, list(schema)) if name != "space" else {}
+        out = {}
+        for key, default in schema.items():
+            if key in given and given[key] is not None:
+                out[key] = given[key]
+            elif default is _MISSING:
+                self.fail(f"{name}.{key}", "missing; this key is required")
+            else:
+                out[key] = copy.deepcopy(default)
+        return out
+
+    def number(self, value: Any, key_path: str, *, integer: bool = False, positive: bool = False) -> Any:
+        ok = isinstance(value, int) if integer else _is_number(value)
+        if isinstance(value, bool) or not ok:
+            self.fail(key_path, f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}")
+        if not math.isfinite(value):
+            self.fail(key_path, f"expected a finite number, got {value}")
+        if positive and value <= 0:
+            self.fail(key_path, f"must be > 0, got {value}")
+        return value
+
+    def text(self, value: Any, key_path: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key_path, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def boolean(self, value: Any, key_path: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key_path, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def spec(self, doc: dict[str, Any]) -> StudySpec:
+        self.mapping(doc, "", list(_SCHEMA))
+        sections = {name: self.section(doc, name) for name in _SCHEMA}
+        space = self.space(doc.get("space"))
+        study = self.study(sections["study"])
+        sampler = self.component(sections["sampler"], "sampler")
+        pruner = self.component(sections["pruner"], "pruner")
+        objective = self.objective(sections["objective"], space)
+        self.check_sampler_fits(sampler, study, space)
+        mlflow = self.mlflow(sections["mlflow"])
+        raw = {**sections, "space": doc.get("space") or {}}
+        raw["study"]["name"] = study.name
+        return StudySpec(self.source, study, sampler, pruner, objective, space, mlflow, raw)
+
+    def study(self, s: dict[str, Any]) -> StudySettings:
+        name = s["name"] or Path(self.source).stem
+        self.text(name, "study.name")
+        if any(ch in name for ch in "/\\\0") or name in (".", ".."):
+            self.fail("study.name", f"must not contain path separators, got {name!r}")
+        directions, metrics = self.objectives_of(s)
+        n_trials = self.number(s["n_trials"], "study.n_trials", integer=True, positive=True)
+        timeout = s["timeout"]
+        if timeout is not None:
+            timeout = self.number(timeout, "study.timeout", positive=True)
+        seed = s["seed"]
+        if seed is not None:
+            self.number(seed, "study.seed", integer=True)
+        storage = s["storage"]
+        if storage is not None:
+            self.text(storage, "study.storage")
+            if "://" not in storage:
+                self.fail("study.storage", "expected a database URL such as postgresql://user@host/db "
+                          f"or sqlite:///path.db (leave it out for the embedded store), got {storage!r}")
+        failures = self.number(s["max_consecutive_failures"], "study.max_consecutive_failures",
+                               integer=True, positive=True)
+        retries = self.number(s["max_retries"], "study.max_retries", integer=True)
+        if retries < 0:
+            self.fail("study.max_retries", f"must be >= 0, got {retries}")
+        return StudySettings(name, directions, metrics, n_trials, timeout, seed, storage, failures, retries)
+
+    def objectives_of(self, s: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if s["directions"] is not None or s["metrics"] is not None:
+            for single, multi in (("direction", "directions"), ("metric", "metrics")):
+                if s[single] is not None:
+                    self.fail(f"study.{single}", f"use either {single} or {multi}, not both")
+            directions = self.str_list(s["directions"] or ["minimize"], "study.directions")
+            metrics = self.str_list(s["metrics"] or [], "study.metrics")
+            if len(metrics) != len(directions):
+                self.fail("study.metrics", f"expected one metric per direction ({len(directions)}), "
+                          f"got {len(metrics)}")
+        else:
+            directions = (s["direction"] or "minimize",)
+            metrics = (self.text(s["metric"] or "value", "study.metric"),)
+        for i, direction in enumerate(directions):
+            if direction not in DIRECTIONS:
+                key = "study.direction" if len(directions) == 1 and s["directions"] is None else f"study.directions[{i}]"
+                self.fail(key, f"expected minimize or maximize, got {direction!r}{did_you_mean(str(direction), list(DIRECTIONS))}")
+        if len(set(metrics)) != len(metrics):
+            self.fail("study.metrics", f"metric names must be distinct, got {list(metrics)}")
+        return tuple(directions), tuple(metrics)
+
+    def str_list(self, value: Any, key_path: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(key_path, f"expected a non-empty list, got {_kind(value)}")
+        return tuple(self.text(v, f"{key_path}[{i}]") for i, v in enumerate(value))
+
+    def component(self, s: dict[str, Any], kind: str) -> ComponentSpec:
+        from hpo._components import PRUNERS, SAMPLERS, check_options
+
+        registry = SAMPLERS if kind == "sampler" else PRUNERS
+        name = self.text(s["name"], f"{kind}.name")
+        if name not in registry:
+            self.fail(f"{kind}.name", registry.unknown_message(name))
+        options = self.mapping(s["options"], f"{kind}.options", list(s["options"] or {}))
+        problem = check_options(registry, name, options)
+        if problem:
+            self.fail(f"{kind}.options.{problem[0]}" if problem[0] else f"{kind}.options", problem[1])
+        return ComponentSpec(name, dict(options))
+
+    def check_sampler_fits(self, sampler: ComponentSpec, study: StudySettings, space: tuple[ParamSpec, ...]) -> None:
+        if sampler.name == "grid":
+            for p in space:
+                if p.finite_values() is None:
+                    self.fail(f"space.{p.name}", "grid search needs a finite set: give `values: [...]` "
+                              f"(or `choices:`), got a continuous {p.type} range")
+        if sampler.name in ("cmaes", "gp") and len(study.directions) > 1:
+            self.fail("sampler.name", f"{sampler.name} supports a single objective; use nsga2 or tpe "
+                      "with `directions:`")
+        if sampler.name == "nsga2" and len(study.directions) == 1:
+            pass  # NSGA-II also runs single-objective studies.
+
+    def objective(self, s: dict[str, Any], space: tuple[ParamSpec, ...]) -> ObjectiveSpec:
+        from hpo._objective import check_reference, known_param_names
+
+        name = self.text(s["name"], "objective.name")
+        problem = check_reference(name, base_dir=Path(self.source).parent)
+        if problem:
+            self.fail("objective.name", problem)
+        fixed = self.mapping(s["fixed"], "objective.fixed", list(s["fixed"] or {}))
+        for p in space:
+            if p.name in fixed:
+                self.fail(f"space.{p.name}", "is also in objective.fixed; keep it in one place")
+        known = known_param_names(name)
+        if known is not None:
+            for key in fixed:
+                if key not in known:
+                    self.fail(f"objective.fixed.{key}", f"not a parameter of {name}{did_you_mean(key, sorted(known))}")
+            for p in space:
+                if p.name not in known:
+                    self.fail(f"space.{p.name}", f"not a parameter of {name}{did_you_mean(p.name, sorted(known))}")
+        return ObjectiveSpec(name, dict(fixed))
+
+    def mlflow(self, s: dict[str, Any]) -> MlflowSpec:
+        uri = s["tracking_uri"]
+        if uri is not None:
+            self.text(uri, "mlflow.tracking_uri")
+        experiment = s["experiment"]
+        if experiment is not None:
+            self.text(experiment, "mlflow.experiment")
+        return MlflowSpec(uri, experiment, self.boolean(s["enabled"], "mlflow.enabled"))
+
+    def space(self, value: Any) -> tuple[ParamSpec, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            self.fail("space", f"expected a mapping of parameter names to specs, got {_kind(value)}")
+        params = {str(name): self.param(str(name), spec) for name, spec in value.items()}
+        self.check_conditions(params)
+        return tuple(_dependency_order(params))
+
+    def param(self, name: str, spec: Any) -> ParamSpec:
+        key = f"space.{name}"
+        if not isinstance(spec, dict):
+            self.fail(key, f"expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {_kind(spec)}")
+        ptype = spec.get("type", "categorical" if "choices" in spec else None)
+        if ptype is None:
+            self.fail(f"{key}.type", f"missing; expected one of {', '.join(PARAM_TYPES)}")
+        if ptype not in PARAM_TYPES:
+            self.fail(f"{key}.type", f"expected one of {', '.join(PARAM_TYPES)}, got {_kind(ptype)}"
+                      f"{did_you_mean(str(ptype), list(PARAM_TYPES))}")
+        self.mapping(spec, key, _PARAM_KEYS[ptype])
+        when = self.when(spec.get("when"), f"{key}.when")
+        if ptype == "categorical":
+            return ParamSpec(name, ptype, choices=self.choices(spec.get("choices"), f"{key}.choices"), when=when)
+        return self.numeric(name, ptype, spec, when)
+
+    def choices(self, value: Any, key_path: str) -> tuple[Any, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(key_path, f"expected a non-empty list, got {_kind(value)}")
+        for i, choice in enumerate(value):
+            if not (choice is None or isinstance(choice, (bool, int, float, str))):
+                self.fail(f"{key_path}[{i}]", f"choices must be strings, numbers, booleans or null, got {_kind(choice)}")
+        if len({repr(c) for c in value}) != len(value):
+            self.fail(key_path, f"choices must be distinct, got {value}")
+        return tuple(value)
+
+    def numeric(self, name: str, ptype: str, spec: dict[str, Any], when: tuple) -> ParamSpec:
+        key = f"space.{name}"
+        integer = ptype == "int"
+        if "values" in spec:
+            for other in ("low", "high", "step", "log"):
+                if other in spec:
+                    self.fail(f"{key}.{other}", "give either values: [...] or a low/high range, not both")
+            values = self.choices(spec["values"], f"{key}.values")
+            for i, v in enumerate(values):
+                self.number(v, f"{key}.values[{i}]", integer=integer)
+            return ParamSpec(name, ptype, values=values, when=when)
+        for bound in ("low", "high"):
+            if bound not in spec:
+                self.fail(f"{key}.{bound}", f"missing; a {ptype} param needs low and high (or values: [...])")
+        low = self.number(spec["low"], f"{key}.low", integer=integer)
+        high = self.number(spec["high"], f"{key}.high", integer=integer)
+        if high < low:
+            self.fail(f"{key}.high", f"must be >= low ({low}), got {high}")
+        log = self.boolean(spec.get("log", False), f"{key}.log")
+        step = spec.get("step")
+        if log and low <= 0:
+            self.fail(f"{key}.low", f"must be > 0 when log is true, got {low}")
+        if step is not None:
+            step = self.number(step, f"{key}.step", integer=integer, positive=True)
+            if log:
+                self.fail(f"{key}.step", "cannot be combined with log: true")
+        return ParamSpec(name, ptype, low=low, high=high, log=log, step=step, when=when)
+
+    def when(self, value: Any, key_path: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, dict) or not value:
+            self.fail(key_path, f"expected a mapping like {{other_param: value}}, got {_kind(value)}")
+        return tuple((str(k), tuple(v) if isinstance(v, list) else (v,)) for k, v in value.items())
+
+    def check_conditions(self, params: dict[str, ParamSpec]) -> None:
+        for p in params.values():
+            for other, allowed in p.when:
+                key = f"space.{p.name}.when.{other}"
+                if other not in params:
+                    self.fail(key, f"refers to no param of the space{did_you_mean(other, list(params))}; "
+                              f"known: {', '.join(params)}")
+                possible = params[other].finite_values()
+                for v in allowed:
+                    if possible is not None and v not in possible:
+                        self.fail(key, f"{v!r} is not a possible value of {other} {list(possible)}")
+        try:
+            _dependency_order(params)
+        except ValueError as exc:
+            self.fail(f"space.{exc.args[0]}.when", "conditions form a cycle")
+
+
+def _dependency_order(params: dict[str, ParamSpec]) -> list[ParamSpec]:
+    """Orders params so each comes after the params its ``when`` refers to (file order otherwise)."""
+    ordered: list[ParamSpec] = []
+    placed: set[str] = set()
+    visiting: set[str] = set()
+
+    def place(p: ParamSpec) -> None:
+        if p.name in placed:
+            return
+        if p.name in visiting:
+            raise ValueError(p.name)
+        visiting.add(p.name)
+        for other, _ in p.when:
+            if other in params:
+                place(params[other])
+        visiting.discard(p.name)
+        placed.add(p.name)
+        ordered.append(p)
+
+    for p in params.values():
+        place(p)
+    return ordered

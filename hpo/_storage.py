@@ -1,0 +1,134 @@
+"""Where a study lives: an embedded journal file by default, or any Optuna RDB URL.
+
+The embedded store is Optuna's journal file storage with an fcntl lock: several worker
+processes on one machine append to one file, with no server and no "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo._spec import StudySpec
+
+if TYPE_CHECKING:
+    import optuna
+
+HEARTBEAT_INTERVAL_S = 10
+HEARTBEAT_GRACE_S = 30
+
+
+def journal_path(spec: StudySpec) -> Path:
+    return spec.study_dir / "journal.log"
+
+
+def is_embedded(spec: StudySpec) -> bool:
+    return spec.study.storage is None
+
+
+def describe_storage(spec: StudySpec) -> str:
+    """The storage location for humans, without any password."""
+    if is_embedded(spec):
+        return str(journal_path(spec))
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", spec.study.storage)
+
+
+class _FcntlLock:
+    """A journal lock the kernel releases when its holder dies.
+
+    Optuna's default symlink lock survives a SIGKILLed holder, so every other worker then
+    waits out a 30 s grace period; an fcntl lock cannot go stale on a local disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_storage(
+    spec: StudySpec, on_stale_trial: Callable[[optuna.Study, Any], None] | None = None
+) -> optuna.storages.BaseStorage:
+    """Opens the study's storage; RDB storages get Optuna's heartbeat so dead workers are noticed.
+
+    Args:
+        on_stale_trial: called by Optuna for a trial whose heartbeat stopped (RDB only).
+    """
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if is_embedded(spec):
+        path = journal_path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _FcntlLock(path.with_name(path.name + ".lock"))
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    return optuna.storages.RDBStorage(
+        spec.study.storage,
+        engine_kwargs={"pool_pre_ping": True},
+        heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        grace_period=HEARTBEAT_GRACE_S,
+        heartbeat_stale_trial_callback=on_stale_trial,
+    )
+
+
+@contextlib.contextmanager
+def study_lock(spec: StudySpec) -> Iterator[None]:
+    """Serialises study creation and trial creation across processes (and machines, on PostgreSQL).
+
+    Needed to keep ``n_trials`` an exact cap: "count the trials, then create one" must not
+    interleave between workers.
+    """
+    url = spec.study.storage
+    if url is not None and url.startswith(("postgresql", "postgres")):
+        with _pg_advisory_lock(url, spec.study.name):
+            yield
+        return
+    if url is None:
+        path = spec.study_dir / "study.lock"
+    elif url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///") + ".hpo-lock")
+    else:  # e.g. MySQL: rely on the database; the cap may then be exceeded by a trial per worker.
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _FcntlLock(path)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+_PG_CONNECTIONS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(url: str, name: str) -> Iterator[None]:
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"hpo:{name}".encode()).digest()[:8], "big", signed=True)
+    conn = _PG_CONNECTIONS.get(url)
+    if conn is None or conn.closed:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        conn = _PG_CONNECTIONS[url] = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+    try:
+        yield
+    finally:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})

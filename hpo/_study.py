@@ -1,0 +1,244 @@
+"""The Optuna study behind a spec: creating or resuming it, the global trial cap, dead workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo._components import make_pruner, make_sampler, worker_seed
+from hpo._errors import UsageError
+from hpo._space import grid_points
+from hpo._spec import StudySpec
+from hpo._storage import open_storage, study_lock
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from hpo.tracking import Tracker
+
+HOST = socket.gethostname()
+
+
+def process_start_ticks(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a live process from a reused pid), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+WORKER_ID = f"{HOST}:{os.getpid()}"
+
+
+def worker_identity() -> dict[str, str]:
+    """User attrs that let any process on this host tell whether a trial's worker still lives."""
+    return {"worker": f"{HOST}:{os.getpid()}", "worker_start": process_start_ticks(os.getpid()) or ""}
+
+
+def worker_is_dead(trial: FrozenTrial) -> bool:
+    """True only when the trial's worker ran on this host and that process is gone."""
+    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    if host != HOST or not pid.isdigit():
+        return False
+    return process_start_ticks(int(pid)) != trial.user_attrs.get("worker_start")
+
+
+def study_info(spec: StudySpec) -> dict[str, Any]:
+    """What describes a study in its user attrs and in the tracker's parent run."""
+    from hpo import __version__
+
+    space_file = spec.space_file
+    digest = hashlib.sha256(space_file.read_bytes()).hexdigest() if space_file else None
+    return {
+        "study_name": spec.study.name,
+        "experiment": spec.experiment,
+        "sampler": spec.sampler.name,
+        "pruner": spec.pruner.name,
+        "objective": spec.objective.name,
+        "space_file": str(space_file.resolve()) if space_file else None,
+        "space_sha256": digest,
+        "git_sha": git_sha(space_file.parent if space_file else Path.cwd()),
+        "hpo_version": __version__,
+        "metrics": list(spec.study.metrics),
+        "directions": list(spec.study.directions),
+    }
+
+
+def git_sha(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> optuna.Study:
+    """Loads the spec's study, creating it (and enqueueing a grid) on first use.
+
+    Raises:
+        UsageError: ``create`` is False and no such study exists.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
+    names = {s.study_name for s in storage.get_all_studies()}
+    if spec.study.name not in names and not create:
+        raise UsageError(f"no study named {spec.study.name!r} in {spec.study.storage or spec.study_dir}; "
+                         f"run `hpo run {spec.source}` first")
+    with study_lock(spec):
+        existed = spec.study.name in {s.study_name for s in storage.get_all_studies()}
+        study = optuna.create_study(
+            storage=storage,
+            study_name=spec.study.name,
+            directions=list(spec.study.directions),
+            load_if_exists=True,
+        )
+        if not existed:
+            _initialise(study, spec)
+        _check_compatible(study, spec)
+    n_existing = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(spec.sampler.name, spec.sampler.options,
+                                 worker_seed(spec.study.seed, n_existing, worker_index), spec.source)
+    study.pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.source)
+    return study
+
+
+def _initialise(study: optuna.Study, spec: StudySpec) -> None:
+    for key, value in study_info(spec).items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("fixed", json.loads(json.dumps(spec.objective.fixed, default=str)))
+    study.set_user_attr("seed", spec.study.seed)
+    study.set_user_attr("spec", json.loads(json.dumps(spec.raw, default=str)))
+    if spec.sampler.name == "grid":
+        for point in grid_points(spec.space):
+            study.enqueue_trial(point, user_attrs={"grid_point": True})
+
+
+def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != list(spec.study.directions):
+        raise UsageError(f"study {spec.study.name!r} already exists with directions {stored}, but the space "
+                         f"file asks for {list(spec.study.directions)}; rename the study or delete "
+                         f"{spec.study_dir}")
+
+
+def slots_used(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count against ``n_trials``: all but WAITING ones and failures that were retried."""
+    from optuna.trial import TrialState
+
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    return sum(
+        1 for t in trials
+        if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried)
+    )
+
+
+def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
+    """Creates (or takes a queued) trial while the study's cap allows; None when the study is done.
+
+    Runs under the study lock, so concurrent workers never exceed ``n_trials`` together.
+    """
+    from optuna.trial import TrialState
+
+    with study_lock(spec):
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if spec.sampler.name == "grid" and not waiting:
+            return None
+        if slots_used(trials) >= spec.study.n_trials:
+            return None
+        trial = study.ask()
+        for key, value in worker_identity().items():
+            trial.set_user_attr(key, value)
+        return trial
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: str, *, counts: bool = True) -> bool:
+    """Queues a failed trial's params again (once per ``max_retries``); True if it was queued.
+
+    Args:
+        counts: whether this retry uses up one of ``study.max_retries`` (an interrupt does not).
+    """
+    retries = int(trial.user_attrs.get("retry_count", 0)) + (1 if counts else 0)
+    if retries > spec.study.max_retries:
+        return False
+    origin = trial.user_attrs.get("retry_origin", trial.number)
+    study.enqueue_trial(
+        dict(trial.params),
+        user_attrs={"retry_of": trial.number, "retry_origin": origin, "retry_count": retries, "retry_reason": reason},
+    )
+    return True
+
+
+def fail_running_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Marks a RUNNING trial FAIL with its reason; False if another process finished it first."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage  # the public Study API can only tell trials this process asked
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | None = None) -> list[int]:
+    """Fails and re-queues trials whose worker died; closes their tracker runs. Returns their numbers."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if not isinstance(study._storage, optuna.storages.JournalStorage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # RDB heartbeat; re-queues via open_study's callback
+    recovered = []
+    with study_lock(spec):
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if worker_is_dead(trial):
+                reason = f"worker {trial.user_attrs.get('worker')} died during the trial"
+                if fail_running_trial(study, trial, reason):
+                    requeue(study, trial, spec, reason)
+                    recovered.append(trial.number)
+    if tracker is not None:
+        trials = study.get_trials(deepcopy=False)
+        live = {t.number for t in trials if t.state == TrialState.RUNNING}
+        tracker.reconcile(live, {t.number: "FAIL" for t in trials if t.state == TrialState.FAIL})
+    return recovered
+
+
+def consecutive_failures(trials: Sequence[FrozenTrial]) -> int:
+    """How many of the most recently finished counted trials failed in a row."""
+    from optuna.trial import TrialState
+
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    finished = sorted(
+        (t for t in trials if t.state.is_finished() and t.number not in retried and t.datetime_complete),
+        key=lambda t: t.datetime_complete,
+    )
+    count = 0
+    for t in reversed(finished):
+        if t.state != TrialState.FAIL:
+            break
+        count += 1
+    return count
+
+
+def wait_for_file(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

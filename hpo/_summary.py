@@ -1,0 +1,91 @@
+"""Reading a finished or running study for people: counts, best trials, tables."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+def state_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    counts = Counter(t.state.name for t in trials)
+    return {state: counts.get(state, 0) for state in STATES}
+
+
+def format_values(values: Sequence[float] | None) -> str:
+    if not values:
+        return "-"
+    return ", ".join(f"{v:.6g}" for v in values)
+
+
+def best_trials(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """The best complete trial (single objective) or the Pareto-optimal ones (multi-objective)."""
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
+    if not complete:
+        return []
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    keyed = [(tuple(s * v for s, v in zip(signs, t.values)), t) for t in complete]
+    if len(signs) == 1:
+        return [min(keyed, key=lambda kv: (kv[0], kv[1].number))[1]]
+    return [t for k, t in keyed if not any(_dominates(other, k) for other, _ in keyed)]
+
+
+def ranked_trials(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """Complete trials, best first (by the first objective for multi-objective studies)."""
+    sign = 1.0 if directions[0] == "minimize" else -1.0
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
+    return sorted(complete, key=lambda t: (sign * t.values[0], t.number))
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def duration(trials: Sequence[FrozenTrial]) -> tuple[timedelta, timedelta]:
+    """(wall time from first start to last end, sum of trial durations)."""
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    wall = (max(ends) - min(starts)) if starts and ends else timedelta(0)
+    busy = sum((t.duration for t in trials if t.duration), timedelta(0))
+    return wall, busy
+
+
+def workers(trials: Sequence[FrozenTrial]) -> list[str]:
+    return sorted({str(t.user_attrs["worker"]) for t in trials if "worker" in t.user_attrs})
+
+
+def counts_table(trials: Sequence[FrozenTrial]) -> Table:
+    table = Table(title="Trials by state")
+    for state in STATES:
+        table.add_column(state, justify="right")
+    counts = state_counts(trials)
+    table.add_row(*(str(counts[s]) for s in STATES))
+    return table
+
+
+def best_table(best: Sequence[FrozenTrial], metrics: Sequence[str]) -> Table:
+    title = "Best trial" if len(best) <= 1 else f"Pareto front ({len(best)} trials)"
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    table.add_column("params")
+    for t in best:
+        table.add_row(str(t.number), *(f"{v:.6g}" for v in t.values), _params_text(t.params))
+    return table
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items()) or "(none)"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

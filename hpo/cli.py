@@ -1,0 +1,319 @@
+"""The ``hpo`` command. Heavy imports (torch, Lightning, MLflow) happen inside the commands that need them.
+
+Exit codes: 0 success, 2 bad input, 1 anything else, 130/143 interrupted by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from hpo._errors import HpoError, SpecError, UsageError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpo",
+        description="Hyperparameter search for PyTorch Lightning objectives, on Optuna and MLflow.",
+        epilog="Run `hpo COMMAND --help` for a command's flags. Exit codes: 0 ok, 2 bad input, 1 other error.",
+    )
+    from hpo import __version__
+
+    parser.add_argument("--version", action="version", version=f"hpo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_space(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("space", help="the space file (YAML)")
+        p.add_argument("--storage", help="study storage URL (overrides study.storage)")
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides mlflow.tracking_uri)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override any key of the space file, e.g. --set study.seed=3 (repeatable)")
+        return p
+
+    run = with_space("run", "create or resume the study and run its trials")
+    run.add_argument("--n-trials", type=_positive_int, help="total trials of the study (overrides study.n_trials)")
+    run.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
+    run.add_argument("--seed", type=int, help="sampler seed (overrides study.seed)")
+    run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
+    run.add_argument("--no-report", action="store_true", help="do not write the dashboard at the end")
+
+    with_space("validate", "check the space file and print the resolved space; runs nothing")
+    with_space("status", "trials by state, best trial, time spent, workers seen")
+    with_space("best", "print the best trial's full config (the Pareto set for multi-objective studies)")
+
+    export = with_space("export", "write the best config as YAML (or JSON by suffix)")
+    export.add_argument("-o", "--output", default="best.yaml", help="output file (default best.yaml)")
+    export.add_argument("--top", type=_positive_int, default=1, help="export the K best trials")
+
+    train = sub.add_parser("train", help="retrain once from an exported config", description="retrain once from an exported config")
+    train.add_argument("config", help="a file written by `hpo export`")
+    train.add_argument("-o", "--output", help="where to save the final model (default beside the study's runs)")
+    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the study used)")
+
+    report = with_space("report", "write the dashboard HTML and log it to the study's MLflow run")
+    report.add_argument("-o", "--output", default=None, help="output folder (default the study's run folder)")
+
+    ui = sub.add_parser("ui", help="start the MLflow UI against the study's tracking store",
+                        description="start the MLflow UI against the study's tracking store")
+    ui.add_argument("space", nargs="?", help="the space file (default: the store under ./hpo-runs)")
+    ui.add_argument("--tracking-uri", help="MLflow tracking URI")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help=argparse.SUPPRESS)
+    return parser
+
+
+def load(args: argparse.Namespace) -> Any:
+    """The validated spec, with every CLI flag applied over the file."""
+    from hpo._spec import load_spec
+
+    overrides = {
+        "study.n_trials": getattr(args, "n_trials", None),
+        "study.timeout": getattr(args, "timeout", None),
+        "study.seed": getattr(args, "seed", None),
+        "study.storage": getattr(args, "storage", None),
+        "mlflow.tracking_uri": getattr(args, "tracking_uri", None),
+    }
+    return load_spec(args.space, overrides=overrides, sets=args.set)
+
+
+@command("validate")
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    spec = load(args)
+    s = spec.study
+    console.print(f"[green]{spec.source}: valid[/green]")
+    goal = ", ".join(f"{d} {m}" for d, m in zip(s.directions, s.metrics))
+    console.print(f"study {s.name!r}: {goal}; {s.n_trials} trials; sampler {spec.sampler.name} "
+                  f"{spec.sampler.options or ''}; pruner {spec.pruner.name} {spec.pruner.options or ''}")
+    console.print(f"objective {spec.objective.name}; fixed {spec.objective.fixed or '{}'}")
+    table = Table(title="Search space")
+    table.add_column("param")
+    table.add_column("type")
+    table.add_column("range / choices")
+    for p in spec.space:
+        table.add_row(p.name, p.type, p.describe())
+    console.print(table)
+    if spec.sampler.name == "grid":
+        from hpo._space import grid_points
+
+        size = len(grid_points(spec.space))
+        console.print(f"grid: {size} points; the study runs {min(size, s.n_trials)} trials")
+    return 0
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from hpo._run import run_study
+    from hpo._storage import describe_storage
+
+    spec = load(args)
+    console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
+                  f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}")
+    result = run_study(spec, args.jobs, console)
+    study = _open(spec)
+    _print_summary(spec, study)
+    console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s")
+    if not args.no_report and result.exit_code == 0:
+        _write_report(spec, study, None, quiet=True)
+    _print_paths(spec)
+    if result.exit_code in (130, 143):
+        console.print(f"[yellow]interrupted; resume with: hpo run {spec.source}[/yellow]")
+    return result.exit_code
+
+
+def _open(spec: Any, create: bool = True) -> Any:
+    from hpo._study import open_study
+
+    return open_study(spec, create=create)
+
+
+def _print_summary(spec: Any, study: Any) -> None:
+    from hpo._summary import best_table, best_trials, counts_table, duration
+
+    trials = study.get_trials(deepcopy=False)
+    console.print(counts_table(trials))
+    best = best_trials(trials, spec.study.directions)
+    if best:
+        console.print(best_table(best, spec.study.metrics))
+    else:
+        console.print("no complete trial yet")
+    wall, busy = duration(trials)
+    console.print(f"wall time {_fmt_td(wall)}, trial time {_fmt_td(busy)}")
+
+
+def _fmt_td(td: Any) -> str:
+    seconds = int(td.total_seconds())
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
+
+
+def _print_paths(spec: Any) -> None:
+    from hpo._storage import describe_storage
+    from hpo.tracking import default_tracking_uri
+
+    console.print(f"study storage: {describe_storage(spec)}")
+    console.print(f"trial folders: {spec.study_dir / 'trials'}")
+    if spec.mlflow.enabled:
+        console.print(f"MLflow: {spec.mlflow.tracking_uri or default_tracking_uri()} "
+                      f"(experiment {spec.experiment!r}; browse with `hpo ui {spec.source}`)")
+    report = spec.study_dir / "report.html"
+    if report.exists():
+        console.print(f"dashboard: {report}")
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    from hpo._study import recover_orphans
+    from hpo._summary import workers
+    from hpo.tracking import make_tracker
+
+    spec = load(args)
+    study = _open(spec, create=False)
+    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled) if _mlflow_exists(spec) else None
+    recovered = recover_orphans(study, spec, tracker)
+    if tracker is not None:
+        tracker.close()
+    if recovered:
+        console.print(f"trials {recovered} had lost their worker: failed and re-queued")
+    console.print(f"study {spec.study.name!r} ({spec.study.n_trials} trials planned)")
+    _print_summary(spec, study)
+    seen = workers(study.get_trials(deepcopy=False))
+    console.print(f"workers seen: {len(seen)}" + (f" ({', '.join(seen)})" if seen else ""))
+    return 0
+
+
+def _mlflow_exists(spec: Any) -> bool:
+    """Whether there is a tracking store to reconcile (status must not create an empty one)."""
+    from hpo.tracking import default_tracking_uri
+
+    if not spec.mlflow.enabled:
+        return False
+    uri = spec.mlflow.tracking_uri or default_tracking_uri()
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+
+
+@command("best")
+def cmd_best(args: argparse.Namespace) -> int:
+    import yaml
+
+    from hpo._export import best_configs
+
+    spec = load(args)
+    configs = best_configs(_open(spec, create=False), spec)
+    if not configs:
+        raise UsageError(f"study {spec.study.name!r} has no complete trial yet; run `hpo run {spec.source}`")
+    docs = [c.to_dict() for c in configs]
+    console.print(yaml.safe_dump(docs[0] if len(docs) == 1 else docs, sort_keys=False), end="")
+    return 0
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from hpo._export import export_best
+
+    spec = load(args)
+    path = export_best(spec, args.output, top=args.top)
+    console.print(f"wrote {path}")
+    return 0
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from hpo._export import train_from_export
+
+    result = train_from_export(args.config, output=args.output, tracking_uri=args.tracking_uri, console=console)
+    return 0 if result is not None else 1
+
+
+@command("report")
+def cmd_report(args: argparse.Namespace) -> int:
+    spec = load(args)
+    path = _write_report(spec, _open(spec, create=False), args.output)
+    console.print(f"wrote {path}")
+    return 0
+
+
+def _write_report(spec: Any, study: Any, output: str | None, quiet: bool = False) -> Path | None:
+    from hpo._report import write_report
+
+    try:
+        return write_report(spec, study, Path(output) if output else None)
+    except Exception as exc:  # noqa: BLE001 - a failed dashboard must not fail a finished study
+        if not quiet:
+            raise
+        err_console.print(f"[yellow]dashboard not written: {type(exc).__name__}: {exc}[/yellow]")
+        return None
+
+
+@command("ui")
+def cmd_ui(args: argparse.Namespace) -> int:
+    from hpo.tracking import default_tracking_uri, serve_ui
+
+    experiment = None
+    uri = args.tracking_uri
+    if args.space:
+        spec = load(args)
+        uri = uri or spec.mlflow.tracking_uri
+        experiment = spec.experiment
+    return serve_ui(uri or default_tracking_uri(), host=args.host, port=args.port, experiment=experiment)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        err_console.print("nothing was run; fix the file and try again (`hpo validate` checks it)")
+        return exc.exit_code
+    except HpoError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Where trial results go besides Optuna: MLflow (default) or nowhere.
+
+Importing this package does not import MLflow (the CLI must start fast); :func:`make_tracker`
+and the MLflow classes load it on first use.
+
+Example:
+    >>> from hpo.tracking import make_tracker
+    >>> tracker = make_tracker(None, None, enabled=False)
+    >>> type(tracker).__name__
+    'Tracker'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo.tracking._base import Tracker
+
+if TYPE_CHECKING:
+    from hpo.tracking._mlflow import MlflowTracker
+
+__all__ = [
+    "MlflowTracker",
+    "Tracker",
+    "default_artifacts_dir",
+    "default_tracking_uri",
+    "find_free_port",
+    "make_tracker",
+    "serve_ui",
+]
+
+
+def default_tracking_uri(runs_dir: Path | str = Path("hpo-runs")) -> str:
+    """``sqlite:///<absolute runs_dir>/mlflow.db``: MLflow's SQLite backend under the runs folder."""
+    return "sqlite:///" + (Path(runs_dir).expanduser().resolve() / "mlflow.db").as_posix()
+
+
+def default_artifacts_dir(runs_dir: Path | str = Path("hpo-runs")) -> Path:
+    """Where run artifacts go when the tracking store is a database: ``<runs_dir>/mlflow-artifacts``."""
+    return Path(runs_dir).expanduser().resolve() / "mlflow-artifacts"
+
+
+def make_tracker(
+    tracking_uri: str | None,
+    experiment: str | None,
+    enabled: bool = True,
+    runs_dir: Path = Path("hpo-runs"),
+) -> Tracker:
+    """The tracker for a worker process: an :class:`MlflowTracker`, or a no-op when disabled.
+
+    Args:
+        tracking_uri: MLflow tracking URI; None means ``sqlite:///<abs runs_dir>/mlflow.db``.
+        experiment: MLflow experiment name; None means the study name.
+        enabled: False gives a :class:`Tracker` that records nothing.
+        runs_dir: the runs folder (``./hpo-runs``); artifacts of database-backed stores go to
+            ``<runs_dir>/mlflow-artifacts``.
+    """
+    if not enabled:
+        return Tracker()
+    from hpo.tracking._mlflow import MlflowTracker, is_remote, sqlite_path
+
+    uri = tracking_uri or default_tracking_uri(runs_dir)
+    artifacts: Path | None = None
+    if not is_remote(uri):
+        db = sqlite_path(uri)
+        if tracking_uri and db is not None:
+            artifacts = db.expanduser().resolve().parent / "mlflow-artifacts"
+        else:
+            artifacts = default_artifacts_dir(runs_dir)
+    return MlflowTracker(uri, experiment, artifacts_dir=artifacts)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MlflowTracker":
+        from hpo.tracking._mlflow import MlflowTracker
+
+        return MlflowTracker
+    if name in ("serve_ui", "find_free_port"):
+        from hpo.tracking import _ui
+
+        return getattr(_ui, name)
+    raise AttributeError(f"module 'hpo.tracking' has no attribute {name!r}")

@@ -1,0 +1,55 @@
+"""The tracker interface the driver talks to; the default records nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class Tracker:
+    """Receives a study's events. Subclasses override what they record.
+
+    One instance lives in each worker process. The driver calls, in order:
+    ``start_study`` once per process, then for every trial ``start_trial`` →
+    ``log_metrics``* → ``end_trial``, and ``close`` at exit. ``reconcile`` is
+    called (``hpo run`` start, ``hpo status``) to close records of trials whose process died.
+    """
+
+    def start_study(self, study_info: Mapping[str, Any], parent_run_id: str | None = None) -> str | None:
+        """Creates the study-level record (MLflow parent run), or reuses ``parent_run_id``.
+
+        Returns the id of the record in use (a new one when ``parent_run_id`` is None, or
+        when the given one no longer exists), or None when nothing is recorded. The driver
+        calls it with None under its study lock once, stores the id, and passes it afterwards.
+        """
+        return None
+
+    def start_trial(self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any]) -> str | None:
+        """Opens the trial's record; returns its id (the MLflow run id) or None."""
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Records one step (epoch) of the current trial's metrics."""
+
+    def end_trial(
+        self,
+        state: str,
+        values: list[float] | None,
+        reason: str | None = None,
+        pruned_at_step: int | None = None,
+    ) -> None:
+        """Closes the current trial's record with its final state: COMPLETE, PRUNED, FAIL or KILLED."""
+
+    def reconcile(self, live_trial_numbers: set[int], states: dict[int, str]) -> int:
+        """Ends every still-running trial record of this study whose number is not live.
+
+        Each one gets status KILLED and tag ``state`` = ``states.get(number, "KILLED")``.
+        Returns how many records were fixed.
+        """
+        return 0
+
+    def log_artifact(self, path: str) -> None:
+        """Attaches a file (dashboard, exported config) to the study-level record."""
+
+    def close(self) -> None:
+        """Flushes anything pending."""

@@ -1,0 +1,664 @@
+"""The MLflow tracker: one parent run per study, one nested child run per trial.
+
+Everything goes through :class:`mlflow.tracking.MlflowClient` with explicit run ids; the
+fluent API (``mlflow.start_run`` and its process-global active-run stack) is never used,
+so any number of worker processes, on any number of machines, can write one store.
+
+What lands in MLflow (see also ``CONTRACT.md``):
+
+* **Parent run** (run name = the study name), tags ``hpo.study``, ``hpo.role=parent``,
+  ``sampler``, ``pruner``, ``objective``, ``space_file``, ``space_sha256``, ``git_sha``
+  (also as ``mlflow.source.git.commit``), ``hpo_version``, ``metrics``, ``directions``;
+  artifacts: the space file (when the parent is created), and whatever
+  :meth:`MlflowTracker.log_artifact` is given (dashboard, exported best config).
+* **Child run per trial**, run name ``trial-<number>``, tag ``mlflow.parentRunId`` (so the UI
+  nests it), ``hpo.study``, ``hpo.role=trial``, ``trial_number`` and ``state`` (RUNNING while it
+  runs, then COMPLETE / PRUNED / FAIL / KILLED), ``pruned_at_epoch`` (pruned trials),
+  ``fail_reason`` (failed / killed trials). Params: the sampled ones under their own name, the
+  fixed ones prefixed ``fixed.``; nested mappings are flattened with dots; values longer than
+  MLflow's limit are cut (with a ``...[truncated]`` marker). Every epoch's metrics with
+  ``step=epoch``; the final objective value(s) as ``final.<metric>`` (e.g. ``final.val_acc``),
+  logged at the trial's last step. MLflow status: FINISHED for COMPLETE and PRUNED, FAILED for
+  FAIL, KILLED for KILLED.
+
+Writes of per-epoch metrics never block training: :meth:`MlflowTracker.log_metrics` only queues
+them; a background thread sends them, one ``log_batch`` per call (several queued calls for one
+run are merged into one ``log_batch`` when the store lags behind), retrying with backoff when
+the store is busy (SQLite's "database is locked") or briefly unreachable. ``end_trial`` and
+``close`` wait for the queue to drain, and an ``atexit`` hook closes trackers left open, so a
+normal exit loses nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import queue
+import random
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hpo.tracking._base import Tracker
+
+_log = logging.getLogger(__name__)
+
+#: MLflow's limits (mlflow.utils.validation), repeated here so importing this module stays cheap.
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_KEY_LENGTH = 250
+MAX_METRICS_PER_BATCH = 1000
+TRUNCATION_MARK = "...[truncated]"
+
+#: Trial state -> MLflow run status.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
+
+FINAL_PREFIX = "final."
+FIXED_PREFIX = "fixed."
+
+_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers (pure, importable without mlflow)
+# --------------------------------------------------------------------------------------------
+
+
+def truncate(value: str, limit: int) -> str:
+    """Cuts ``value`` to at most ``limit`` characters, marking the cut."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
+def sanitize_key(key: str) -> str:
+    """Makes ``key`` a valid MLflow param/metric/tag name (bad characters become ``_``)."""
+    key = _BAD_KEY_CHARS.sub("_", str(key)).strip("/") or "_"
+    # MLflow rejects names that normalize to another path ("a//b", "a/./b", "..").
+    key = re.sub(r"/+", "/", key)
+    key = "/".join(p if p not in (".", "..") else "_" for p in key.split("/"))
+    return key[:MAX_KEY_LENGTH]
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flattens nested mappings with dots: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def param_items(params: Mapping[str, Any], fixed: Mapping[str, Any]) -> dict[str, str]:
+    """The params a trial's run records: sampled ones as is, fixed ones under ``fixed.``."""
+    out: dict[str, str] = {}
+    for prefix, source in (("", params), (FIXED_PREFIX, fixed)):
+        for key, value in flatten(source or {}).items():
+            out[sanitize_key(prefix + key)] = truncate(str(value), MAX_PARAM_VAL_LENGTH)
+    return out
+
+
+def final_metric_names(metrics: list[str] | tuple[str, ...] | None, n: int) -> list[str]:
+    """``final.<metric>`` for each objective value (``final.value_<i>`` when names are missing)."""
+    names = list(metrics or [])
+    if len(names) != n:
+        names = ["value"] if n == 1 else [f"value_{i}" for i in range(n)]
+    return [sanitize_key(FINAL_PREFIX + m) for m in names]
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+_BUSY = (
+    "database is locked",
+    "database is busy",
+    "database table is locked",
+    "could not serialize access",
+    "deadlock detected",
+)
+_UNREACHABLE = (
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "max retries exceeded",
+    "server closed the connection",
+    "temporarily_unavailable",
+)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """A database-busy error: the transaction was rolled back, so retrying cannot duplicate."""
+    text = str(exc).lower()
+    return any(s in text for s in _BUSY)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether a tracking-store error is worth retrying (busy database, server hiccup)."""
+    text = str(exc).lower()
+    return _is_busy(exc) or any(s in text for s in _UNREACHABLE)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///...`` URI (None for other URIs or in-memory DBs)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    raw = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
+    if not raw or raw == ":memory:":
+        return None
+    return Path(raw)
+
+
+def is_remote(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://", "databricks"))
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on ``path`` (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_PREPARED: set[str] = set()
+_PREPARED_LOCK = threading.Lock()
+
+
+def prepare_store(tracking_uri: str) -> None:
+    """Creates the tracking store's tables once, safely when many processes start together.
+
+    For SQLite, MLflow runs its schema migrations in whatever process first opens a fresh
+    database; several workers doing so at once collide. This holds a file lock next to the
+    database while one process creates it, and switches the file to WAL journaling, which lets
+    readers (the UI, ``hpo status``) and one writer work at the same time.
+    """
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return
+    with _PREPARED_LOCK:
+        if tracking_uri in _PREPARED:
+            return
+        db = db.expanduser().resolve()
+        with _file_lock(db.with_name(db.name + ".lock")):
+            import sqlite3
+
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            SqlAlchemyStore(tracking_uri, (db.parent / "mlflow-artifacts").as_uri())
+            con = sqlite3.connect(db, timeout=60)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+            finally:
+                con.close()
+        _PREPARED.add(tracking_uri)
+
+
+def with_retries(
+    fn: Callable[[], Any],
+    what: str,
+    attempts: int = 12,
+    base: float = 0.05,
+    retry_if: Callable[[BaseException], bool] = _is_transient,
+) -> Any:
+    """Calls ``fn`` until it succeeds, retrying transient store errors with jittered backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
+            if attempt == attempts or not retry_if(exc):
+                raise
+            delay = min(5.0, base * 2 ** (attempt - 1)) * (0.5 + random.random())
+            _log.debug("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------------------------
+# the background writer
+# --------------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """One daemon thread that sends queued metric batches, in order, with retries."""
+
+    def __init__(self, send: Callable[[str, list[Any]], None]) -> None:
+        self._send = send
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
+                self._queue, self._pid, self._thread = queue.Queue(), os.getpid(), None
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="hpo-mlflow-writer", daemon=True)
+                self._thread.start()
+
+    def put(self, run_id: str, metrics: list[Any]) -> None:
+        self._ensure_thread()
+        self._queue.put((run_id, metrics))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until everything queued so far is written (or given up on)."""
+        if self._thread is None or self._pid != os.getpid():
+            return True
+        done = threading.Event()
+        self._ensure_thread()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _loop(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            run_id, metrics = item
+            # Merge what else is already waiting for the same run into this call.
+            pending: list[Any] = []
+            while len(metrics) < MAX_METRICS_PER_BATCH:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(nxt, threading.Event) or nxt[0] != run_id:
+                    pending.append(nxt)
+                    break
+                metrics = metrics + nxt[1]
+            self._write(run_id, metrics)
+            for nxt in pending:
+                if isinstance(nxt, threading.Event):
+                    nxt.set()
+                else:
+                    self._write(*nxt)
+
+    def _write(self, run_id: str, metrics: list[Any]) -> None:
+        try:
+            with_retries(lambda: self._send(run_id, metrics), "log_batch", attempts=15)
+        except Exception as exc:  # noqa: BLE001 - never let tracking kill training
+            msg = f"could not log {len(metrics)} metric values to MLflow run {run_id}: {exc}"
+            self.errors.append(msg)
+            _log.warning(msg)
+
+
+# --------------------------------------------------------------------------------------------
+# the tracker
+# --------------------------------------------------------------------------------------------
+
+_OPEN_TRACKERS: weakref.WeakSet[MlflowTracker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_trackers() -> None:
+    for tracker in list(_OPEN_TRACKERS):
+        with contextlib.suppress(Exception):
+            tracker.close()
+
+
+class _TrialRun:
+    __slots__ = ("number", "run_id", "last_step")
+
+    def __init__(self, number: int, run_id: str) -> None:
+        self.number, self.run_id, self.last_step = number, run_id, None
+
+
+class MlflowTracker(Tracker):
+    """Records a study in MLflow: a parent run, and a nested child run per trial.
+
+    Args:
+        tracking_uri: MLflow tracking URI (``sqlite:///abs/path/mlflow.db``,
+            ``postgresql://...``, ``http://host:5000``).
+        experiment: experiment name; default: ``study_info["experiment"]``, else the study name.
+        artifacts_dir: where runs' artifacts go for a database URI (default: a
+            ``mlflow-artifacts`` folder next to a SQLite file, else ``./hpo-runs/mlflow-artifacts``).
+            Ignored for a tracking server, which decides itself.
+        asynchronous: queue per-epoch metrics for a background thread (default) instead of
+            writing them in ``log_metrics``.
+
+    Example:
+        >>> t = MlflowTracker("sqlite:////tmp/x/mlflow.db")            # doctest: +SKIP
+        >>> parent = t.start_study({"study_name": "s", "metrics": ["val_acc"]})  # doctest: +SKIP
+        >>> t.start_trial(0, {"lr": 0.1}, {"max_epochs": 3})           # doctest: +SKIP
+        >>> t.log_metrics({"val_acc": 0.5}, step=0)                    # doctest: +SKIP
+        >>> t.end_trial("COMPLETE", [0.5])                             # doctest: +SKIP
+        >>> t.close()                                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str | None = None,
+        artifacts_dir: str | Path | None = None,
+        asynchronous: bool = True,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        if artifacts_dir is None and not is_remote(tracking_uri):
+            db = sqlite_path(tracking_uri)
+            artifacts_dir = (db.parent if db else Path("hpo-runs")) / "mlflow-artifacts"
+        self.artifacts_dir = Path(artifacts_dir).expanduser().resolve() if artifacts_dir else None
+        self.asynchronous = asynchronous
+        self.parent_run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.study_name: str | None = None
+        self.metric_names: list[str] = []
+        self._client_obj: Any = None
+        self._trials: dict[int, _TrialRun] = {}  # thread id -> open trial
+        self._lock = threading.Lock()
+        self._writer = _Writer(self._send_metrics)
+        self._closed = False
+        _OPEN_TRACKERS.add(self)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client_obj is None:
+            from mlflow.tracking import MlflowClient
+
+            prepare_store(self.tracking_uri)
+            self._client_obj = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client_obj
+
+    @property
+    def errors(self) -> list[str]:
+        """Messages of metric batches that could not be written even after retries."""
+        return list(self._writer.errors)
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        # Creating runs/experiments is not idempotent: retry only where nothing was committed.
+        retry_if = _is_busy if what.startswith("create_") else _is_transient
+        return with_retries(fn, what, retry_if=retry_if)
+
+    def _send_metrics(self, run_id: str, metrics: list[Any]) -> None:
+        self.client.log_batch(run_id, metrics=metrics, synchronous=True)
+
+    def _current(self) -> _TrialRun | None:
+        return self._trials.get(threading.get_ident())
+
+    def _get_or_create_experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self._call("get_experiment_by_name", lambda: self.client.get_experiment_by_name(name))
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self._call("restore_experiment", lambda: self.client.restore_experiment(exp.experiment_id))
+            return exp.experiment_id
+        location = None
+        if self.artifacts_dir is not None:
+            safe = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "experiment"
+            location = (self.artifacts_dir / safe).as_uri()
+        try:
+            return self._call(
+                "create_experiment",
+                lambda: self.client.create_experiment(name, artifact_location=location),
+            )
+        except MlflowException as exc:  # created by another worker in between
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS" and "already exists" not in str(exc):
+                raise
+            exp = self.client.get_experiment_by_name(name)
+            return exp.experiment_id
+
+    # -- Tracker ----------------------------------------------------------------------------
+
+    def start_study(self, study_info: Mapping[str, Any], parent_run_id: str | None = None) -> str | None:
+        self.study_name = str(study_info.get("study_name") or "study")
+        self.metric_names = [str(m) for m in (study_info.get("metrics") or [])]
+        if parent_run_id:
+            run = self._existing_run(parent_run_id)
+            if run is not None:
+                self.parent_run_id = parent_run_id
+                self.experiment_id = run.info.experiment_id
+                if run.info.status != "RUNNING":
+                    self._call("update_run", lambda: self.client.update_run(parent_run_id, status="RUNNING"))
+                return parent_run_id
+            _log.warning("MLflow parent run %s is gone; creating a new one", parent_run_id)
+        name = study_info.get("experiment") or self.experiment or self.study_name
+        self.experiment_id = self._get_or_create_experiment(str(name))
+        tags = {
+            "hpo.study": self.study_name,
+            "hpo.role": "parent",
+            "mlflow.runName": self.study_name,
+            "mlflow.note.content": f"hpo study `{self.study_name}`; one nested run per trial.",
+        }
+        for key in ("sampler", "pruner", "objective", "space_file", "space_sha256", "git_sha", "hpo_version"):
+            value = study_info.get(key)
+            if value is not None:
+                tags[key] = truncate(str(value), MAX_TAG_VAL_LENGTH)
+        for key in ("metrics", "directions"):
+            if study_info.get(key):
+                tags[key] = truncate(",".join(str(v) for v in study_info[key]), MAX_TAG_VAL_LENGTH)
+        if study_info.get("git_sha"):
+            tags["mlflow.source.git.commit"] = str(study_info["git_sha"])
+        run = self._call(
+            "create_run",
+            lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=self.study_name),
+        )
+        self.parent_run_id = run.info.run_id
+        space_file = study_info.get("space_file")
+        if space_file and Path(space_file).is_file():
+            try:
+                self.log_artifact(str(space_file))
+            except Exception as exc:  # noqa: BLE001
+                _log.warning("could not log the space file to MLflow: %s", exc)
+        return self.parent_run_id
+
+    def _existing_run(self, run_id: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self._call("get_run", lambda: self.client.get_run(run_id))
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+                return None
+            raise
+        return None if run.info.lifecycle_stage == "deleted" else run
+
+    def start_trial(self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any]) -> str | None:
+        from mlflow.entities import Param
+
+        if self.parent_run_id is None:
+            raise RuntimeError("MlflowTracker.start_trial called before start_study")
+        previous = self._current()
+        if previous is not None:  # the driver never ended it: do not leave it RUNNING
+            self.end_trial("KILLED", None, reason="a new trial started before this one ended")
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "mlflow.runName": f"trial-{number}",
+            "hpo.study": self.study_name or "",
+            "hpo.role": "trial",
+            "trial_number": str(number),
+            "state": "RUNNING",
+        }
+        run = self._call(
+            "create_run",
+            lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=f"trial-{number}"),
+        )
+        run_id = run.info.run_id
+        items = [Param(k, v) for k, v in param_items(params, fixed).items()]
+        for i in range(0, len(items), 100):
+            chunk = items[i : i + 100]
+            self._call("log_params", lambda chunk=chunk: self.client.log_batch(run_id, params=chunk, synchronous=True))
+        with self._lock:
+            self._trials[threading.get_ident()] = _TrialRun(number, run_id)
+        return run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        trial = self._current()
+        if trial is None:
+            return
+        now = int(time.time() * 1000)
+        batch = []
+        for key, value in metrics.items():
+            number = _to_float(value)
+            if number is None:
+                _log.debug("metric %s=%r is not a number; not logged", key, value)
+                continue
+            batch.append(Metric(sanitize_key(key), number, now, int(step)))
+        trial.last_step = step if trial.last_step is None else max(trial.last_step, step)
+        if not batch:
+            return
+        if self.asynchronous:
+            self._writer.put(trial.run_id, batch)
+        else:
+            self._writer._write(trial.run_id, batch)
+
+    def end_trial(
+        self,
+        state: str,
+        values: list[float] | None,
+        reason: str | None = None,
+        pruned_at_step: int | None = None,
+    ) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        with self._lock:
+            trial = self._trials.pop(threading.get_ident(), None)
+        if trial is None:
+            return
+        self._writer.flush()
+        state = str(state).upper()
+        step = pruned_at_step if pruned_at_step is not None else (trial.last_step or 0)
+        now = int(time.time() * 1000)
+        metrics = []
+        if values is not None:
+            vals = list(values) if isinstance(values, (list, tuple)) else [values]
+            for name, value in zip(final_metric_names(self.metric_names, len(vals)), vals):
+                number = _to_float(value)
+                if number is not None and not math.isnan(number):
+                    metrics.append(Metric(name, number, now, int(step)))
+        tags = [RunTag("state", state)]
+        if pruned_at_step is not None:
+            tags.append(RunTag("pruned_at_epoch", str(pruned_at_step)))
+        if reason:
+            tags.append(RunTag("fail_reason", truncate(str(reason), MAX_TAG_VAL_LENGTH)))
+        try:
+            self._call(
+                "log_batch",
+                lambda: self.client.log_batch(trial.run_id, metrics=metrics, tags=tags, synchronous=True),
+            )
+        finally:
+            status = RUN_STATUS.get(state, "FAILED")
+            self._call("set_terminated", lambda: self.client.set_terminated(trial.run_id, status=status))
+
+    def reconcile(self, live_trial_numbers: set[int], states: dict[int, str]) -> int:
+        from mlflow.entities import RunTag
+
+        if self.parent_run_id is None or self.experiment_id is None:
+            _log.warning("MlflowTracker.reconcile called before start_study; nothing done")
+            return 0
+        live = {int(n) for n in live_trial_numbers}
+        fixed = 0
+        for run in self._running_children():
+            try:
+                number = int(run.data.tags.get("trial_number", ""))
+            except ValueError:
+                continue
+            if number in live:
+                continue
+            state = str(states.get(number, "KILLED"))
+            tags = [RunTag("state", state)]
+            if "fail_reason" not in run.data.tags:
+                tags.append(RunTag("fail_reason", "worker died before the trial ended"))
+            self._call("log_batch", lambda: self.client.log_batch(run.info.run_id, tags=tags, synchronous=True))
+            self._call("set_terminated", lambda: self.client.set_terminated(run.info.run_id, status="KILLED"))
+            fixed += 1
+        return fixed
+
+    def child_runs(self, running_only: bool = False) -> list[Any]:
+        """This study's trial runs (all pages)."""
+        filt = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+        if running_only:
+            filt += " and attributes.status = 'RUNNING'"
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self._call(
+                "search_runs",
+                lambda: self.client.search_runs([self.experiment_id], filt, max_results=1000, page_token=token),
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _running_children(self) -> list[Any]:
+        return self.child_runs(running_only=True)
+
+    def set_trial_tags(self, tags: Mapping[str, Any]) -> None:
+        """Sets tags on the current trial's run (e.g. ``checkpoint``); not part of ``Tracker``."""
+        from mlflow.entities import RunTag
+
+        trial = self._current()
+        if trial is None or not tags:
+            return
+        items = [RunTag(sanitize_key(k), truncate(str(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
+        self._call("set_tags", lambda: self.client.log_batch(trial.run_id, tags=items, synchronous=True))
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        if self.parent_run_id is None:
+            raise RuntimeError("MlflowTracker.log_artifact called before start_study")
+        p = Path(path)
+        if p.is_dir():
+            self._call("log_artifacts", lambda: self.client.log_artifacts(self.parent_run_id, str(p), artifact_path))
+        else:
+            self._call("log_artifact", lambda: self.client.log_artifact(self.parent_run_id, str(p), artifact_path))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every queued metric is written."""
+        return self._writer.flush(timeout)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _OPEN_TRACKERS.discard(self)
+        if self._client_obj is None:
+            return
+        for ident in list(self._trials):
+            self._trials[threading.get_ident()] = self._trials.pop(ident)
+            with contextlib.suppress(Exception):
+                self.end_trial("KILLED", None, reason="the worker stopped before the trial ended")
+        self._writer.flush()
+        if self.parent_run_id is None:
+            return
+        # The parent is FINISHED when no trial of the study runs anymore (another worker that
+        # starts later sets it RUNNING again in start_study).
+        with contextlib.suppress(Exception):
+            if not self._running_children():
+                self._call("set_terminated", lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
+
+    def __enter__(self) -> MlflowTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,139 @@
+"""The LightningModule of the built-in objectives: batched augmentation, mixup/cutmix,
+distillation, the optimiser and a per-optimizer-step LR schedule."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+import pytorch_lightning as pl
+from torch import nn
+
+from objectives import techniques as T
+from objectives._config import TrainConfig
+
+
+class ClassifierModule(pl.LightningModule):
+    """Trains ``model`` (its last layer is ``model.classifier``) on ``(x, y)`` batches.
+
+    Validation accumulates summed loss and correct counts on the device and logs ``val_loss`` and
+    ``val_acc`` once per epoch (summed over DDP ranks, so the numbers are exact).
+
+    Args:
+        model: the network; ``model.classifier`` is skipped by adaptive gradient clipping.
+        config: the training knobs.
+        num_classes: for one-hot targets under mixup/cutmix.
+        teacher: an optional frozen network for distillation; kept out of ``state_dict`` and of
+            the optimiser.
+    """
+
+    def __init__(
+        self, model: nn.Module, config: TrainConfig, num_classes: int, teacher: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.num_classes = num_classes
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
+        self._gen: torch.Generator | None = None
+        self._val_sums: torch.Tensor | None = None
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def agc_exclude(self) -> list[str]:
+        """Names of the parameters adaptive gradient clipping must not touch (the classifier)."""
+        return [f"model.classifier.{n}" for n, _ in self.model.classifier.named_parameters()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+        # Augmentation randomness: per rank, reproducible from the config seed.
+        self._gen = torch.Generator(device=self.device)
+        self._gen.manual_seed(self.config.effective_seed * 7919 + 17 + self.global_rank)
+        self._coin = random.Random(self.config.effective_seed * 31 + self.global_rank)
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c, g = self.config, self._gen
+        if c.hflip > 0:
+            x = T.random_hflip(x, c.hflip, generator=g)
+        if c.crop_pad > 0:
+            x = T.random_crop(x, c.crop_pad, generator=g)
+        if c.noise_std > 0:
+            x = T.gaussian_noise(x, c.noise_std, generator=g)
+        if c.mixup_alpha > 0 or c.cutmix_alpha > 0:
+            y = T.one_hot(y, self.num_classes, dtype=x.dtype)
+            # Both enabled: one or the other per batch, as in timm (coin from a host RNG: no sync).
+            use_cutmix = c.cutmix_alpha > 0 and (c.mixup_alpha <= 0 or self._coin.random() < 0.5)
+            if use_cutmix:
+                x, y = T.cutmix(x, y, c.cutmix_alpha, generator=g)
+            else:
+                x, y = T.mixup(x, y, c.mixup_alpha, generator=g)
+        return x, y
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        x, target = self._augment(x, y)
+        logits = self.model(x)
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
+            return T.distillation_loss(
+                logits.float(), teacher_logits.float(), target,
+                self.config.distill_alpha, self.config.distill_temperature,
+            )
+        if target.is_floating_point():
+            return T.soft_cross_entropy(logits.float(), target)
+        return F.cross_entropy(logits.float(), target)
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(3, device=self.device, dtype=torch.float64)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x).float()
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.argmax(-1) == y).sum()
+        self._val_sums += torch.stack([loss.double(), correct.double(), y.new_tensor(len(y)).double()])
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self._val_sums
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.float(), reduce_op="sum").double()
+        count = sums[2].clamp(min=1)
+        # Already reduced over ranks: no sync_dist.
+        self.log("val_loss", (sums[0] / count).float())
+        self.log("val_acc", (sums[1] / count).float())
+
+    # -- optimiser ----------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        c = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if c.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=c.lr, betas=(c.momentum, 0.999), weight_decay=c.weight_decay)
+        if c.lr_schedule == "constant" and c.warmup_epochs == 0:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = total / max(1, self.trainer.max_epochs)
+        fn = T.lr_multiplier(
+            c.lr_schedule,
+            total_steps=total,
+            warmup_steps=int(round(c.warmup_epochs * per_epoch)),
+            step_size=max(1, int(round(c.step_size * per_epoch))),
+            gamma=c.gamma,
+            min_lr_ratio=c.min_lr_ratio,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -1,0 +1,22 @@
+"""Pure-tensor training techniques: AGC, LR schedules, mixup/cutmix, augmentation, distillation."""
+
+from objectives.techniques.agc import adaptive_clip_grad_, unitwise_norm
+from objectives.techniques.augment import gaussian_noise, random_crop, random_hflip
+from objectives.techniques.distill import distillation_loss, soft_cross_entropy
+from objectives.techniques.mixing import cutmix, mixup, one_hot
+from objectives.techniques.schedules import SCHEDULES, lr_multiplier
+
+__all__ = [
+    "SCHEDULES",
+    "adaptive_clip_grad_",
+    "cutmix",
+    "distillation_loss",
+    "gaussian_noise",
+    "lr_multiplier",
+    "mixup",
+    "one_hot",
+    "random_crop",
+    "random_hflip",
+    "soft_cross_entropy",
+    "unitwise_norm",
+]
