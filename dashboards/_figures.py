@@ -201,7 +201,7 @@ def timeline_figures(study: optuna.Study) -> list[go.Figure]:
             customdata=list(zip(sub["number"], sub["duration_s"].round(1))),
             hovertemplate="trial %{customdata[0]}<br>%{y}<br>duration %{customdata[1]} s"
                           "<extra>" + state.lower() + "</extra>"))
-    gantt.update_layout(barmode="overlay")
+    gantt.update_layout(barmode="overlay", showlegend=True)
     gantt.update_xaxes(type="date", title_text="wall-clock time")
     gantt.update_yaxes(title_text="worker", categoryorder="array", categoryarray=workers[::-1],
                        automargin=True)
@@ -219,7 +219,7 @@ def timeline_figures(study: optuna.Study) -> list[go.Figure]:
             hovertemplate="trial %{customdata}<br>%{x}<br>%{y:.1f} s<extra></extra>"))
     if not durations.data:
         return [gantt]
-    durations.update_layout(boxmode="group")
+    durations.update_layout(boxmode="group", showlegend=True)
     durations.update_yaxes(title_text="trial duration (s)")
     durations.update_xaxes(title_text="worker", categoryorder="array", categoryarray=workers)
     _style(durations, height=320)

@@ -100,6 +100,8 @@ def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> 
     multi = len(study.directions) > 1
     first = f" (objective: {names[0]})" if multi else ""
     metric = names[0]
+    # Optuna's trial.report is single-objective; what a multi-objective driver reports is its own.
+    curve_metric = "intermediate value" if multi else metric
 
     imp: _data.ImportanceResult
     try:
@@ -137,9 +139,9 @@ def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> 
                + (" One row per objective." if multi else ""),
                lambda: _figures.history_figure(study, names), wide=True),
         _panel("learning-curves", "Learning curves",
-               f"Intermediate values ({metric}) reported each epoch by every trial. Pruned "
-               "trials are grey and dashed, ending in ✕ where the pruner stopped them.",
-               lambda: _figures.learning_curves_figure(study, metric), wide=True),
+               f"Intermediate values ({curve_metric}) reported each epoch by every trial. "
+               "Pruned trials are grey and dashed, ending in ✕ where the pruner stopped them.",
+               lambda: _figures.learning_curves_figure(study, curve_metric), wide=True),
         _panel("savings", "Pruning savings",
                "Epochs actually trained versus a search without pruning (every finished trial "
                "trained to max_epochs), and the best value reached for each cumulative epoch "

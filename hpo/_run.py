@@ -65,6 +65,8 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         code, reason = SIGNAL_EXIT_CODES[exc.signum], f"interrupted by {signal.Signals(exc.signum).name}"
     finally:
         tracker.close()
+    if code == EXIT_TOO_MANY_FAILURES:
+        code = 1
     return RunResult(code, reason, time.monotonic() - started)
 
 

@@ -216,6 +216,10 @@ def prepare_store(tracking_uri: str) -> None:
         _PREPARED.add(tracking_uri)
 
 
+#: How many times a store call was retried in this process (tests and benchmarks read it).
+RETRIES = {"count": 0}
+
+
 def with_retries(
     fn: Callable[[], Any],
     what: str,
@@ -230,6 +234,7 @@ def with_retries(
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
             if attempt == attempts or not retry_if(exc):
                 raise
+            RETRIES["count"] += 1
             delay = min(5.0, base * 2 ** (attempt - 1)) * (0.5 + random.random())
             _log.debug("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
             time.sleep(delay)

@@ -52,8 +52,12 @@ def base_url(host: str, port: int) -> str:
 
 
 def experiment_url(base: str, experiment_id: str | None) -> str:
-    """The UI page of an experiment (``http://host:port/#/experiments/<id>``), or the start page."""
-    return f"{base}/#/experiments/{experiment_id}" if experiment_id else f"{base}/"
+    """The runs table of an experiment (``http://host:port/#/experiments/<id>/runs``).
+
+    MLflow 3's plain ``#/experiments/<id>`` opens a GenAI (traces) overview; ``/runs`` is the
+    "Training runs" table with the study's parent run and its nested trial runs.
+    """
+    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else f"{base}/"
 
 
 def find_experiment_id(tracking_uri: str, experiment: str | None) -> str | None:
@@ -123,6 +127,9 @@ class UiServer:
         # Create the schema first (with the multi-process lock), not inside the server.
         prepare_store(self.tracking_uri)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The background job runner (GenAI judges, trace rollups) starts ~8 processes; browsing
+        # runs does not need it. Set the variable to true to get it back.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         self.proc = subprocess.Popen(
             server_command(self.tracking_uri, self.host, self.port, self.artifacts_dir),
             stdout=self._log,
@@ -159,16 +166,20 @@ class UiServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Terminates the server and its workers (SIGTERM to its process group, then SIGKILL)."""
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(wait)
-                break
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                continue
+                pass
+        # Whatever of the group is left (uvicorn workers, job runners) goes now.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
 
     def __enter__(self) -> UiServer:
         return self.start()

@@ -1,0 +1,64 @@
+"""Built-in Lightning objectives and the acceleration stack they wrap.
+
+``image_classifier`` and ``sequence_classifier`` are objectives in the driver's sense,
+``fn(params, ctx) -> dict``: they build the data, a small conv net and its LightningModule from
+``params`` (see :class:`TrainConfig` for every key) and train it with :func:`fit`.
+
+They return the metrics of the best epoch by the study's metric (``ctx.metrics[0]``, e.g.
+``val_acc`` maximised or ``val_loss`` minimised): ``val_acc``, ``val_loss``, ``train_loss``,
+``epoch_time``, ``samples_per_sec`` and ``epoch`` (0-based). Every epoch's metrics go through
+``ctx.report(metrics, step=epoch)``. The best epoch's weights are saved to
+``ctx.workdir/best.pt`` for the study's best ``keep_checkpoints`` (3) trials.
+
+Importing this package does not import torch; the functions below import it when called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from objectives._config import PARAM_NAMES, TrainConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from hpo._context import TrialContext
+
+__all__ = ["PARAM_NAMES", "TrainConfig", "fit", "image_classifier", "sequence_classifier"]
+
+
+def image_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+    """A 2-D conv net on images: ``digits`` as 1x8x8, ``mnist1d`` as 1x1x40, ``npz`` as given.
+
+    Example (space file)::
+
+        objective: {name: image_classifier, fixed: {dataset: digits, max_epochs: 10}}
+    """
+    from objectives._fit import run_objective
+
+    return run_objective("image", params, ctx)
+
+
+def sequence_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+    """A 1-D conv net on sequences: ``digits`` as 1x64, ``mnist1d`` as 1x40, ``npz`` as given.
+
+    Example (space file)::
+
+        objective: {name: sequence_classifier, fixed: {dataset: mnist1d, max_epochs: 30}}
+    """
+    from objectives._fit import run_objective
+
+    return run_objective("sequence", params, ctx)
+
+
+def fit(module: Any, data: Any = None, config: Any = None, ctx: TrialContext | None = None, **kwargs: Any):
+    """Trains a LightningModule with the trial's callbacks; see :func:`objectives._fit.fit`.
+
+    Example:
+        >>> def objective(params, ctx):
+        ...     return MyModule(params["hidden"]), (train_loader, val_loader)
+        >>> # the driver then calls objectives.fit(module, data, params, ctx)
+    """
+    from objectives._fit import fit as _fit
+
+    return _fit(module, data, config, ctx, **kwargs)

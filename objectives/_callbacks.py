@@ -1,0 +1,323 @@
+"""Lightning callbacks that connect a training run to its trial; one hook, one job.
+
+Order in ``objectives.fit``: ``PlaceData`` → ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
+``BestWeights`` → ``PruningCallback``. The epoch-level numbers (``val_*`` from the module's
+``self.log``, ``train_loss``/``epoch_time``/``samples_per_sec`` from ``EpochMetrics``) are
+complete at ``on_validation_end``, which is where weights are kept and the pruner is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from objectives.techniques import adaptive_clip_grad_
+
+if TYPE_CHECKING:
+    from hpo._context import TrialContext
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "best.pt"
+
+
+def collect_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """This epoch's scalar metrics: ``trainer.callback_metrics`` plus ``EpochMetrics``' numbers."""
+    out: dict[str, float] = {}
+    for key, value in trainer.callback_metrics.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    for cb in trainer.callbacks:
+        if isinstance(cb, EpochMetrics) and cb.epoch_metrics:
+            out.update(cb.epoch_metrics)
+    return out
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _EpochOnce(pl.Callback):
+    """Runs :meth:`on_epoch_done` once per training epoch: at validation end, or at the train epoch's
+    end when no validation ran that epoch (a module without validation data)."""
+
+    def __init__(self) -> None:
+        self._done_epoch = -1
+
+    def on_epoch_done(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise NotImplementedError
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._done_epoch = trainer.current_epoch
+        self.on_epoch_done(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._done_epoch != trainer.current_epoch:
+            self._done_epoch = trainer.current_epoch
+            self.on_epoch_done(trainer, pl_module)
+
+
+class PlaceData(pl.Callback):
+    """Moves index-batched device data (``DeviceBatches``) to the training device and tells it the
+    DDP rank, once the strategy knows both."""
+
+    def __init__(self, *loaders: Any) -> None:
+        self.loaders = [ld for ld in loaders if hasattr(ld, "place")]
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        for loader in self.loaders:
+            loader.place(trainer.strategy.root_device, trainer.global_rank, trainer.world_size)
+
+
+class EpochMetrics(pl.Callback):
+    """``train_loss`` (sample-weighted mean of the training steps' losses), ``epoch_time`` (seconds,
+    training and validation) and ``samples_per_sec`` (training samples over all ranks / training time).
+
+    Per step it only appends the already-detached loss to a list: no device sync, no ``.item()``.
+    """
+
+    def __init__(self) -> None:
+        self.epoch_metrics: dict[str, float] = {}
+        self._losses: list[torch.Tensor] = []
+        self._sizes: list[int] = []
+        self._t0 = 0.0
+        self._train_time: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        _sync(pl_module.device)
+        self._losses, self._sizes, self._train_time = [], [], None
+        self.epoch_metrics = {}
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._losses.append(loss)
+            self._sizes.append(_batch_size(batch))
+
+    def _stop_train_clock(self, pl_module) -> None:
+        if self._train_time is None:
+            _sync(pl_module.device)
+            self._train_time = time.perf_counter() - self._t0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._stop_train_clock(pl_module)
+
+    def _compute(self, trainer, pl_module) -> None:
+        if self.epoch_metrics or trainer.sanity_checking:
+            return
+        self._stop_train_clock(pl_module)
+        device = pl_module.device
+        if self._losses:
+            losses = torch.stack([x.detach().float().reshape(()) for x in self._losses]).to(device)
+            sizes = torch.tensor(self._sizes, dtype=torch.float32, device=device)
+            # Lightning hands the loss divided by accumulate_grad_batches to the callbacks.
+            loss_sum = (losses * sizes).sum() * trainer.accumulate_grad_batches
+            sums = torch.stack([loss_sum, sizes.sum()])
+        else:
+            sums = torch.zeros(2, device=device)
+        if trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        loss_sum, count = sums.tolist()
+        metrics = {
+            "epoch_time": time.perf_counter() - self._t0,
+            "samples_per_sec": count / self._train_time if self._train_time else 0.0,
+        }
+        if count > 0:
+            metrics["train_loss"] = loss_sum / count
+        self.epoch_metrics = metrics
+        self._losses, self._sizes = [], []
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit":
+            self._compute(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._compute(trainer, pl_module)  # no-op when validation already computed them
+
+
+class AdaptiveGradientClipping(pl.Callback):
+    """Unit-wise adaptive gradient clipping (Brock et al. 2021) before every optimizer step.
+
+    The final classifier layer is left alone, as in the paper: its parameter names come from
+    ``pl_module.agc_exclude()`` when the module defines it, else the last ``nn.Linear`` is taken.
+    Runs after gradients are unscaled (16-mixed) and before Lightning's norm clipping.
+    """
+
+    def __init__(self, clip: float, eps: float = 1e-3) -> None:
+        self.clip, self.eps = clip, eps
+        self.params: list[torch.Tensor] = []
+        self.excluded: list[str] = []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if hasattr(pl_module, "agc_exclude"):
+            excluded = set(pl_module.agc_exclude())
+        else:
+            last = None
+            for name, mod in pl_module.named_modules():
+                if isinstance(mod, nn.Linear):
+                    last = name
+            excluded = {f"{last}.{n}" for n, _ in pl_module.get_submodule(last).named_parameters()} if last else set()
+        self.excluded = sorted(excluded)
+        self.params = [p for n, p in pl_module.named_parameters() if n not in excluded and p.requires_grad]
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        adaptive_clip_grad_(self.params, self.clip, self.eps)
+
+
+class BestWeights(_EpochOnce):
+    """Keeps the best epoch's ``state_dict`` (on the CPU, in memory) by ``monitor``; at the end of
+    a completed fit saves it to ``ctx.workdir/best.pt`` and calls ``ctx.set_checkpoint`` — only if
+    the trial ranks among the study's best ``keep`` trials, whose checkpoints alone are kept
+    (``keep=0`` keeps all). ``restore=True`` loads the best weights back into the module.
+
+    The file is ``{"state_dict", "model" (architecture hparams, if known), "metrics", "epoch",
+    "monitor"}`` and loads with ``torch.load(path, weights_only=True)``.
+    """
+
+    def __init__(
+        self, ctx: TrialContext | None, monitor: str, mode: str = "max", *, keep: int = 3, restore: bool = False
+    ) -> None:
+        super().__init__()
+        self.ctx, self.monitor, self.mode, self.keep, self.restore = ctx, monitor, mode, keep, restore
+        self.best_value: float | None = None
+        self.best_metrics: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.checkpoint: Path | None = None
+
+    def _better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.mode == "max" else value < self.best_value
+
+    def on_epoch_done(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = collect_metrics(trainer)
+        metrics["epoch"] = float(trainer.current_epoch)
+        self.last_metrics = metrics
+        value = metrics.get(self.monitor)
+        if value is not None and self._better(value):
+            self.best_value = value
+            self.best_metrics = dict(metrics)
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or self.best_state is None:
+            return
+        if self.restore:
+            pl_module.load_state_dict(self.best_state)
+        if self.ctx is None:
+            return
+        model = getattr(pl_module, "model", None)
+        payload = {
+            "state_dict": self.best_state,
+            "model": dict(getattr(model, "hparams", {}) or {}) if isinstance(getattr(model, "hparams", None), dict) else {},
+            "metrics": self.best_metrics,
+            "epoch": int(self.best_metrics.get("epoch", -1)),
+            "monitor": self.monitor,
+        }
+        path = Path(self.ctx.workdir) / CHECKPOINT_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        if keep_best_checkpoints(self.ctx, self.best_value, path, self.keep):
+            self.checkpoint = path
+            self.ctx.set_checkpoint(path)
+
+
+def keep_best_checkpoints(ctx: TrialContext, value: float | None, path: Path, keep: int) -> bool:
+    """Deletes the ``best.pt`` of finished trials that fell out of the study's best ``keep``.
+
+    The current trial counts with ``value``; returns whether its own checkpoint is kept (if not,
+    the file is deleted). Ranks by the study's (first) direction; ``keep <= 0`` keeps everything.
+    Other trials' user attr ``checkpoint`` keeps pointing at the deleted file.
+    """
+    if keep <= 0 or value is None:
+        return True
+    try:
+        study = ctx.trial.study
+        directions = study.directions
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    except Exception as exc:  # no study behind the trial (FixedTrial...): keep everything
+        log.debug("checkpoint retention skipped: %s", exc)
+        return True
+    maximize = directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    entries = [(float(value), ctx.trial.number, str(path))]
+    for t in trials:
+        ckpt = t.user_attrs.get("checkpoint")
+        if t.number == ctx.trial.number or not ckpt or not t.values:
+            continue
+        v = t.values[0]
+        if v is None or not math.isfinite(v):
+            continue
+        entries.append((float(v), t.number, ckpt))
+    entries.sort(key=lambda e: (-e[0] if maximize else e[0], e[1]))
+    kept = True
+    for _, number, ckpt in entries[keep:]:
+        if number == ctx.trial.number:
+            kept = False
+        try:
+            Path(ckpt).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not delete checkpoint %s: %s", ckpt, exc)
+    return kept
+
+
+class PruningCallback(_EpochOnce):
+    """Reports the epoch's metrics via ``ctx.report(metrics, step=epoch)`` and raises
+    ``optuna.TrialPruned`` when ``ctx.should_prune()``; records ``pruned_at_epoch`` on the trial.
+
+    Under DDP only rank 0 has a ``ctx``: it decides, the decision is broadcast, and every rank raises
+    at the same epoch. Works with any Optuna storage (it only calls ``trial.report``/``should_prune``).
+    """
+
+    def __init__(self, ctx: TrialContext | None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.pruned_at: int | None = None
+
+    def on_epoch_done(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch
+        prune = False
+        if trainer.is_global_zero and self.ctx is not None:
+            metrics = {k: v for k, v in collect_metrics(trainer).items() if k != "epoch"}
+            self.ctx.report(metrics, step=epoch)
+            prune = bool(self.ctx.should_prune())
+        if trainer.world_size > 1:
+            prune = bool(trainer.strategy.broadcast(prune, src=0))
+        if prune:
+            self.pruned_at = epoch
+            if self.ctx is not None:
+                self.ctx.trial.set_user_attr("pruned_at_epoch", epoch)
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")

@@ -1,0 +1,251 @@
+"""The driver-side trainer (``objectives.fit``) and the built-in objectives built on it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+import torch
+
+from objectives._callbacks import (
+    AdaptiveGradientClipping,
+    BestWeights,
+    EpochMetrics,
+    PlaceData,
+    PruningCallback,
+)
+from objectives._config import TrainConfig
+
+if TYPE_CHECKING:
+    from hpo._context import TrialContext
+
+log = logging.getLogger(__name__)
+
+# Lightning's "GPU available: ..." / tips banners: not wanted once per trial.
+for _name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
+              "lightning_fabric.utilities.seed", "pytorch_lightning.utilities.seed"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+_QUIET = (
+    r".*does not have many workers.*",
+    r".*LightningModule.*has parameters that were not used.*",
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",
+    r".*The number of training batches.*is smaller than the logging interval.*",
+    r".*`training_step` returned `None`.*",
+    r".*Total length of .* across ranks is zero.*",
+    r".*It is recommended to use `self.log\(.*sync_dist=True\)`.*",
+    r".*isn't a DataLoader.*",
+    r".*Your `IterableDataset` has `__len__` defined.*",
+)
+
+DDP_TIMEOUT = timedelta(seconds=300)
+
+
+def _as_config(config: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config
+    # A user's module may be configured with keys of its own: only ours are read here.
+    return TrainConfig.from_params(dict(config or {}), strict=False)
+
+
+def _monitor(ctx: TrialContext | None, monitor: str | None, mode: str | None) -> tuple[str, str]:
+    if monitor is None:
+        monitor = ctx.metrics[0] if ctx is not None and ctx.metrics else "val_acc"
+    if mode is None:
+        mode = "min" if "loss" in monitor or "error" in monitor else "max"
+        if ctx is not None and ctx.metrics and monitor == ctx.metrics[0]:
+            with contextlib.suppress(Exception):
+                direction = ctx.trial.study.directions[0]
+                mode = "max" if direction.name == "MAXIMIZE" else "min"
+    return monitor, mode
+
+
+def _accelerator() -> str:
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _precision(requested: str, accelerator: str) -> str:
+    if requested == "16-mixed" and accelerator == "cpu":
+        warnings.warn(
+            "precision '16-mixed' is not supported on the CPU (torch autocast runs fp16 poorly there); "
+            "training with 'bf16-mixed' instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "bf16-mixed"
+    return requested
+
+
+def seed_everything(seed: int) -> None:
+    pl.seed_everything(int(seed), workers=False, verbose=False)
+
+
+def fit(
+    module: pl.LightningModule,
+    data: Any = None,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    ctx: TrialContext | None = None,
+    *,
+    monitor: str | None = None,
+    mode: str | None = None,
+    restore_best: bool = False,
+    callbacks: list[pl.Callback] | None = None,
+) -> dict[str, float]:
+    """Trains ``module`` with the knobs of ``config`` and reports every epoch to the trial.
+
+    Args:
+        module: any LightningModule that logs its validation metrics with ``self.log`` (the
+            built-in ``ClassifierModule`` logs ``val_loss`` and ``val_acc``).
+        data: ``None`` (the module's own dataloaders), a ``LightningDataModule``, a
+            ``(train_loader, val_loader)`` pair, or a ``DeviceData`` (the built-ins' tensors).
+        config: a ``TrainConfig`` or a mapping (keys not of ``TrainConfig`` are ignored here).
+            Read: ``max_epochs``, ``precision``, ``devices``, ``strategy``,
+            ``accumulate_grad_batches``, ``grad_clip_norm``, ``agc_clip``, ``seed``,
+            ``keep_checkpoints``.
+        ctx: the trial context; ``None`` trains without reporting, pruning or saving.
+        monitor: the metric that picks the best epoch; default the study's metric
+            (``ctx.metrics[0]``), else ``val_acc``.
+        mode: ``"max"``/``"min"``; default the study's direction for the study metric, else
+            ``min`` for names containing ``loss``/``error`` and ``max`` otherwise.
+        restore_best: load the best epoch's weights into ``module`` at the end.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        The metrics of the best epoch by ``monitor`` (``val_acc``, ``val_loss``, ``train_loss``,
+        ``epoch_time``, ``samples_per_sec``, ... and ``epoch``); the last epoch's if ``monitor``
+        was never logged.
+
+    Raises:
+        optuna.TrialPruned: when the study's pruner stops the trial (``pruned_at_epoch`` is set).
+    """
+    cfg = _as_config(config)
+    if cfg.seed is None and ctx is not None:
+        cfg = cfg.replace(seed=int(ctx.seed))
+    monitor, mode = _monitor(ctx, monitor, mode)
+    if cfg.devices > 1:
+        from objectives import _ddp
+
+        return _ddp.fit_ddp(module, data, cfg, ctx, monitor=monitor, mode=mode,
+                            restore_best=restore_best, callbacks=callbacks)
+    return fit_local(module, data, cfg, ctx, monitor=monitor, mode=mode,
+                     restore_best=restore_best, callbacks=callbacks, world_size=1)
+
+
+def _loaders(data: Any) -> tuple[dict[str, Any], list[Any]]:
+    """``trainer.fit`` keyword arguments for ``data``, and the loaders ``PlaceData`` must place."""
+    if data is None:
+        return {}, []
+    if isinstance(data, pl.LightningDataModule):
+        return {"datamodule": data}, []
+    if hasattr(data, "train") and hasattr(data, "val"):
+        return {"train_dataloaders": data.train, "val_dataloaders": data.val}, [data.train, data.val]
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return {"train_dataloaders": data[0], "val_dataloaders": data[1]}, list(data)
+    if isinstance(data, Mapping) and "train" in data:
+        loaders = [data["train"], data.get("val")]
+        return {"train_dataloaders": data["train"], "val_dataloaders": data.get("val")}, loaders
+    return {"train_dataloaders": data}, [data]
+
+
+def fit_local(
+    module: pl.LightningModule,
+    data: Any,
+    cfg: TrainConfig,
+    ctx: TrialContext | None,
+    *,
+    monitor: str,
+    mode: str,
+    restore_best: bool = False,
+    callbacks: list[pl.Callback] | None = None,
+    world_size: int = 1,
+) -> dict[str, float]:
+    """One process's share of :func:`fit` (the whole of it when ``world_size == 1``)."""
+    accelerator = _accelerator()
+    precision = _precision(cfg.precision, accelerator)
+    fit_kwargs, loaders = _loaders(data)
+    best = BestWeights(ctx, monitor, mode, keep=cfg.keep_checkpoints, restore=restore_best)
+    cbs: list[pl.Callback] = [PlaceData(*[ld for ld in loaders if ld is not None]), EpochMetrics()]
+    if cfg.agc_clip > 0:
+        cbs.append(AdaptiveGradientClipping(cfg.agc_clip))
+    cbs += [best, PruningCallback(ctx)]
+    cbs += list(callbacks or [])
+    own_batches = all(hasattr(ld, "place") for ld in loaders if ld is not None) and bool(loaders)
+    if world_size > 1:
+        from lightning_fabric.plugins.environments import LightningEnvironment
+        from pytorch_lightning.strategies import DDPStrategy
+
+        strategy: Any = DDPStrategy(
+            cluster_environment=LightningEnvironment(),
+            process_group_backend="nccl" if accelerator == "gpu" else "gloo",
+            timeout=DDP_TIMEOUT,
+        )
+        devices: Any = world_size
+    else:
+        strategy, devices = "auto", 1
+    root = Path(ctx.workdir) if ctx is not None else None
+    seed_everything(cfg.effective_seed)
+    with warnings.catch_warnings():
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            precision=precision,
+            max_epochs=cfg.max_epochs,
+            accumulate_grad_batches=cfg.accumulate_grad_batches,
+            gradient_clip_val=cfg.grad_clip_norm or None,
+            gradient_clip_algorithm="norm",
+            callbacks=cbs,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=not own_batches,
+            default_root_dir=str(root) if root is not None else None,
+        )
+        trainer.fit(module, **fit_kwargs)
+    result = best.best_metrics or best.last_metrics
+    return dict(result)
+
+
+# -- built-in objectives -----------------------------------------------------------------------
+
+
+def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None):
+    """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``."""
+    from objectives._data import load_dataset, make_device_data
+    from objectives._models import ConvNet
+    from objectives._module import ClassifierModule
+    from objectives._teacher import resolve_teacher
+
+    arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction)
+    teacher = resolve_teacher(cfg.teacher, cfg, kind, ctx, arrays)
+    seed_everything(cfg.effective_seed)
+    model = ConvNet(arrays.input_shape, arrays.num_classes, cfg.width, cfg.depth, cfg.dropout)
+    module = ClassifierModule(model, cfg, arrays.num_classes, teacher=teacher)
+    data = make_device_data(arrays, cfg.batch_size, cfg.effective_seed)
+    return module, data
+
+
+def run_classifier(
+    kind: str, params: Mapping[str, Any] | TrainConfig, ctx: TrialContext | None = None, **fit_kwargs: Any
+) -> tuple[dict[str, float], pl.LightningModule]:
+    """Builds and trains a built-in classifier; returns ``(best-epoch metrics, module)``."""
+    cfg = params if isinstance(params, TrainConfig) else TrainConfig.from_params(params)
+    if cfg.seed is None:
+        cfg = cfg.replace(seed=int(ctx.seed) if ctx is not None else 0)
+    module, data = build_classifier(kind, cfg, ctx)
+    return fit(module, data, cfg, ctx, **fit_kwargs), module
+
+
+def run_objective(kind: str, params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+    result, _ = run_classifier(kind, params, ctx)
+    return result

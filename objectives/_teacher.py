@@ -1,0 +1,156 @@
+"""Teachers for distillation: a checkpoint file, or hyperparameters trained once per study.
+
+A ``teacher:`` mapping is completed with the student's ``dataset`` and ``val_fraction``, seed 0
+(unless given) and the defaults of every other knob; it is trained single-process, without
+reporting or pruning, keeping its best epoch. The result is cached under
+``<study_dir>/teachers/<hash of objective kind + resolved teacher config>/teacher.pt``; an
+``fcntl`` lock on ``<hash>.lock`` makes concurrent workers wait for the one that trains it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from objectives._config import TrainConfig
+
+if TYPE_CHECKING:
+    from hpo._context import TrialContext
+    from objectives._data import ArrayData
+
+log = logging.getLogger(__name__)
+
+TEACHER_FILE = "teacher.pt"
+_CACHE_VERSION = 1
+
+
+def teacher_config(spec: Mapping[str, Any], student: TrainConfig) -> TrainConfig:
+    """The teacher's full config: the student's data, seed 0, defaults, then ``spec``."""
+    params: dict[str, Any] = {"dataset": student.dataset, "val_fraction": student.val_fraction, "seed": 0}
+    params.update(spec)
+    cfg = TrainConfig.from_params(params)
+    return cfg.replace(teacher=None, devices=1, strategy="auto", keep_checkpoints=0)
+
+
+def teacher_key(kind: str, cfg: TrainConfig) -> str:
+    blob = json.dumps({"v": _CACHE_VERSION, "kind": kind, "config": cfg.to_dict()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive ``fcntl.flock`` on ``path`` (created if missing), across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith("model.") for k in state):
+        return {k[len("model."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def load_checkpoint_model(path: str | os.PathLike, fallback: Mapping[str, Any] | None = None) -> nn.Module:
+    """A frozen network from a checkpoint: ``best.pt``/``teacher.pt`` (state dict + architecture)
+    or a bare state dict (then the architecture is ``fallback``: the student's)."""
+    from objectives._models import build_model
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"teacher: checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"teacher: {path} cannot be loaded with torch.load(weights_only=True): {exc}") from None
+    if isinstance(ckpt, Mapping) and "state_dict" in ckpt:
+        state, hparams = ckpt["state_dict"], dict(ckpt.get("model") or {})
+    elif isinstance(ckpt, Mapping):
+        state, hparams = ckpt, {}
+    else:
+        raise ValueError(f"teacher: {path} holds a {type(ckpt).__name__}, expected a state dict")
+    if not hparams:
+        if fallback is None:
+            raise ValueError(f"teacher: {path} does not record its architecture")
+        hparams = dict(fallback)
+    model = build_model(hparams)
+    try:
+        model.load_state_dict(_strip_prefix(state))
+    except RuntimeError as exc:
+        raise ValueError(f"teacher: {path} does not match the architecture {hparams}: {exc}") from None
+    return model.eval().requires_grad_(False)
+
+
+def train_teacher(kind: str, cfg: TrainConfig) -> tuple[nn.Module, dict[str, float]]:
+    """Trains a teacher network (best epoch's weights) without a trial."""
+    from objectives._fit import run_classifier
+
+    metrics, module = run_classifier(kind, cfg, None, restore_best=True, monitor="val_acc", mode="max")
+    return module.model.eval().requires_grad_(False), metrics
+
+
+def resolve_teacher(
+    spec: Any, student: TrainConfig, kind: str, ctx: TrialContext | None, arrays: ArrayData
+) -> nn.Module | None:
+    """``None``, a loaded checkpoint, or the study's cached teacher for a hyperparameter mapping."""
+    if spec is None:
+        return None
+    fallback = {
+        "input_shape": list(arrays.input_shape),
+        "num_classes": arrays.num_classes,
+        "width": student.width,
+        "depth": student.depth,
+        "dropout": student.dropout,
+    }
+    if not isinstance(spec, Mapping):
+        return load_checkpoint_model(spec, fallback)
+    cfg = teacher_config(spec, student)
+    key = teacher_key(kind, cfg)
+    if ctx is not None:
+        root = Path(ctx.study_dir) / "teachers"
+    else:
+        from objectives._data import cache_dir
+
+        root = cache_dir() / "teachers"
+    folder = root / key
+    path = folder / TEACHER_FILE
+    with file_lock(root / f"{key}.lock"):
+        if path.is_file():
+            status = "loaded"
+            model = load_checkpoint_model(path)
+        else:
+            status = "trained"
+            log.info("training teacher %s (%s)", key, cfg)
+            model, metrics = train_teacher(kind, cfg)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{TEACHER_FILE}.{os.getpid()}.tmp"
+            torch.save(
+                {
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "model": dict(model.hparams),
+                    "config": {k: v for k, v in cfg.to_dict().items() if k != "teacher"},
+                    "metrics": metrics,
+                },
+                tmp,
+            )
+            os.replace(tmp, path)
+    if ctx is not None:
+        with contextlib.suppress(Exception):
+            ctx.trial.set_user_attr("teacher_checkpoint", str(path))
+            ctx.trial.set_user_attr("teacher_cache", status)
+    return model

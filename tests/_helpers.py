@@ -1,0 +1,79 @@
+"""Helpers shared by the tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+OBJECTIVES_PY = '''
+import math, os, time
+
+def quadratic(params, ctx):
+    """(x-2)^2 (+ y when present), reported over 4 steps so pruners have something to see."""
+    value = (params["x"] - 2.0) ** 2 + params.get("y", 0)
+    for step in range(4):
+        ctx.report({"loss": value + 1.0 / (step + 1)}, step=step)
+        if ctx.should_prune():
+            import optuna
+            raise optuna.TrialPruned()
+    return {"loss": value}
+
+def record_params(params, ctx):
+    """Appends each trial's params to params.log beside this file, returns x."""
+    with open(os.path.join(os.path.dirname(__file__), "params.log"), "a") as f:
+        f.write(repr(sorted(params.items())) + "\\n")
+    return float(params.get("x", 0.0))
+
+def slow(params, ctx):
+    """Sleeps params['sleep'] seconds per step for 10 steps (time to be interrupted)."""
+    for step in range(10):
+        time.sleep(params.get("sleep", 0.2))
+        ctx.report(float(step), step=step)
+    return params["x"]
+
+def flaky(params, ctx):
+    if params["x"] > 0:
+        raise RuntimeError("x must not be positive")
+    return params["x"]
+
+def always_fails(params, ctx):
+    raise ValueError("broken objective")
+
+def nan_value(params, ctx):
+    return float("nan")
+
+def two_metrics(params, ctx):
+    return {"a": params["x"] ** 2, "b": (params["x"] - 2) ** 2}
+'''
+
+
+def base_space(**sections: Any) -> dict[str, Any]:
+    """A small valid space document; keyword sections replace the defaults."""
+    doc: dict[str, Any] = {
+        "study": {"direction": "minimize", "metric": "loss", "n_trials": 6, "seed": 0},
+        "sampler": {"name": "random"},
+        "pruner": {"name": "none"},
+        "objective": {"name": "objs.py:quadratic"},
+        "space": {"x": {"type": "float", "low": -5.0, "high": 5.0}},
+        "mlflow": {"enabled": False},
+    }
+    doc.update(sections)
+    return doc
+
+
+def start_hpo(*args: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
+    """Starts ``python -m hpo ARGS`` as a separate process (for kill and signal tests)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "hpo", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def load_trials(space: Path) -> list[Any]:
+    """The study's trials, read straight from its storage."""
+    from hpo._spec import load_spec
+    from hpo._study import open_study
+
+    return open_study(load_spec(space), create=False).get_trials(deepcopy=False)

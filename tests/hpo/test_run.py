@@ -1,0 +1,175 @@
+"""`hpo run` end to end on plain-Python objectives: samplers, pruners, grid, failures, multi-objective."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from _helpers import base_space, load_trials
+
+
+def states(trials):
+    return [t.state.name for t in trials]
+
+
+@pytest.mark.parametrize("sampler,options", [
+    ("random", {}),
+    ("tpe", {"n_startup_trials": 3, "multivariate": True}),
+    ("cmaes", {"n_startup_trials": 2}),
+    ("gp", {"n_startup_trials": 3}),
+    ("nsga2", {"population_size": 4}),
+    ("qmc", {}),
+])
+def test_every_sampler_with_a_pruner_runs_a_study(sampler, options, write_space, cli):
+    pruner = {"name": "hyperband", "options": {"min_resource": 1, "max_resource": 4, "reduction_factor": 2}}
+    path = write_space(base_space(sampler={"name": sampler, "options": options}, pruner=pruner,
+                                  study={"direction": "minimize", "metric": "loss", "n_trials": 8, "seed": 1}))
+    code, out, err = cli("run", path, "--no-report")
+    assert code == 0, err
+    trials = load_trials(path)
+    assert len(trials) == 8
+    assert set(states(trials)) <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states(trials)
+    assert all(-5 <= t.params["x"] <= 5 for t in trials)
+
+
+def test_tpe_with_hyperband_prunes(write_space, cli):
+    path = write_space(base_space(
+        sampler={"name": "tpe", "options": {"n_startup_trials": 4}},
+        pruner={"name": "hyperband", "options": {"min_resource": 1, "max_resource": 4, "reduction_factor": 3}},
+        study={"direction": "minimize", "metric": "loss", "n_trials": 30, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    trials = load_trials(path)
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned, "hyperband pruned nothing in 30 trials"
+    assert sum(len(t.intermediate_values) for t in trials) < 30 * 4
+    assert all(t.user_attrs["pruned_at_epoch"] == max(t.intermediate_values) for t in pruned)
+
+
+def test_grid_covers_each_point_exactly_once_and_stops(write_space, cli, workdir):
+    space = {
+        "x": {"type": "float", "values": [-1.0, 0.5, 2.0]},
+        "opt": {"type": "categorical", "choices": ["adam", "sgd"]},
+        "y": {"type": "int", "values": [0, 1], "when": {"opt": "sgd"}},
+    }
+    path = write_space(base_space(sampler={"name": "grid"}, space=space,
+                                  objective={"name": "objs.py:record_params"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 100}))
+    assert cli("run", path, "--no-report")[0] == 0
+    seen = [tuple(ast.literal_eval(line)) for line in (workdir / "params.log").read_text().splitlines()]
+    expected = {(("opt", o), ("x", x)) + ((("y", y),) if o == "sgd" else ())
+                for x in (-1.0, 0.5, 2.0) for o in ("adam", "sgd") for y in (0, 1)}
+    expected = {tuple(sorted(e)) for e in expected}
+    assert len(seen) == len(expected) == 9
+    assert set(seen) == expected
+    assert len(load_trials(path)) == 9
+
+
+def test_grid_with_two_jobs_still_covers_each_point_once(write_space, cli, workdir):
+    path = write_space(base_space(sampler={"name": "grid"}, space={"x": {"type": "int", "low": 0, "high": 7}},
+                                  objective={"name": "objs.py:record_params"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 50}))
+    assert cli("run", path, "--jobs", "2", "--no-report")[0] == 0
+    xs = sorted(dict(ast.literal_eval(line))["x"] for line in (workdir / "params.log").read_text().splitlines())
+    assert xs == list(range(8))
+
+
+def test_conditional_params_absent_when_condition_false(write_space, cli):
+    space = {
+        "schedule": {"type": "categorical", "choices": ["step", "cosine"]},
+        "gamma": {"type": "float", "low": 0.1, "high": 0.9, "when": {"schedule": "step"}},
+        "x": {"type": "float", "low": -1, "high": 1},
+    }
+    path = write_space(base_space(space=space, objective={"name": "objs.py:record_params"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 16, "seed": 3}))
+    assert cli("run", path, "--no-report")[0] == 0
+    trials = load_trials(path)
+    kinds = {t.params["schedule"] for t in trials}
+    assert kinds == {"step", "cosine"}
+    for t in trials:
+        assert ("gamma" in t.params) == (t.params["schedule"] == "step")
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(write_space, cli):
+    path = write_space(base_space(objective={"name": "objs.py:flaky"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 12, "seed": 0,
+                                         "max_consecutive_failures": 50}))
+    assert cli("run", path, "--no-report")[0] == 0
+    trials = load_trials(path)
+    assert len(trials) == 12
+    for t in trials:
+        if t.params["x"] > 0:
+            assert t.state.name == "FAIL"
+            assert t.user_attrs["fail_reason"] == "RuntimeError: x must not be positive"
+        else:
+            assert t.state.name == "COMPLETE"
+
+
+def test_nan_result_fails_the_trial(write_space, cli):
+    path = write_space(base_space(objective={"name": "objs.py:nan_value"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 2}))
+    cli("run", path, "--no-report")
+    trials = load_trials(path)
+    assert states(trials) == ["FAIL", "FAIL"]
+    assert "nan" in trials[0].user_attrs["fail_reason"]
+
+
+def test_consecutive_failures_stop_the_study_with_a_clear_message(write_space, cli):
+    path = write_space(base_space(objective={"name": "objs.py:always_fails"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 20,
+                                         "max_consecutive_failures": 3}))
+    code, out, _ = cli("run", path, "--no-report")
+    assert code == 1
+    assert "stopped after 3 failed trials in a row" in out and "ValueError: broken objective" in out
+    assert len(load_trials(path)) == 3
+
+
+def test_missing_metric_in_result_fails_with_the_keys_it_had(write_space, cli):
+    path = write_space(base_space(objective={"name": "objs.py:two_metrics"},
+                                  study={"direction": "minimize", "metric": "loss", "n_trials": 1}))
+    cli("run", path, "--no-report")
+    (trial,) = load_trials(path)
+    assert trial.state.name == "FAIL"
+    assert "returned no 'loss'" in trial.user_attrs["fail_reason"] and "['a', 'b']" in trial.user_attrs["fail_reason"]
+
+
+def test_multi_objective_study_best_prints_the_pareto_set(write_space, cli):
+    path = write_space(base_space(objective={"name": "objs.py:two_metrics"}, sampler={"name": "nsga2"},
+                                  pruner={"name": "none"},
+                                  study={"directions": ["minimize", "minimize"], "metrics": ["a", "b"],
+                                         "n_trials": 10, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    code, out, _ = cli("best", path)
+    assert code == 0
+    trials = [t for t in load_trials(path) if t.state.name == "COMPLETE"]
+    pareto = [t for t in trials if not any(
+        o.values[0] <= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in trials)]
+    assert out.count("trial_number:") == len(pareto) >= 2
+    for t in pareto:
+        assert f"trial_number: {t.number}\n" in out
+
+
+def test_resume_continues_to_n_trials(write_space, cli):
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 4, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    assert cli("run", path, "--no-report", "--n-trials", "7")[0] == 0
+    trials = load_trials(path)
+    assert [t.number for t in trials] == list(range(7))
+    assert len({t.params["x"] for t in trials}) == 7  # the resumed sampler does not replay old samples
+    assert cli("run", path, "--no-report", "--n-trials", "7")[0] == 0
+    assert len(load_trials(path)) == 7
+
+
+def test_status_reports_counts_and_best(write_space, cli):
+    path = write_space(base_space())
+    cli("run", path, "--no-report")
+    code, out, _ = cli("status", path)
+    assert code == 0
+    assert "COMPLETE" in out and "workers seen: 1" in out
+    best = min((t for t in load_trials(path)), key=lambda t: t.value)
+    assert f"│ {best.number} " in out or f"{best.number} │" in out
+
+
+def test_status_of_unknown_study_says_what_to_do(write_space, cli):
+    path = write_space(base_space())
+    code, _, err = cli("status", path)
+    assert code == 2 and "hpo run" in err

@@ -1,0 +1,110 @@
+"""Processes: resume after a killed run, --jobs N sharing one study, clean Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from _helpers import base_space, load_trials, start_hpo
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(interval)
+
+
+def running(path):
+    try:
+        return [t for t in load_trials(path) if t.state.name == "RUNNING"]
+    except Exception:  # noqa: BLE001 - the study may not exist yet
+        return []
+
+
+def slow_space(n_trials: int, sleep: float = 0.05) -> dict:
+    return base_space(objective={"name": "objs.py:slow", "fixed": {"sleep": sleep}},
+                      study={"direction": "minimize", "metric": "value", "n_trials": n_trials, "seed": 0})
+
+
+def test_sigkilled_run_resumes_to_exactly_n_trials(write_space, workdir):
+    path = write_space(slow_space(6))
+    proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    wait_until(lambda: len(load_trials(path)) >= 3 if (workdir / "hpo-runs").exists() else False)
+    wait_until(lambda: running(path))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = running(path)
+    assert len(killed) == 1, "the killed run left its trial RUNNING (as a crash would)"
+
+    rerun = start_hpo("run", path, "--no-report", cwd=workdir)
+    out, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, out
+    trials = load_trials(path)
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(finished) == 6
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    (orphan,) = [t for t in trials if t.number == killed[0].number]
+    assert orphan.state.name == "FAIL" and "died" in orphan.user_attrs["fail_reason"]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert retry.params == orphan.params and retry.state.name == "COMPLETE"
+
+
+def test_two_jobs_share_the_cap_exactly(write_space, workdir):
+    path = write_space(slow_space(10, sleep=0.01))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    trials = load_trials(path)
+    assert sorted(t.number for t in trials) == list(range(10))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_during_a_trial_leaves_nothing_running(signum, code, write_space, workdir):
+    path = write_space(slow_space(5, sleep=0.3))
+    proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    wait_until(lambda: running(path))
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == code, out
+    assert "Trials by state" in out and "resume with" in out
+    trials = load_trials(path)
+    assert not running(path)
+    interrupted = [t for t in trials if t.state.name == "FAIL"]
+    assert len(interrupted) == 1 and "interrupted" in interrupted[0].user_attrs["fail_reason"]
+    assert [t.system_attrs["fixed_params"] for t in trials if t.state.name == "WAITING"] == [interrupted[0].params]
+
+
+def test_interrupt_with_jobs_stops_every_worker(write_space, workdir):
+    path = write_space(slow_space(8, sleep=0.3))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
+    wait_until(lambda: len(running(path)) == 2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out
+    assert not running(path)
+    workers = {t.user_attrs["worker"].rpartition(":")[2] for t in load_trials(path) if "worker" in t.user_attrs}
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} still alive"
+
+
+def test_supervisor_replaces_a_killed_worker(write_space, workdir):
+    path = write_space(slow_space(8, sleep=0.1))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
+    wait_until(lambda: len(running(path)) == 2)
+    victim = running(path)[0]
+    os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    trials = load_trials(path)
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 8
+    assert not running(path)
+    (failed,) = [t for t in trials if t.state.name == "FAIL"]
+    assert failed.number == victim.number
+    assert len({t.user_attrs["worker"] for t in trials}) >= 3  # two workers plus the replacement
