@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,7 +209,8 @@ def study_summary(study: optuna.Study, info: Mapping[str, Any] | None = None) ->
         sampler = type(study.sampler).__name__
     pruner = _fmt_setting(pick("pruner"))
     if pruner is None:
-        pruner = type(getattr(study, "pruner", None)).__name__ if getattr(study, "pruner", None) is not None else None
+        live = getattr(study, "pruner", None)
+        pruner = type(live).__name__ if live is not None else None
     objective = _fmt_setting(pick("objective"))
     space_file = pick("space_file")
     counts = state_counts(study)

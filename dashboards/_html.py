@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import plotly
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -107,8 +108,8 @@ def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> 
     try:
         imp = _data.param_importances(study, info=info)
     except Exception as exc:  # param_importances already guards; belt and braces
-        imp = _data.ImportanceResult(__import__("pandas").DataFrame(
-            columns=["objective", "param", "importance"]), f"{type(exc).__name__}: {exc}")
+        imp = _data.ImportanceResult(pd.DataFrame(columns=["objective", "param", "importance"]),
+                                     f"{type(exc).__name__}: {exc}")
 
     def slice_params() -> list[str]:
         ranked = imp.ranked_params(names[0]) if imp.ok else []

@@ -21,6 +21,7 @@ import yaml
 
 from hpo._errors import UsageError
 from hpo._spec import StudySpec, load_spec
+from hpo._report import log_study_artifact
 from hpo._summary import best_trials, ranked_trials
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class BestConfig:
     config: dict[str, Any]
     seed: int | None = None
     mlflow_run_id: str | None = None
+    mlflow_parent_run_id: str | None = None
     checkpoint: str | None = None
     space_file: str | None = None
     storage: str | None = None
@@ -115,6 +117,7 @@ def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> Best
         config={**fixed, **trial.params},
         seed=trial.user_attrs.get("seed"),
         mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
+        mlflow_parent_run_id=study.user_attrs.get("mlflow_parent_run_id"),
         checkpoint=trial.user_attrs.get("checkpoint"),
         space_file=str(Path(spec.source).resolve()) if spec.space_file else None,
         storage=spec.study.storage,
@@ -221,20 +224,5 @@ def export_best(
     output.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=2) if output.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False)
     output.write_text(text)
-    _log_to_study_run(spec, study, output)
+    log_study_artifact(spec, study, output)
     return output
-
-
-def _log_to_study_run(spec: StudySpec, study: Any, path: Path) -> None:
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if not spec.mlflow.enabled or parent is None:
-        return
-    from hpo._study import study_info
-    from hpo.tracking import make_tracker
-
-    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
-    try:
-        tracker.start_study(study_info(spec), parent)
-        tracker.log_artifact(str(path))
-    finally:
-        tracker.close()

@@ -109,6 +109,8 @@ def run_worker(
         count += 1
         if on_trial_end is not None:
             on_trial_end(study, frozen)
+        if frozen.state.name != "FAIL":
+            continue
         failures = consecutive_failures(study.get_trials(deepcopy=False))
         if failures >= spec.study.max_consecutive_failures:
             reason = frozen.user_attrs.get("fail_reason", "")

@@ -259,7 +259,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from hpo._export import train_from_export
+    from hpo._train import train_from_export
 
     result = train_from_export(args.config, output=args.output, tracking_uri=args.tracking_uri, console=console)
     return 0 if result is not None else 1

@@ -162,7 +162,7 @@ def _join(procs: list[tuple[int, subprocess.Popen, Path]], timeout: float) -> li
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        info: dict[str, Any] = {"rank": rank, "returncode": proc.returncode}
+        info: dict[str, Any] = {"rank": rank, "pid": proc.pid, "returncode": proc.returncode}
         try:
             info.update(json.loads(result.read_text()))
         except (OSError, ValueError):

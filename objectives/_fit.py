@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Lightning's "GPU available: ..." / tips banners: not wanted once per trial.
 for _name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
-              "lightning_fabric.utilities.seed", "pytorch_lightning.utilities.seed"):
+              "lightning_fabric.utilities.seed", "pytorch_lightning.utilities.seed",
+              "lightning_fabric.utilities.distributed", "pytorch_lightning.strategies.ddp"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 _QUIET = (
@@ -42,6 +43,8 @@ _QUIET = (
     r".*It is recommended to use `self.log\(.*sync_dist=True\)`.*",
     r".*isn't a DataLoader.*",
     r".*Your `IterableDataset` has `__len__` defined.*",
+    r".*Grad strides do not match bucket view strides.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
 )
 
 DDP_TIMEOUT = timedelta(seconds=300)

@@ -24,8 +24,14 @@ class Tracker:
         """
         return None
 
-    def start_trial(self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any]) -> str | None:
-        """Opens the trial's record; returns its id (the MLflow run id) or None."""
+    def start_trial(
+        self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any], role: str = "trial"
+    ) -> str | None:
+        """Opens the trial's record; returns its id (the MLflow run id) or None.
+
+        ``role`` is ``trial`` for a study's trials and ``retrain`` for ``hpo train`` runs, which
+        are not counted among the study's trial records.
+        """
         return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

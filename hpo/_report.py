@@ -1,0 +1,45 @@
+"""``hpo report``: the study's dashboard as one offline HTML file, also attached to its MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hpo._spec import StudySpec
+
+
+def write_report(spec: StudySpec, study: Any, output_dir: Path | None = None) -> Path:
+    """Writes ``report.html`` into ``output_dir`` (default: the study's run folder) and logs it to MLflow."""
+    from dashboards import build_report
+
+    path = (output_dir or spec.study_dir) / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    max_epochs = spec.objective.fixed.get("max_epochs")
+    info = {
+        "study_name": spec.study.name,
+        "sampler": spec.sampler.name,
+        "pruner": spec.pruner.name,
+        "objective": spec.objective.name,
+        "metrics": list(spec.study.metrics),
+        "max_epochs": max_epochs if isinstance(max_epochs, int) else None,
+        "space_file": spec.source,
+    }
+    build_report(study, path, info=info)
+    log_study_artifact(spec, study, path)
+    return path
+
+
+def log_study_artifact(spec: StudySpec, study: Any, path: Path) -> None:
+    """Attaches a file to the study's MLflow parent run, when there is one."""
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if not spec.mlflow.enabled or parent is None:
+        return
+    from hpo._study import study_info
+    from hpo.tracking import make_tracker
+
+    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
+    try:
+        tracker.start_study(study_info(spec), parent)
+        tracker.log_artifact(str(path))
+    finally:
+        tracker.close()

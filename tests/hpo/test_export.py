@@ -1,0 +1,77 @@
+"""The exporter: load_best / export_best round trips, exported files validate and retrain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from _helpers import base_space, load_trials
+
+from hpo import BestConfig, export_best, load_best
+from hpo._export import read_export
+
+
+@pytest.fixture
+def finished_study(write_space, cli):
+    path = write_space(base_space(objective={"name": "objs.py:quadratic", "fixed": {"scale": 2}},
+                                  study={"direction": "minimize", "metric": "loss", "n_trials": 8, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    return path
+
+
+def test_load_best_is_the_best_trial_with_fixed_merged(finished_study):
+    cfg = load_best(finished_study)
+    best = min((t for t in load_trials(finished_study) if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert cfg.trial_number == best.number and cfg.value == best.value
+    assert cfg.params == best.params
+    assert cfg.config == {"scale": 2, **best.params}
+    assert cfg.seed == best.user_attrs["seed"]
+    assert cfg.versions["optuna"] and cfg.created
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_round_trip_through_the_exported_file(finished_study, workdir, suffix):
+    cfg = load_best(finished_study)
+    path = export_best(finished_study, workdir / f"best{suffix}")
+    if suffix == ".json":
+        json.loads(path.read_text())
+    else:
+        yaml.safe_load(path.read_text())
+    again = load_best(path)
+    assert again == BestConfig(**{**again.__dict__, "created": again.created})
+    assert {**again.__dict__, "created": ""} == {**cfg.__dict__, "created": ""}
+
+
+def test_load_best_from_storage_and_study_name(finished_study, workdir):
+    storage = "sqlite:///" + str(workdir / "s.db")
+    doc = base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0, "storage": storage})
+    path = workdir / "rdb.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    from hpo.cli import main
+
+    assert main(["run", str(path), "--no-report"]) == 0
+    by_storage = load_best(storage, study_name="rdb")
+    assert by_storage == load_best(path).__class__(**{**load_best(path).__dict__, "created": by_storage.created})
+
+
+def test_top_k_export(finished_study, workdir, cli):
+    code, out, _ = cli("export", finished_study, "-o", workdir / "top.yaml", "--top", "3")
+    assert code == 0
+    configs = read_export(workdir / "top.yaml")
+    values = [c.value for c in configs]
+    assert len(configs) == 3 and values == sorted(values)
+
+
+def test_train_reproduces_the_exported_value(finished_study, workdir, cli):
+    assert cli("export", finished_study, "-o", workdir / "best.yaml")[0] == 0
+    code, out, _ = cli("train", workdir / "best.yaml")
+    assert code == 0
+    exported = read_export(workdir / "best.yaml")[0]
+    assert f"loss: {exported.value:.6g} (exported {exported.value:.6g}" in out
+
+
+def test_not_an_export_is_a_usage_error(workdir, cli):
+    (workdir / "x.yaml").write_text("a: 1\n")
+    code, _, err = cli("train", workdir / "x.yaml")
+    assert code == 2 and "not an hpo export" in err
