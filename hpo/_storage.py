@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,13 +107,15 @@ def open_storage(
         path = journal_path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(_journal_backend(path))
-    return optuna.storages.RDBStorage(
-        spec.study.storage,
-        engine_kwargs={"pool_pre_ping": True},
-        heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        grace_period=HEARTBEAT_GRACE_S,
-        heartbeat_stale_trial_callback=on_stale_trial,
-    )
+    with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            spec.study.storage,
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_stale_trial_callback=on_stale_trial,
+        )
 
 
 @contextlib.contextmanager

@@ -91,7 +91,8 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
+    with study_lock(spec):  # the first RDB connection creates the tables: one process at a time
+        storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
     names = {s.study_name for s in storage.get_all_studies()}
     if spec.study.name not in names and not create:
         raise UsageError(f"no study named {spec.study.name!r} in {spec.study.storage or spec.study_dir}; "
@@ -133,15 +134,24 @@ def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
                          f"{spec.study_dir}")
 
 
-def slots_used(trials: Sequence[FrozenTrial]) -> int:
-    """Trials that count against ``n_trials``: all but WAITING ones and failures that were retried."""
+LOST_PREFIX = "hpo:lost:"
+
+
+def lost_trials(study: optuna.Study) -> set[int]:
+    """Trials that failed because their worker died or was interrupted, not because of their config.
+
+    They do not count against ``n_trials``: a retry with the same params, or a new trial once
+    ``max_retries`` is used up, takes their place.
+    """
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return {int(key.removeprefix(LOST_PREFIX)) for key in attrs if key.startswith(LOST_PREFIX)}
+
+
+def slots_used(trials: Sequence[FrozenTrial], lost: set[int]) -> int:
+    """Trials that count against ``n_trials``: all but WAITING and lost ones."""
     from optuna.trial import TrialState
 
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    return sum(
-        1 for t in trials
-        if t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in retried)
-    )
+    return sum(1 for t in trials if t.state != TrialState.WAITING and t.number not in lost)
 
 
 def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
@@ -156,7 +166,7 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if spec.sampler.name == "grid" and not waiting:
             return None
-        if slots_used(trials) >= spec.study.n_trials:
+        if slots_used(trials, lost_trials(study)) >= spec.study.n_trials:
             return None
         trial = study.ask()
         for key, value in worker_identity().items():
@@ -165,11 +175,15 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: str, *, counts: bool = True) -> bool:
-    """Queues a failed trial's params again (once per ``max_retries``); True if it was queued.
+    """Marks a trial lost (its worker died or was interrupted) and queues its params again.
+
+    The params are queued at most ``study.max_retries`` times; after that the lost trial's slot
+    goes to a newly sampled trial. Returns True if the params were queued.
 
     Args:
         counts: whether this retry uses up one of ``study.max_retries`` (an interrupt does not).
     """
+    study._storage.set_study_system_attr(study._study_id, f"{LOST_PREFIX}{trial.number}", reason[:500])
     retries = int(trial.user_attrs.get("retry_count", 0)) + (1 if counts else 0)
     if retries > spec.study.max_retries:
         return False
@@ -218,13 +232,12 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
     return recovered
 
 
-def consecutive_failures(trials: Sequence[FrozenTrial]) -> int:
-    """How many of the most recently finished counted trials failed in a row."""
+def consecutive_failures(trials: Sequence[FrozenTrial], lost: set[int]) -> int:
+    """How many of the most recently finished trials failed in a row (lost trials aside)."""
     from optuna.trial import TrialState
 
-    retried = {t.user_attrs.get("retry_of") for t in trials}
     finished = sorted(
-        (t for t in trials if t.state.is_finished() and t.number not in retried and t.datetime_complete),
+        (t for t in trials if t.state.is_finished() and t.number not in lost and t.datetime_complete),
         key=lambda t: t.datetime_complete,
     )
     count = 0
@@ -233,12 +246,3 @@ def consecutive_failures(trials: Sequence[FrozenTrial]) -> int:
             break
         count += 1
     return count
-
-
-def wait_for_file(path: Path, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -23,6 +23,7 @@ from hpo._spec import StudySpec, spec_from_dict
 from hpo._study import (
     consecutive_failures,
     fail_running_trial,
+    lost_trials,
     next_trial,
     open_study,
     recover_orphans,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from hpo.tracking import Tracker
 
 EXIT_TOO_MANY_FAILURES = 3
+WAIT_FOR_OTHERS_S = 1.0
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -104,18 +106,29 @@ def run_worker(
             return WorkerOutcome(count, f"timeout of {spec.study.timeout:g} s reached")
         trial = next_trial(study, spec)
         if trial is None:
-            return WorkerOutcome(count, "study complete")
+            if not others_running(study):
+                return WorkerOutcome(count, "study complete")
+            # Another worker's trial may still fail and be re-queued: stay to take it.
+            recover_orphans(study, spec, tracker)
+            time.sleep(WAIT_FOR_OTHERS_S)
+            continue
         frozen = run_trial(study, trial, spec, objective, tracker)
         count += 1
         if on_trial_end is not None:
             on_trial_end(study, frozen)
         if frozen.state.name != "FAIL":
             continue
-        failures = consecutive_failures(study.get_trials(deepcopy=False))
+        failures = consecutive_failures(study.get_trials(deepcopy=False), lost_trials(study))
         if failures >= spec.study.max_consecutive_failures:
             reason = frozen.user_attrs.get("fail_reason", "")
             return WorkerOutcome(count, f"stopped after {failures} failed trials in a row; last error: {reason}",
                                  EXIT_TOO_MANY_FAILURES)
+
+
+def others_running(study: optuna.Study) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
 
 def run_trial(

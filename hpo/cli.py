@@ -150,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load(args)
     console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
                   f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}")
+    _warn_about_pickling_sampler(spec)
     result = run_study(spec, args.jobs, console)
     study = _open(spec)
     _print_summary(spec, study)
@@ -160,6 +161,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.exit_code in (130, 143):
         console.print(f"[yellow]interrupted; resume with: hpo run {spec.source}[/yellow]")
     return result.exit_code
+
+
+def _warn_about_pickling_sampler(spec: Any) -> None:
+    from hpo._components import PICKLING_SAMPLERS
+
+    if spec.sampler.name in PICKLING_SAMPLERS and spec.study.storage is not None:
+        err_console.print(
+            f"[yellow]warning:[/yellow] the {spec.sampler.name} sampler keeps pickled state in the study's storage; "
+            "every worker unpickles it, which runs code from the shared database. Use it only with a "
+            "database that only trusted people can write to, or choose tpe/gp.")
 
 
 def _open(spec: Any, create: bool = True) -> Any:

@@ -77,3 +77,47 @@ def load_trials(space: Path) -> list[Any]:
     from hpo._study import open_study
 
     return open_study(load_spec(space), create=False).get_trials(deepcopy=False)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_postgres() -> tuple[str, Any]:
+    """Starts a throwaway PostgreSQL server (initdb + pg_ctl) on a free port; returns (url, stop).
+
+    As root, the server runs as the ``postgres`` user (initdb refuses root) in a folder of its own
+    directly under /tmp (pytest's temp folders are not reachable by other users).
+    """
+    import shutil
+    import tempfile
+
+    bindir = next((str(p.parent) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    initdb = shutil.which("initdb") or (bindir and f"{bindir}/initdb")
+    pg_ctl = shutil.which("pg_ctl") or (bindir and f"{bindir}/pg_ctl")
+    if not initdb:
+        raise RuntimeError("PostgreSQL's initdb is not installed: run `bash scripts/system-deps.sh`")
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
+    data, sock = folder / "pgdata", folder / "pgsock"
+    sock.mkdir()
+    if prefix:
+        shutil.chown(folder, "postgres")
+        shutil.chown(sock, "postgres")
+    port = free_port()
+    run = lambda *cmd: subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(pg_ctl, "-D", str(data), "-l", str(folder / "pg.log"), "-w", "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off", "start")
+    subprocess.run([*prefix, "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
+                    "CREATE DATABASE hpo"], check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/hpo", stop

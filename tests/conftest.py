@@ -45,3 +45,28 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test session; yields a function giving a fresh database URL."""
+    import itertools
+    import subprocess
+
+    from _helpers import start_postgres
+
+    url, stop = start_postgres()
+    counter = itertools.count()
+
+    def new_database() -> str:
+        name = f"db{next(counter)}"
+        base = url.rsplit("/", 1)[0]
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        return f"{base}/{name}"
+
+    yield new_database
+    stop()

@@ -199,3 +199,17 @@ def test_lr_reached_by_trainer_matches_lr_multiplier(schedule, extra, tiny):
     )
     for s in [0, 1, per_epoch // 2, per_epoch - 1, per_epoch, per_epoch + 1, total // 2, total - 1]:
         assert rec.lrs[s] == pytest.approx(0.01 * fn(s), rel=1e-6), s
+
+
+def test_fit_trains_a_generic_module_and_reports_its_logged_metric(make_ctx):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 5, generator=g), torch.randn(64, 3, generator=g)
+    data = (DeviceBatches(x, y, 16, shuffle=True), DeviceBatches(x, y, 64, shuffle=False))
+    config = {"max_epochs": 3, "hidden_units": 7}  # a user's own key is ignored by fit
+    ctx = make_ctx(config, metric="val_loss", direction="minimize")
+    result = objectives.fit(_Linear(), data, config, ctx)
+    losses = [m["val_loss"] for _, m in ctx.tracker.steps]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert result["val_loss"] == pytest.approx(min(losses))
+    assert {"train_loss", "epoch_time", "samples_per_sec"} <= set(ctx.tracker.steps[0][1])
+    assert ctx.tracker.steps[0][1]["samples_per_sec"] > 0
