@@ -4,7 +4,9 @@ Both train the same ``ConvNet`` on the same device-resident digits tensors, batc
 with the same batch size, with AdamW; only the training part of each epoch is timed (the
 objective's own ``samples_per_sec`` metric on the Lightning side, a wall clock around the loop
 on the plain side). Warm-up epochs are discarded; runs are interleaved and repeated, and the
-best repeat of each side is kept (the machine may be shared).
+best repeat of each side is kept. On a shared machine wall-clock rates swing with the load of
+other processes, so the table also gives samples per CPU-second of this process (``process_time``),
+which other processes' load affects far less; the ``cpu ratio`` is the Lightning overhead.
 
     python benchmarks/throughput.py [--epochs 6 --warmup 2 --repeats 3 --width 32 --depth 2 --batch-size 64]
 """
@@ -31,21 +33,35 @@ from objectives._models import ConvNet  # noqa: E402
 
 
 class _PerEpoch(pl.Callback):
+    """The objective's own samples_per_sec metric, plus samples per CPU-second of this process."""
+
     def __init__(self) -> None:
         self.rates: list[float] = []
+        self.cpu_rates: list[float] = []
+        self._n = 0
+        self._c0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._n, self._c0 = 0, time.process_time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._n += len(batch[0])
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.cpu_rates.append(self._n / (time.process_time() - self._c0))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self.rates.append(collect_metrics(trainer)["samples_per_sec"])
 
 
-def lightning_rate(cfg: TrainConfig, warmup: int) -> float:
+def lightning_rate(cfg: TrainConfig, warmup: int) -> tuple[float, float]:
     module, data = build_classifier("image", cfg)
     rec = _PerEpoch()
     fit(module, data, cfg, None, callbacks=[rec])
-    return statistics.median(rec.rates[warmup:])
+    return statistics.median(rec.rates[warmup:]), statistics.median(rec.cpu_rates[warmup:])
 
 
-def plain_rate(cfg: TrainConfig, warmup: int, device: torch.device) -> float:
+def plain_rate(cfg: TrainConfig, warmup: int, device: torch.device) -> tuple[float, float]:
     arrays = load_dataset(cfg.dataset, "image", cfg.val_fraction)
     torch.manual_seed(cfg.effective_seed)
     model = ConvNet(arrays.input_shape, arrays.num_classes, cfg.width, cfg.depth, cfg.dropout).to(device)
@@ -53,13 +69,13 @@ def plain_rate(cfg: TrainConfig, warmup: int, device: torch.device) -> float:
     data.train.place(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bf16 = cfg.precision == "bf16-mixed"
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(cfg.max_epochs):
         model.train()
         n = 0
         if device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for x, y in data.train:
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -71,7 +87,8 @@ def plain_rate(cfg: TrainConfig, warmup: int, device: torch.device) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates[warmup:])
+        cpu_rates.append(n / (time.process_time() - c0))
+    return statistics.median(rates[warmup:]), statistics.median(cpu_rates[warmup:])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"image_classifier on digits: width={args.width} depth={args.depth} batch_size={args.batch_size}, "
           f"{args.epochs} epochs ({args.warmup} warm-up), best of {args.repeats}; torch threads "
           f"{torch.get_num_threads()}")
-    print(f"{'device':<7}{'precision':<12}{'lightning s/s':>15}{'plain s/s':>12}{'ratio':>8}")
+    print(f"{'device':<7}{'precision':<12}{'lightning s/s':>15}{'plain s/s':>12}{'ratio':>8}"
+          f"{'lightning s/cpu-s':>19}{'plain s/cpu-s':>15}{'cpu ratio':>11}")
     for device_type, precision in rows:
         cfg = TrainConfig(dataset="digits", width=args.width, depth=args.depth, batch_size=args.batch_size,
                           max_epochs=args.epochs, precision=precision, seed=0, keep_checkpoints=0)
@@ -100,8 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats):  # interleaved: both sides see the same machine load
             light.append(lightning_rate(cfg, args.warmup))
             plain.append(plain_rate(cfg, args.warmup, torch.device(device_type)))
-        lr, pr = max(light), max(plain)
-        print(f"{device_type:<7}{precision:<12}{lr:>15.0f}{pr:>12.0f}{lr / pr:>8.2f}", flush=True)
+        lr, pr = max(r for r, _ in light), max(r for r, _ in plain)
+        lc, pc = max(c for _, c in light), max(c for _, c in plain)
+        print(f"{device_type:<7}{precision:<12}{lr:>15.0f}{pr:>12.0f}{lr / pr:>8.2f}"
+              f"{lc:>19.0f}{pc:>15.0f}{lc / pc:>11.2f}", flush=True)
 
 
 if __name__ == "__main__":

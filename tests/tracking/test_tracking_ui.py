@@ -170,7 +170,10 @@ def test_serve_ui_prints_the_experiment_url_and_stops_on_ctrl_c(ui_store, tk):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert _ui.port_is_free("127.0.0.1", port)  # the server (a separate process group) is gone
+    # the server (in its own process group) is gone too
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+    assert _ui.port_is_free("127.0.0.1", port)
 
 
 def test_serve_ui_warns_when_binding_other_interfaces(monkeypatch, capsys):
