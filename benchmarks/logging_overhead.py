@@ -188,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         "hpo-q": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts", wait_on_end=False)),
         "naive": Timed(NaiveFluentTracker(uri)),
     }
-    studies = {m: optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)) for m in modes}
+    studies = {
+        m: optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                               pruner=optuna.pruners.NopPruner())
+        for m in modes
+    }
     for m, t in modes.items():
         t.start_study({**info, "study_name": f"bench-{m}"}, None)
 

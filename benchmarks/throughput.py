@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rows = [("cpu", "32-true"), ("cpu", "bf16-mixed")]
     if torch.cuda.is_available():

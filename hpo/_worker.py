@@ -5,6 +5,7 @@ Run in-process for ``--jobs 1`` and as ``python -m hpo._worker`` for each of ``-
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import signal
@@ -173,7 +174,18 @@ def run_trial(
     else:
         frozen = study.tell(trial, values)
         tracker.end_trial("COMPLETE", values)
+    finally:
+        del ctx
+        release_memory()
     return frozen
+
+
+def release_memory() -> None:
+    """Frees what a finished (often pruned or failed) trial left: cycles, cached GPU blocks."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # only if the objective imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:

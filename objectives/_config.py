@@ -54,7 +54,10 @@ class TrainConfig:
     Precision: ``32-true``, ``16-mixed`` (on a CPU it falls back to ``bf16-mixed`` with a
         warning), ``bf16-mixed``.
     Parallelism: ``devices``, ``strategy`` (``auto``/``ddp``; ``devices > 1`` always trains with
-        DDP), ``accumulate_grad_batches``.
+        DDP), ``accumulate_grad_batches``, ``threads`` (CPU training: torch intra-op threads per
+        process during the fit; 0 = torch's default, or the CPU cores split between DDP ranks).
+        On a shared or busy machine ``threads: 1`` avoids OpenMP oversubscription, which can slow
+        small models down by an order of magnitude.
     Clipping: ``agc_clip`` (adaptive gradient clipping λ, not applied to the classifier layer; 0
         disables), ``grad_clip_norm`` (global norm clipping; 0 disables).
     Distillation: ``teacher`` (checkpoint path, or a mapping of teacher hyperparameters trained
@@ -95,6 +98,7 @@ class TrainConfig:
     devices: int = 1
     strategy: str = "auto"
     accumulate_grad_batches: int = 1
+    threads: int = 0
     # clipping
     agc_clip: float = 0.0
     grad_clip_norm: float = 0.0
@@ -165,7 +169,7 @@ _CHOICES = {
     "strategy": STRATEGIES,
 }
 _INTS = {"batch_size", "width", "depth", "max_epochs", "step_size", "crop_pad", "devices",
-         "accumulate_grad_batches", "keep_checkpoints"}
+         "accumulate_grad_batches", "keep_checkpoints", "threads"}
 _FLOATS = {"val_fraction", "dropout", "lr", "weight_decay", "momentum", "warmup_epochs", "gamma",
            "min_lr_ratio", "hflip", "noise_std", "mixup_alpha", "cutmix_alpha", "agc_clip",
            "grad_clip_norm", "distill_alpha", "distill_temperature"}
@@ -196,6 +200,7 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "distill_alpha": (0.0, True, 1.0, True),
     "distill_temperature": (0.0, False, None, False),
     "keep_checkpoints": (0, True, None, False),
+    "threads": (0, True, None, False),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Mapping
 from datetime import timedelta
@@ -83,6 +84,28 @@ def _precision(requested: str, accelerator: str) -> str:
         )
         return "bf16-mixed"
     return requested
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int, world_size: int, accelerator: str):
+    """Sets torch's intra-op threads for the fit (CPU only) and restores them after."""
+    if accelerator != "cpu":
+        yield
+        return
+    if threads <= 0 and world_size > 1:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        threads = max(1, cores // world_size)
+    before = torch.get_num_threads()
+    if threads > 0 and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
@@ -193,7 +216,7 @@ def fit_local(
         strategy, devices = "auto", 1
     root = Path(ctx.workdir) if ctx is not None else None
     seed_everything(cfg.effective_seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _cpu_threads(cfg.threads, world_size, accelerator):
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
         trainer = pl.Trainer(

@@ -1,7 +1,8 @@
 """Teachers for distillation: a checkpoint file, or hyperparameters trained once per study.
 
-A ``teacher:`` mapping is completed with the student's ``dataset`` and ``val_fraction``, seed 0
-(unless given) and the defaults of every other knob; it is trained single-process, without
+A ``teacher:`` mapping is completed with the student's ``dataset``, ``val_fraction`` and
+``threads``, seed 0 (unless given) and the defaults of every other knob; it is trained
+single-process, without
 reporting or pruning, keeping its best epoch. The result is cached under
 ``<study_dir>/teachers/<hash of objective kind + resolved teacher config>/teacher.pt``; an
 ``fcntl`` lock on ``<hash>.lock`` makes concurrent workers wait for the one that trains it.
@@ -32,18 +33,22 @@ log = logging.getLogger(__name__)
 
 TEACHER_FILE = "teacher.pt"
 _CACHE_VERSION = 1
+_NOT_IN_KEY = ("threads", "keep_checkpoints")  # do not change the trained weights
 
 
 def teacher_config(spec: Mapping[str, Any], student: TrainConfig) -> TrainConfig:
     """The teacher's full config: the student's data, seed 0, defaults, then ``spec``."""
-    params: dict[str, Any] = {"dataset": student.dataset, "val_fraction": student.val_fraction, "seed": 0}
+    params: dict[str, Any] = {
+        "dataset": student.dataset, "val_fraction": student.val_fraction, "seed": 0, "threads": student.threads,
+    }
     params.update(spec)
     cfg = TrainConfig.from_params(params)
     return cfg.replace(teacher=None, devices=1, strategy="auto", keep_checkpoints=0)
 
 
 def teacher_key(kind: str, cfg: TrainConfig) -> str:
-    blob = json.dumps({"v": _CACHE_VERSION, "kind": kind, "config": cfg.to_dict()}, sort_keys=True, default=str)
+    config = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
+    blob = json.dumps({"v": _CACHE_VERSION, "kind": kind, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
