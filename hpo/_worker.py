@@ -81,7 +81,7 @@ def connect_tracker(study: optuna.Study, spec: StudySpec, tracker: Tracker) -> N
     with study_lock(spec):
         parent = study.user_attrs.get("mlflow_parent_run_id")
         created = tracker.start_study(study_info(spec), parent)
-        if parent is None and created is not None:
+        if created is not None and created != parent:  # new, or the old parent run was deleted
             study.set_user_attr("mlflow_parent_run_id", created)
 
 

@@ -214,13 +214,17 @@ def _print_paths(spec: Any) -> None:
 
 @command("status")
 def cmd_status(args: argparse.Namespace) -> int:
-    from hpo._study import recover_orphans
+    from hpo._study import recover_orphans, study_info
     from hpo._summary import workers
     from hpo.tracking import make_tracker
 
     spec = load(args)
     study = _open(spec, create=False)
-    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled) if _mlflow_exists(spec) else None
+    tracker = None
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is not None and _mlflow_exists(spec):
+        tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
+        tracker.start_study(study_info(spec), parent)
     recovered = recover_orphans(study, spec, tracker)
     if tracker is not None:
         tracker.close()
@@ -298,7 +302,7 @@ def _write_report(spec: Any, study: Any, output: str | None, quiet: bool = False
 
 @command("ui")
 def cmd_ui(args: argparse.Namespace) -> int:
-    from hpo.tracking import default_tracking_uri, serve_ui
+    from hpo.tracking import default_artifacts_dir, default_tracking_uri, serve_ui
 
     experiment = None
     uri = args.tracking_uri
@@ -306,7 +310,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         spec = load(args)
         uri = uri or spec.mlflow.tracking_uri
         experiment = spec.experiment
-    return serve_ui(uri or default_tracking_uri(), host=args.host, port=args.port, experiment=experiment)
+    artifacts = None if uri else default_artifacts_dir()
+    return serve_ui(uri or default_tracking_uri(), host=args.host, port=args.port, experiment=experiment,
+                    artifacts_dir=artifacts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Lightning callbacks that connect a training run to its trial; one hook, one job.
 
-Order in ``objectives.fit``: ``PlaceData`` → ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
+Order in ``objectives.fit``: ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
 ``BestWeights`` → ``PruningCallback``. The epoch-level numbers (``val_*`` from the module's
 ``self.log``, ``train_loss``/``epoch_time``/``samples_per_sec`` from ``EpochMetrics``) are
 complete at ``on_validation_end``, which is where weights are kept and the pruner is asked.
@@ -80,18 +80,6 @@ class _EpochOnce(pl.Callback):
         if self._done_epoch != trainer.current_epoch:
             self._done_epoch = trainer.current_epoch
             self.on_epoch_done(trainer, pl_module)
-
-
-class PlaceData(pl.Callback):
-    """Moves index-batched device data (``DeviceBatches``) to the training device and tells it the
-    DDP rank, once the strategy knows both."""
-
-    def __init__(self, *loaders: Any) -> None:
-        self.loaders = [ld for ld in loaders if hasattr(ld, "place")]
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        for loader in self.loaders:
-            loader.place(trainer.strategy.root_device, trainer.global_rank, trainer.world_size)
 
 
 class EpochMetrics(pl.Callback):

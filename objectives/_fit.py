@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.profilers import PassThroughProfiler
 
 from objectives._callbacks import (
     AdaptiveGradientClipping,
     BestWeights,
     EpochMetrics,
-    PlaceData,
     PruningCallback,
 )
 from objectives._config import TrainConfig
@@ -106,6 +107,59 @@ def _cpu_threads(threads: int, world_size: int, accelerator: str):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def _cache_hook_signature_checks() -> None:
+    """Lightning inspects ``training_step``'s signature (``inspect.getfullargspec``) on every
+    step to decide whether to pass ``batch_idx``; a function's signature does not change, so the
+    answer is cached per function."""
+    from pytorch_lightning.loops import evaluation_loop, training_epoch_loop
+    from pytorch_lightning.utilities import signature_utils
+
+    original = signature_utils.is_param_in_hook_signature
+    if getattr(original, "_hpo_cached", False):
+        return
+
+    @functools.lru_cache(maxsize=512)
+    def cached(fn, param, explicit, min_args):
+        return original(fn, param, explicit, min_args)
+
+    def is_param_in_hook_signature(hook_fx, param, explicit=False, min_args=None):
+        fn = getattr(hook_fx, "__func__", hook_fx)  # bound method -> its (hashable, stable) function
+        try:
+            return cached(fn, param, explicit, min_args)
+        except TypeError:  # unhashable callable
+            return original(hook_fx, param, explicit, min_args)
+
+    is_param_in_hook_signature._hpo_cached = True  # type: ignore[attr-defined]
+    for module in (training_epoch_loop, evaluation_loop):
+        if getattr(module, "is_param_in_hook_signature", None) is original:
+            module.is_param_in_hook_signature = is_param_in_hook_signature
+
+
+_cache_hook_signature_checks()
+
+
+class _NoProfiler(PassThroughProfiler):
+    """Lightning wraps every hook call in ``profiler.profile(name)``; the default pass-through
+    profiler builds a generator-based context manager each time (~100 per training step). This
+    one hands back one shared no-op context."""
+
+    _null = contextlib.nullcontext()
+
+    def profile(self, action_name: str):  # type: ignore[override]
+        return self._null
+
+
+def _place(loaders: list[Any], accelerator: str, world_size: int) -> None:
+    """Moves index-batched device data (``DeviceBatches``) to this process's training device and
+    tells it the DDP rank (set in the environment by ``objectives._ddp``)."""
+    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if world_size > 1 else 0
+    rank = int(os.environ.get("RANK", 0)) if world_size > 1 else 0
+    device = torch.device("cuda", local_rank) if accelerator == "gpu" else torch.device("cpu")
+    for loader in loaders:
+        if loader is not None and hasattr(loader, "place"):
+            loader.place(device, rank, world_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -196,7 +250,8 @@ def fit_local(
     precision = _precision(cfg.precision, accelerator)
     fit_kwargs, loaders = _loaders(data)
     best = BestWeights(ctx, monitor, mode, keep=cfg.keep_checkpoints, restore=restore_best)
-    cbs: list[pl.Callback] = [PlaceData(*[ld for ld in loaders if ld is not None]), EpochMetrics()]
+    _place(loaders, accelerator, world_size)
+    cbs: list[pl.Callback] = [EpochMetrics()]
     if cfg.agc_clip > 0:
         cbs.append(AdaptiveGradientClipping(cfg.agc_clip))
     cbs += [best, PruningCallback(ctx)]
@@ -236,6 +291,7 @@ def fit_local(
             num_sanity_val_steps=0,
             use_distributed_sampler=not own_batches,
             default_root_dir=str(root) if root is not None else None,
+            profiler=_NoProfiler(),
         )
         trainer.fit(module, **fit_kwargs)
     result = best.best_metrics or best.last_metrics

@@ -39,6 +39,14 @@ class ClassifierModule(pl.LightningModule):
         self._gen: torch.Generator | None = None
         self._val_sums: torch.Tensor | None = None
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets this plain string around every hook call (~50 times a step);
+        # nn.Module.__setattr__'s parameter/buffer/module checks are pure overhead for it.
+        if name == "_current_fx_name":
+            self.__dict__[name] = value
+            return
+        super().__setattr__(name, value)
+
     @property
     def teacher(self) -> nn.Module | None:
         return self._teacher[0] if self._teacher else None

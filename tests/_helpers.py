@@ -45,6 +45,18 @@ def always_fails(params, ctx):
 def nan_value(params, ctx):
     return float("nan")
 
+def mixed(params, ctx):
+    """Reports 3 steps of loss=(x-2)^2; fails for x > 4 after its first step (prune via a threshold)."""
+    value = (params["x"] - 2.0) ** 2
+    for step in range(3):
+        ctx.report({"loss": value, "other": float(step)}, step=step)
+        if params["x"] > 4:
+            raise RuntimeError("x too large")
+        if ctx.should_prune():
+            import optuna
+            raise optuna.TrialPruned()
+    return {"loss": value}
+
 def two_metrics(params, ctx):
     return {"a": params["x"] ** 2, "b": (params["x"] - 2) ** 2}
 '''

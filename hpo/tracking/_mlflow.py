@@ -195,6 +195,8 @@ def prepare_store(tracking_uri: str) -> None:
     database while one process creates it, and switches the file to WAL journaling, which lets
     readers (the UI, ``hpo status``) and one writer work at the same time.
     """
+    for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is noise in `hpo run`
+        logging.getLogger(name).setLevel(logging.WARNING)
     db = sqlite_path(tracking_uri)
     if db is None:
         return
@@ -260,9 +262,10 @@ class _Writer:
     """One daemon thread that writes queued run data, in order, with retries.
 
     Metrics/params of a run are coalesced: a run is written at most once per ``interval``
-    seconds (immediately when the last write is older), so fast epochs cost one ``log_batch``
-    per interval instead of one per epoch. An ``end`` item writes what is pending for the run
-    together with its final metrics and tags in one ``log_batch``, then sets its status.
+    seconds (counted from its first queued item), so fast epochs cost one ``log_batch`` per
+    interval instead of one per epoch, and a trial shorter than the interval one in all. An
+    ``end`` item writes what is pending for the run together with its final metrics and tags
+    in one ``log_batch``, then sets its status.
     """
 
     def __init__(
@@ -323,7 +326,10 @@ class _Writer:
                     item[1].set()
                     continue
                 run_id = item[1]
-                batch = pending.setdefault(run_id, _Batch())
+                batch = pending.get(run_id)
+                if batch is None:  # a new run: its first write waits an interval too
+                    batch = pending[run_id] = _Batch()
+                    batch.last_write = time.monotonic()
                 if kind == "data":
                     batch.metrics += item[2]
                     batch.params += item[3]
@@ -422,6 +428,8 @@ class MlflowTracker(Tracker):
         self.artifacts_dir = Path(artifacts_dir).expanduser().resolve() if artifacts_dir else None
         self.asynchronous = asynchronous
         self.parent_run_id: str | None = None
+        self._parent_status: str | None = None  # as last seen / set by this tracker
+        self._ran_trials = False  # this tracker created the parent or ran trials under it
         self.experiment_id: str | None = None
         self.study_name: str | None = None
         self.metric_names: list[str] = []
@@ -505,8 +513,7 @@ class MlflowTracker(Tracker):
             if run is not None:
                 self.parent_run_id = parent_run_id
                 self.experiment_id = run.info.experiment_id
-                if run.info.status != "RUNNING":
-                    self._call("update_run", lambda: self.client.update_run(parent_run_id, status="RUNNING"))
+                self._parent_status = run.info.status  # set RUNNING by the first start_trial only
                 return parent_run_id
             _log.warning("MLflow parent run %s is gone; creating a new one", parent_run_id)
         name = study_info.get("experiment") or self.experiment or self.study_name
@@ -531,6 +538,8 @@ class MlflowTracker(Tracker):
             lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=self.study_name),
         )
         self.parent_run_id = run.info.run_id
+        self._parent_status = "RUNNING"
+        self._ran_trials = True
         space_file = study_info.get("space_file")
         if space_file and Path(space_file).is_file():
             try:
@@ -550,25 +559,33 @@ class MlflowTracker(Tracker):
             raise
         return None if run.info.lifecycle_stage == "deleted" else run
 
-    def start_trial(self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any]) -> str | None:
+    def start_trial(
+        self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any], role: str = "trial"
+    ) -> str | None:
         from mlflow.entities import Param
 
         if self.parent_run_id is None:
             raise RuntimeError("MlflowTracker.start_trial called before start_study")
+        if self._parent_status != "RUNNING":  # the study runs (again): show it in the UI
+            parent = self.parent_run_id
+            self._call("update_run", lambda: self.client.update_run(parent, status="RUNNING"))
+            self._parent_status = "RUNNING"
+        self._ran_trials = True
         previous = self._current()
         if previous is not None:  # the driver never ended it: do not leave it RUNNING
             self.end_trial("KILLED", None, reason="a new trial started before this one ended")
+        name = f"trial-{number}" if role == "trial" else f"{role}-trial-{number}"
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
-            "mlflow.runName": f"trial-{number}",
+            "mlflow.runName": name,
             "hpo.study": self.study_name or "",
-            "hpo.role": "trial",
+            "hpo.role": role,
             "trial_number": str(number),
             "state": "RUNNING",
         }
         run = self._call(
             "create_run",
-            lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=f"trial-{number}"),
+            lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=name),
         )
         run_id = run.info.run_id
         self._submit(run_id, params=[Param(k, v) for k, v in param_items(params, fixed).items()])
@@ -712,10 +729,11 @@ class MlflowTracker(Tracker):
             with contextlib.suppress(Exception):
                 self.end_trial("KILLED", None, reason="the worker stopped before the trial ended")
         self._writer.flush()
-        if self.parent_run_id is None:
+        if self.parent_run_id is None or self._parent_status != "RUNNING" or not self._ran_trials:
             return
-        # The parent is FINISHED when no trial of the study runs anymore (another worker that
-        # starts later sets it RUNNING again in start_study).
+        # The parent is FINISHED when no trial of the study runs anymore (a worker that starts
+        # a trial later sets it RUNNING again). Trackers that only read or attach artifacts
+        # (status, report) never change it.
         with contextlib.suppress(Exception):
             if not self._running_children():
                 self._call("set_terminated", lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))

@@ -207,8 +207,11 @@ def serve_ui(
     Returns:
         0 when the server stopped by itself cleanly, 130 after Ctrl-C, 1 when it failed.
     """
-    from hpo.tracking._mlflow import is_remote
+    from hpo.tracking._mlflow import is_remote, sqlite_path
 
+    db = sqlite_path(tracking_uri)
+    if artifacts_dir is None and db is not None:  # where MlflowTracker puts them, not ./mlartifacts
+        artifacts_dir = db.expanduser().resolve().parent / "mlflow-artifacts"
     if is_remote(tracking_uri):
         exp_id = None
         with contextlib.suppress(Exception):

@@ -213,3 +213,18 @@ def test_fit_trains_a_generic_module_and_reports_its_logged_metric(make_ctx):
     assert result["val_loss"] == pytest.approx(min(losses))
     assert {"train_loss", "epoch_time", "samples_per_sec"} <= set(ctx.tracker.steps[0][1])
     assert ctx.tracker.steps[0][1]["samples_per_sec"] > 0
+
+
+def test_threads_knob_applies_during_fit_and_is_restored(make_ctx, tiny):
+    seen = []
+
+    class _Threads(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    from objectives._fit import run_classifier
+
+    run_classifier("image", dict(tiny, max_epochs=1, threads=1), None, callbacks=[_Threads()])
+    assert seen == [1]
+    assert torch.get_num_threads() == before

@@ -149,6 +149,27 @@ def test_existing_parent_is_reused_not_duplicated(store, study_info):
     assert client(store["uri"]).get_run(parent).info.status == "FINISHED"
 
 
+def test_attaching_to_a_parent_has_no_side_effects(store, study_info, tmp_path):
+    """``hpo status``/``hpo report`` attach to the parent: its status stays as it was."""
+    worker = MlflowTracker(store["uri"], artifacts_dir=store["artifacts"])
+    parent = worker.start_study(study_info, None)
+    worker.start_trial(0, {}, {})  # a trial of a live worker keeps the parent RUNNING
+    reader = MlflowTracker(store["uri"], artifacts_dir=store["artifacts"])
+    assert reader.start_study(study_info, parent) == parent
+    assert reader.reconcile({0}, {}) == 0
+    reader.close()
+    assert client(store["uri"]).get_run(parent).info.status == "RUNNING"
+    worker.end_trial("COMPLETE", [1.0])
+    worker.close()
+    assert client(store["uri"]).get_run(parent).info.status == "FINISHED"
+    (tmp_path / "dashboard.html").write_text("<html></html>")
+    reporter = MlflowTracker(store["uri"], artifacts_dir=store["artifacts"])
+    reporter.start_study(study_info, parent)
+    reporter.log_artifact(str(tmp_path / "dashboard.html"))
+    reporter.close()
+    assert client(store["uri"]).get_run(parent).info.status == "FINISHED"
+
+
 def test_missing_parent_gets_a_new_one(store, study_info):
     tracker = MlflowTracker(store["uri"], artifacts_dir=store["artifacts"])
     new = tracker.start_study(study_info, "0" * 32)

@@ -1,0 +1,98 @@
+"""`hpo run` writes MLflow as the contract says: one parent, one nested child per trial, states, metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from _helpers import base_space, load_trials, start_hpo
+
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+
+
+def mixed_space(tmp_path, n_trials: int) -> dict:
+    return base_space(
+        objective={"name": "objs.py:mixed", "fixed": {"scale": 3}},
+        pruner={"name": "threshold", "options": {"upper": 12.0}},
+        study={"direction": "minimize", "metric": "loss", "n_trials": n_trials, "seed": 2},
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path}/mlruns.db", "experiment": "exp"},
+    )
+
+
+def runs_of(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("exp")
+    return client, client.search_runs([exp.experiment_id], max_results=5000)
+
+
+def check_store(path, uri):
+    trials = load_trials(path)
+    client, runs = runs_of(uri)
+    parents = [r for r in runs if r.data.tags.get("hpo.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
+    assert len(parents) == 1
+    assert len(children) == len(trials)
+    by_number = {int(r.data.tags["trial_number"]): r for r in children}
+    assert sorted(by_number) == [t.number for t in trials]
+    for t in trials:
+        run = by_number[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["state"] == t.state.name
+        assert run.info.status == STATUS[t.state.name]
+        assert run.info.run_id == t.user_attrs["mlflow_run_id"]
+        assert float(run.data.params["x"]) == pytest.approx(t.params["x"])
+        assert run.data.params["fixed.scale"] == "3"
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert [m.step for m in history] == sorted(t.intermediate_values)
+    return trials, by_number
+
+
+def test_study_with_complete_pruned_and_failed_trials(write_space, cli, tmp_path):
+    path = write_space(mixed_space(tmp_path, 14))
+    assert cli("run", path, "--no-report")[0] == 0
+    trials, runs = check_store(path, f"sqlite:///{tmp_path}/mlruns.db")
+    assert {t.state.name for t in trials} == {"COMPLETE", "PRUNED", "FAIL"}
+    for t in trials:
+        run = runs[t.number]
+        if t.state.name == "FAIL":
+            assert run.data.tags["fail_reason"] == "RuntimeError: x too large"
+        if t.state.name == "PRUNED":
+            assert run.data.tags["pruned_at_epoch"] == str(t.user_attrs["pruned_at_epoch"])
+        if t.state.name == "COMPLETE":
+            assert run.data.metrics["final.loss"] == pytest.approx(t.value)
+
+
+def test_jobs_2_gives_one_child_per_trial(write_space, workdir, tmp_path):
+    path = write_space(mixed_space(tmp_path, 12))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    check_store(path, f"sqlite:///{tmp_path}/mlruns.db")
+
+
+def test_killed_worker_leaves_no_running_run_after_status(write_space, workdir, tmp_path, cli):
+    doc = mixed_space(tmp_path, 5)
+    doc["objective"] = {"name": "objs.py:slow", "fixed": {"sleep": 0.5}}
+    doc["study"]["metric"] = "value"
+    path = write_space(doc)
+    proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if (workdir / "hpo-runs").exists() and [t for t in load_trials(path) if t.state.name == "RUNNING"]:
+            break
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    _, runs = runs_of(uri)
+    assert [r for r in runs if r.info.status == "RUNNING"], "the kill should have left a RUNNING run"
+    assert cli("status", path)[0] == 0
+    _, runs = runs_of(uri)
+    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial"]
+    killed = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
+    assert killed and all(r.info.status == "KILLED" for r in killed)
