@@ -218,7 +218,7 @@ def fit(
 
 
 def _loaders(data: Any) -> tuple[dict[str, Any], list[Any]]:
-    """``trainer.fit`` keyword arguments for ``data``, and the loaders ``PlaceData`` must place."""
+    """``trainer.fit`` keyword arguments for ``data``, and the loaders to place on the device."""
     if data is None:
         return {}, []
     if isinstance(data, pl.LightningDataModule):

@@ -133,3 +133,18 @@ def start_postgres() -> tuple[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
     return f"postgresql://postgres@127.0.0.1:{port}/hpo", stop
+
+
+def assert_no_running_mlflow_runs(workdir: Path, trials: list[Any]) -> None:
+    """The default MLflow store under ``workdir/hpo-runs``: no run left RUNNING, no trial with two
+    runs, and one run for every finished trial (a worker killed before its trial's run was
+    created leaves that lost trial without one)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir}/hpo-runs/mlflow.db")
+    experiment = client.get_experiment_by_name("space")
+    runs = client.search_runs([experiment.experiment_id], max_results=5000)
+    numbers = [int(r.data.tags["trial_number"]) for r in runs if r.data.tags.get("hpo.role") == "trial"]
+    assert len(numbers) == len(set(numbers)), "a trial has two MLflow runs"
+    assert {t.number for t in trials if t.state.name in ("COMPLETE", "PRUNED")} <= set(numbers)
+    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial"]

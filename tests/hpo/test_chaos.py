@@ -7,7 +7,7 @@ import random
 import signal
 import time
 
-from _helpers import base_space, load_trials, start_hpo
+from _helpers import assert_no_running_mlflow_runs, base_space, load_trials, start_hpo
 
 
 def live_worker_pids(path) -> list[int]:
@@ -22,7 +22,8 @@ def live_worker_pids(path) -> list[int]:
 
 def test_chaos_with_jobs_4_on_the_embedded_store(write_space, workdir):
     path = write_space(base_space(objective={"name": "objs.py:slow", "fixed": {"sleep": 0.05}},
-                                  study={"direction": "minimize", "metric": "value", "n_trials": 80, "seed": 0}))
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 80, "seed": 0},
+                                  mlflow={"enabled": True}))
     proc = start_hpo("run", path, "--jobs", "4", "--no-report", cwd=workdir)
     rng = random.Random(1)
     killed: list[int] = []
@@ -43,3 +44,4 @@ def test_chaos_with_jobs_4_on_the_embedded_store(write_space, workdir):
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert len(failed) >= 10 and all("died" in t.user_attrs["fail_reason"] for t in failed)
     assert all(t.user_attrs.get("retry_count", 0) <= 1 for t in trials)
+    assert_no_running_mlflow_runs(workdir, trials)

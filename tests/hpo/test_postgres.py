@@ -7,20 +7,22 @@ import signal
 import time
 
 import pytest
-from _helpers import base_space, load_trials, start_hpo
+from _helpers import assert_no_running_mlflow_runs, base_space, load_trials, start_hpo
 
 
 def fast_space(storage: str, n_trials: int, objective: str = "objs.py:quadratic", **fixed) -> dict:
     return base_space(objective={"name": objective, "fixed": fixed},
                       study={"direction": "minimize", "metric": "loss" if "quadratic" in objective else "value",
                              "n_trials": n_trials, "seed": 0, "storage": storage},
-                      sampler={"name": "random"})
+                      sampler={"name": "random"}, mlflow={"enabled": True})
 
 
-def test_eight_workers_on_postgres_run_exactly_n_trials(postgres_server, write_space, workdir):
-    url = postgres_server()
+def test_eight_workers_on_postgres_run_exactly_n_trials(postgres_server, write_space, workdir, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    url, tracking = postgres_server(), f"sqlite:///{tmp_path}/mlflow.db"
     path = write_space(fast_space(url, 200))
-    procs = [start_hpo("run", path, "--no-report", cwd=workdir) for _ in range(8)]
+    procs = [start_hpo("run", path, "--no-report", "--tracking-uri", tracking, cwd=workdir) for _ in range(8)]
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out
@@ -28,6 +30,10 @@ def test_eight_workers_on_postgres_run_exactly_n_trials(postgres_server, write_s
     assert sorted(t.number for t in trials) == list(range(200))
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    client = MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name("space").experiment_id], max_results=1000)
+    children = sorted(int(r.data.tags["trial_number"]) for r in runs if r.data.tags.get("hpo.role") == "trial")
+    assert children == list(range(200))
 
 
 def test_chaos_on_postgres_kills_lose_nothing(postgres_server, write_space, workdir):
@@ -58,6 +64,7 @@ def test_chaos_on_postgres_kills_lose_nothing(postgres_server, write_space, work
         assert "died" in failed.user_attrs.get("fail_reason", "")
     retries = [t.user_attrs.get("retry_count", 0) for t in trials]
     assert max(retries) <= 1
+    assert_no_running_mlflow_runs(workdir, trials)
 
 
 def test_cmaes_on_shared_storage_is_warned_about(postgres_server, write_space, cli):
@@ -67,3 +74,32 @@ def test_cmaes_on_shared_storage_is_warned_about(postgres_server, write_space, c
     code, out, err = cli("run", path, "--no-report")
     assert code == 0
     assert "pickled" in (out + err)
+
+
+def test_recipe_postgres_study_and_mlflow_server_two_workers(postgres_server, write_space, workdir, tmp_path):
+    """The README's multi-machine recipe: PostgreSQL for the study, an MLflow server backed by
+    PostgreSQL for the runs, and workers that know only the two URLs."""
+    from mlflow.tracking import MlflowClient
+
+    from hpo.tracking._ui import UiServer
+
+    study_db, mlflow_db = postgres_server(), postgres_server()
+    with UiServer(mlflow_db, artifacts_dir=tmp_path / "artifacts").start() as server:
+        doc = fast_space(study_db, 30)
+        doc.pop("mlflow")
+        path = write_space(doc)
+        procs = [start_hpo("run", path, "--no-report", "--tracking-uri", server.url, cwd=workdir) for _ in range(2)]
+        for proc in procs:
+            out, _ = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out
+        trials = load_trials(path)
+        assert sorted(t.number for t in trials) == list(range(30))
+        client = MlflowClient(server.url)
+        exp = client.get_experiment_by_name("space")
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        parents = [r for r in runs if r.data.tags.get("hpo.role") == "parent"]
+        children = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
+        assert len(parents) == 1
+        assert sorted(int(r.data.tags["trial_number"]) for r in children) == list(range(30))
+        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+        assert all(r.info.status == "FINISHED" for r in children)

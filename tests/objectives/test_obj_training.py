@@ -14,7 +14,7 @@ from torch import nn
 import objectives
 from objectives._callbacks import AdaptiveGradientClipping
 from objectives._config import TrainConfig
-from objectives._data import DeviceBatches, DeviceData
+from objectives._data import DeviceBatches
 from objectives._models import ConvNet
 from objectives._module import ClassifierModule
 from objectives.techniques import lr_multiplier
