@@ -60,7 +60,7 @@ def make_sampler(name: str, options: Mapping[str, Any], seed: int | None, source
     kwargs = dict(options)
     if "seed" in inspect.signature(cls).parameters:
         kwargs["seed"] = seed
-    return _construct(cls, kwargs, f"sampler.options", source)
+    return _construct(cls, kwargs, "sampler.options", source)
 
 
 def make_pruner(name: str, options: Mapping[str, Any], source: str = "<spec>") -> Any:

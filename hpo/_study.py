@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path

@@ -148,3 +148,10 @@ def assert_no_running_mlflow_runs(workdir: Path, trials: list[Any]) -> None:
     assert len(numbers) == len(set(numbers)), "a trial has two MLflow runs"
     assert {t.number for t in trials if t.state.name in ("COMPLETE", "PRUNED")} <= set(numbers)
     assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial"]
+
+
+CHROMIUM = os.environ.get("HPO_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying (and failing) to reach Google's
+# services from this offline machine.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]

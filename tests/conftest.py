@@ -51,7 +51,6 @@ def cli(capsys: pytest.CaptureFixture[str]):
 def postgres_server():
     """A real PostgreSQL server for this test session; yields a function giving a fresh database URL."""
     import itertools
-    import subprocess
 
     from _helpers import start_postgres
 
@@ -70,3 +69,18 @@ def postgres_server():
 
     yield new_database
     stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (Debian's) for the whole session, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    from _helpers import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `bash scripts/system-deps.sh` (or set HPO_CHROMIUM)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

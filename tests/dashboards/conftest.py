@@ -4,9 +4,6 @@ dashboard tests."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-from pathlib import Path
 
 import optuna
 import pytest
@@ -139,28 +136,3 @@ def failed_study() -> optuna.Study:
 # headless Chromium
 # --------------------------------------------------------------------------------------------
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-
-
-def _chromium_path() -> str | None:
-    for cand in (os.environ.get("HPO_CHROMIUM"), "/usr/bin/chromium",
-                 shutil.which("chromium"), shutil.which("chromium-browser")):
-        if cand and Path(cand).exists():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    exe = _chromium_path()
-    if exe is None:
-        pytest.skip("no Chromium found (set HPO_CHROMIUM or install /usr/bin/chromium)")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()

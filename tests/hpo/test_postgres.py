@@ -6,7 +6,6 @@ import random
 import signal
 import time
 
-import pytest
 from _helpers import assert_no_running_mlflow_runs, base_space, load_trials, start_hpo
 
 
