@@ -98,7 +98,7 @@ def best_configs(study: optuna.Study, spec: StudySpec, top: int = 1) -> list[Bes
     """The ``top`` best trials (or the whole Pareto set for multi-objective studies), best first."""
     trials = study.get_trials(deepcopy=False)
     if spec.multi_objective:
-        chosen = best_trials(trials, spec.study.directions)
+        chosen = best_trials(study)
     else:
         chosen = ranked_trials(trials, spec.study.directions)[:top]
     return [_config_of(t, study, spec) for t in chosen]

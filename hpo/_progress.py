@@ -12,6 +12,7 @@ from hpo._spec import StudySpec
 from hpo._summary import best_trials, format_values, state_counts
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.trial import FrozenTrial
 
 
@@ -20,7 +21,7 @@ class StudyProgress:
 
     Example:
         >>> with StudyProgress(spec, console) as progress:
-        ...     progress.update(study.get_trials())
+        ...     progress.update(study)
     """
 
     def __init__(self, spec: StudySpec, console: Console) -> None:
@@ -54,10 +55,11 @@ class StudyProgress:
         if self.live:
             self._progress.stop()
 
-    def update(self, trials: Sequence[FrozenTrial]) -> None:
+    def update(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
         counts = state_counts(trials)
         finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
-        best = best_trials(trials, self.spec.study.directions)
+        best = best_trials(study)
         best_text = format_values(best[0].values) if len(best) == 1 else f"{len(best)} on Pareto front" if best else "-"
         summary = f"done {counts['COMPLETE']} pruned {counts['PRUNED']} failed {counts['FAIL']} running {counts['RUNNING']}"
         if self.live:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.trial import FrozenTrial
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -26,16 +27,14 @@ def format_values(values: Sequence[float] | None) -> str:
     return ", ".join(f"{v:.6g}" for v in values)
 
 
-def best_trials(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
-    """The best complete trial (single objective) or the Pareto-optimal ones (multi-objective)."""
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
-    if not complete:
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best complete trial, or the Pareto-optimal ones for a multi-objective study (Optuna's)."""
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.number)
+    try:
+        return [study.best_trial]
+    except ValueError:  # no complete trial yet
         return []
-    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
-    keyed = [(tuple(s * v for s, v in zip(signs, t.values)), t) for t in complete]
-    if len(signs) == 1:
-        return [min(keyed, key=lambda kv: (kv[0], kv[1].number))[1]]
-    return [t for k, t in keyed if not any(_dominates(other, k) for other, _ in keyed)]
 
 
 def ranked_trials(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
@@ -43,10 +42,6 @@ def ranked_trials(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> l
     sign = 1.0 if directions[0] == "minimize" else -1.0
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
     return sorted(complete, key=lambda t: (sign * t.values[0], t.number))
-
-
-def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def duration(trials: Sequence[FrozenTrial]) -> tuple[timedelta, timedelta]:

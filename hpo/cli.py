@@ -184,7 +184,7 @@ def _print_summary(spec: Any, study: Any) -> None:
 
     trials = study.get_trials(deepcopy=False)
     console.print(counts_table(trials))
-    best = best_trials(trials, spec.study.directions)
+    best = best_trials(study)
     if best:
         console.print(best_table(best, spec.study.metrics))
     else:
@@ -220,13 +220,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     spec = load(args)
     study = _open(spec, create=False)
-    tracker = None
+    recovered = recover_orphans(study, spec)
     parent = study.user_attrs.get("mlflow_parent_run_id")
-    if parent is not None and _mlflow_exists(spec):
+    if recovered and parent is not None and _mlflow_exists(spec):
+        # Only now import MLflow (~1 s): a plain status must answer at once.
         tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
         tracker.start_study(study_info(spec), parent)
-    recovered = recover_orphans(study, spec, tracker)
-    if tracker is not None:
+        recover_orphans(study, spec, tracker)
         tracker.close()
     if recovered:
         console.print(f"trials {recovered} had lost their worker: failed and re-queued")

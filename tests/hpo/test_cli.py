@@ -1,0 +1,41 @@
+"""The CLI itself: fast commands stay free of heavy imports; help and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from _helpers import base_space
+
+HEAVY = ("torch", "pytorch_lightning", "mlflow")
+
+PROBE = """
+import sys
+from hpo.cli import main
+codes = [main(a.split("|")) for a in sys.argv[1:]]
+print(codes, sorted(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def test_help_validate_and_status_import_no_torch_lightning_or_mlflow(write_space, cli, workdir):
+    doc = base_space(objective={"name": "image_classifier"}, space={"lr": {"type": "float", "low": 0.001, "high": 0.1}},
+                     study={"direction": "maximize", "metric": "val_acc", "n_trials": 1})
+    path = write_space(doc)
+    plain = write_space(base_space(mlflow={"enabled": True}), name="plain")
+    assert cli("run", plain, "--no-report")[0] == 0
+    args = [f"validate|{path}", f"status|{plain}", f"best|{plain}"]
+    out = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], cwd=workdir,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0, 0] []", out.stdout + out.stderr
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "hpo", "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for command in ("run", "validate", "status", "best", "export", "train", "report", "ui"):
+        assert command in out.stdout
+
+
+def test_bad_flag_value_is_exit_2(write_space):
+    out = subprocess.run([sys.executable, "-m", "hpo", "run", "x.yaml", "--jobs", "0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--jobs" in out.stderr
