@@ -1,22 +1,33 @@
 """How much MLflow logging slows a trial: none vs hpo's MlflowTracker vs the naive way.
 
-Each trial runs the same objective three ways, interleaved (trial i: none, hpo, naive, ...) so
-that machine noise hits all modes alike:
+Each trial runs the same objective in every mode, interleaved (trial i: none, hpo, hpo-q, fluent,
+naive, ...) so that machine noise hits all modes alike:
 
-* ``none``  — :class:`hpo.tracking.Tracker` (records nothing): the baseline.
-* ``hpo``   — :class:`hpo.tracking.MlflowTracker` on a SQLite store: one child run per trial,
+* ``none``   — :class:`hpo.tracking.Tracker` (records nothing): the baseline.
+* ``hpo``    — :class:`hpo.tracking.MlflowTracker` on a SQLite store: one child run per trial,
   one queued ``log_batch`` per epoch, written by a background thread.
-* ``hpo-q`` — the same with ``wait_on_end=False``: ``end_trial`` queues the trial's last write
+* ``hpo-q``  — the same with ``wait_on_end=False``: ``end_trial`` queues the trial's last write
   instead of waiting for it (``close()`` and interpreter exit still flush).
-* ``naive`` — the fluent API as commonly written: ``mlflow.start_run(nested=True)`` per trial and
-  ``mlflow.log_metric(key, value, step=epoch)`` per metric per epoch, synchronous. (The brief's
-  naive baseline is Lightning's ``MLFlowLogger`` + ``optuna_integration.MLflowCallback``;
-  optuna-integration is not installed here, so plain ``mlflow.start_run``/``log_metric`` it is.)
+* ``fluent`` — MLflow's fluent API as commonly written: one run per trial (a child of the
+  study's run: ``mlflow.parentRunId`` tag) and ``mlflow.log_metric(key, value, step=epoch)`` per
+  metric per epoch, synchronous.
+* ``naive``  — the usual Lightning + Optuna recipe: a ``pytorch_lightning.loggers.MLFlowLogger``
+  per trial, on the Lightning ``Trainer`` that trains the objective (Lightning logs the epoch
+  metrics itself, one synchronous ``log_batch`` per epoch, and terminates the run at the end of
+  ``fit``), and ``optuna_integration.MLflowCallback`` on ``study.optimize`` (after each trial it
+  opens another run and logs the trial's params, value and tags). ``objectives.fit`` builds its
+  ``Trainer`` with ``logger=False`` and takes no logger, so the logger is put on the Trainer by
+  a callback's ``setup`` hook (Lightning's ``Trainer.loggers`` setter), which leaves everything
+  else about the Trainer as in the other modes. The hpo tracker of this mode records nothing
+  (as in ``none``). With the simulated objective (no Trainer) the per-epoch metrics go to
+  ``MLFlowLogger.log_metrics`` directly, as Lightning would send them.
 
 The objective is the quick-start ``objectives.image_classifier`` (digits) when importable, else
 (or with ``--objective simulated``) a loop of ``--epochs`` epochs that sleep ``--epoch-time``
 seconds and report 5 metrics each. Trial wall time = from ``start_trial`` to the end of
-``end_trial`` (everything the tracker does for the trial included).
+``end_trial`` (everything the tracker does for the trial included); for ``naive``, from just
+after the trial's params are sampled to the end of ``MLflowCallback`` (Optuna's ``tell``, which
+runs before the callbacks, is included: well under a millisecond on the in-memory storage).
 
 Usage::
 
@@ -32,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,22 +92,30 @@ class Timed(Tracker):
         self.inner.close()
 
 
-class NaiveFluentTracker(Tracker):
-    """The naive way: fluent API, a synchronous ``log_metric`` per metric per step."""
+class FluentTracker(Tracker):
+    """MLflow's fluent API: a run per trial, a synchronous ``log_metric`` per metric per step.
 
-    def __init__(self, tracking_uri: str) -> None:
+    The trial runs are children of the study's run through the ``mlflow.parentRunId`` tag (what
+    ``start_run(nested=True)`` writes) rather than by keeping the study's run active: an active
+    fluent run would make ``MLflowCallback``'s ``start_run`` of the interleaved ``naive`` mode
+    fail."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str) -> None:
         import mlflow
 
         self.mlflow = mlflow
+        self.experiment_id = experiment_id
+        self.parent_id: str | None = None
         mlflow.set_tracking_uri(tracking_uri)
 
     def start_study(self, study_info, parent_run_id=None):
-        self.mlflow.set_experiment(study_info["study_name"] + "-naive")
-        run = self.mlflow.start_run(run_name=study_info["study_name"])
-        return run.info.run_id
+        with self.mlflow.start_run(run_name=study_info["study_name"], experiment_id=self.experiment_id) as run:
+            self.parent_id = run.info.run_id
+        return self.parent_id
 
     def start_trial(self, number, params, fixed):
-        run = self.mlflow.start_run(run_name=f"trial-{number}", nested=True)
+        run = self.mlflow.start_run(run_name=f"trial-{number}", experiment_id=self.experiment_id,
+                                    tags={"mlflow.parentRunId": self.parent_id})
         self.mlflow.log_params({**params, **{f"fixed.{k}": v for k, v in fixed.items()}})
         return run.info.run_id
 
@@ -112,6 +132,70 @@ class NaiveFluentTracker(Tracker):
     def close(self):
         while self.mlflow.active_run() is not None:
             self.mlflow.end_run()
+
+
+def timed_mlflow_logger_class(stats: Timed) -> type:
+    """``MLFlowLogger`` that adds the time of its calls to ``stats`` (metrics: ``in_log``/``n_log``;
+    run creation, hyper-parameters and ``finalize``: ``in_start_end``)."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    class TimedMLFlowLogger(MLFlowLogger):
+        @property
+        def experiment(self):
+            if self._initialized:
+                return super().experiment
+            t0 = time.perf_counter()  # first use: get/create the experiment, create the run
+            try:
+                return super().experiment
+            finally:
+                stats.in_start_end += time.perf_counter() - t0
+
+        def log_metrics(self, metrics, step=None):
+            t0 = time.perf_counter()
+            super().log_metrics(metrics, step)
+            stats.in_log += time.perf_counter() - t0
+            stats.n_log += 1
+
+        def log_hyperparams(self, params):
+            t0 = time.perf_counter()
+            super().log_hyperparams(params)
+            stats.in_start_end += time.perf_counter() - t0
+
+        def finalize(self, status="success"):
+            t0 = time.perf_counter()
+            super().finalize(status)
+            stats.in_start_end += time.perf_counter() - t0
+
+    return TimedMLFlowLogger
+
+
+def use_logger(logger: Any) -> Any:
+    """A Lightning callback that puts ``logger`` on the Trainer (``objectives.fit`` makes its
+    Trainer with ``logger=False``). ``setup`` runs before Lightning first logs (hyper-parameters,
+    then the epoch metrics) and before it finalizes the loggers at the end of ``fit``."""
+    import pytorch_lightning as pl
+
+    class UseLogger(pl.Callback):
+        def setup(self, trainer, pl_module, stage):
+            trainer.loggers = [logger]
+            _ = logger.experiment  # as the Trainer does for its loggers before the setup hooks
+
+    return UseLogger()
+
+
+class LoggerAsTracker(Tracker):
+    """For the simulated objective (no Trainer): its per-epoch reports go to the Lightning
+    logger as Lightning would send them, and the trial's end finalizes the logger."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+        _ = logger.experiment
+
+    def log_metrics(self, metrics, step):
+        self.logger.log_metrics(dict(metrics), step)
+
+    def end_trial(self, state, values, reason=None, pruned_at_step=None):
+        self.logger.finalize("success" if state in ("COMPLETE", "PRUNED") else "failed")
 
 
 def simulated_objective(epochs: int, epoch_time: float) -> Callable[[Mapping[str, Any], Any], dict[str, float]]:
@@ -166,6 +250,48 @@ def run_trial(study: optuna.Study, tracker: Timed, objective: Callable, fixed: d
     return wall
 
 
+def run_naive_trial(
+    study: optuna.Study, stats: Timed, objective: Callable, fixed: dict[str, Any], workdir: Path,
+    uri: str, artifacts: Path, simulated: bool, mlflc: Callable,
+) -> float:
+    """One trial of the ``naive`` mode: ``study.optimize`` with ``MLflowCallback``, the objective
+    trained with a per-trial ``MLFlowLogger`` on its Trainer."""
+    from hpo._context import TrialContext
+
+    logger_cls = timed_mlflow_logger_class(stats)
+    stamps: dict[str, float] = {}
+
+    def naive_objective(trial: optuna.Trial) -> float:
+        params = {"lr": trial.suggest_float("lr", 1e-3, 3e-2, log=True)}
+        config = {**fixed, **params}
+        stamps["t0"] = time.perf_counter()
+        logger = logger_cls(experiment_name=study.study_name, run_name=f"trial-{trial.number}",
+                            tracking_uri=uri, artifact_location=artifacts.as_uri())
+        ctx = TrialContext(
+            trial=trial, params=params, config=config, metrics=METRICS, seed=trial.number,
+            workdir=workdir / f"trial-{trial.number}", study_dir=workdir,
+            tracker=LoggerAsTracker(logger) if simulated else Tracker(),
+        )
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        if simulated:
+            result = objective(config, ctx)
+            ctx.tracker.end_trial("COMPLETE", None)
+        else:
+            from objectives._fit import run_classifier
+
+            result, _ = run_classifier("image", config, ctx, callbacks=[use_logger(logger)])
+        return float(result["val_acc"] if isinstance(result, Mapping) else result)
+
+    def timed_mlflc(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        t0 = time.perf_counter()
+        mlflc(study, trial)
+        stamps["t1"] = time.perf_counter()
+        stats.in_start_end += stamps["t1"] - t0
+
+    study.optimize(naive_objective, n_trials=1, callbacks=[timed_mlflc], catch=())
+    return stamps["t1"] - stamps["t0"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--objective", choices=["auto", "image_classifier", "simulated"], default="auto")
@@ -182,19 +308,35 @@ def main(argv: list[str] | None = None) -> int:
     uri = "sqlite:///" + (tmp / "mlflow.db").as_posix()
     info = {"study_name": "bench", "metrics": list(METRICS), "directions": ["maximize"], "sampler": "RandomSampler"}
 
+    # Experiments made here so that the fluent and Lightning runs' artifact roots are under tmp too
+    # (not ./mlruns in the working directory); MLFlowLogger and MLflowCallback find them by name.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    fluent_exp = client.create_experiment("bench-fluent", artifact_location=(tmp / "mlflow-artifacts").as_uri())
+    client.create_experiment("bench-naive", artifact_location=(tmp / "mlflow-artifacts").as_uri())
+
     modes: dict[str, Timed] = {
         "none": Timed(Tracker()),
         "hpo": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts")),
         "hpo-q": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts", wait_on_end=False)),
-        "naive": Timed(NaiveFluentTracker(uri)),
+        "fluent": Timed(FluentTracker(uri, fluent_exp)),
+        "naive": Timed(Tracker()),  # only adds up the time in MLFlowLogger and MLflowCallback
     }
     studies = {
-        m: optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
-                               pruner=optuna.pruners.NopPruner())
+        m: optuna.create_study(study_name=f"bench-{m}", direction="maximize",
+                               sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner())
         for m in modes
     }
     for m, t in modes.items():
-        t.start_study({**info, "study_name": f"bench-{m}"}, None)
+        if m != "naive":
+            t.start_study({**info, "study_name": f"bench-{m}"}, None)
+
+    from optuna_integration import MLflowCallback
+
+    with warnings.catch_warnings():  # "MLflowCallback has been deprecated in v4.9.0" (still the recipe)
+        warnings.simplefilter("ignore", FutureWarning)
+        mlflc = MLflowCallback(tracking_uri=uri, metric_name="val_acc")
 
     walls: dict[str, list[float]] = {m: [] for m in modes}
     for i in range(args.warmup + args.trials):
@@ -202,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
             if i == args.warmup:
                 t.in_log = t.in_start_end = 0.0
                 t.n_log = 0
-            wall = run_trial(studies[m], t, objective, fixed, tmp / m)
+            if m == "naive":
+                wall = run_naive_trial(studies[m], t, objective, fixed, tmp / m, uri, tmp / "mlflow-artifacts",
+                                       simulated=label.startswith("simulated"), mlflc=mlflc)
+            else:
+                wall = run_trial(studies[m], t, objective, fixed, tmp / m)
             if i >= args.warmup:
                 walls[m].append(wall)
     for t in modes.values():
@@ -221,8 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         over = "-" if m == "none" else f"{(med - base) / base * 100:+.1f} %"
         print(f"| {m:<6} | {med:>21.3f} | {over:>9} | {per_epoch:>19.2f} ms | {per_trial:>14.1f} ms |")
     print("\nhpo = MlflowTracker (queued metrics, background writer, end_trial waits); hpo-q = same, end_trial "
-          "queued; naive = fluent mlflow.start_run + synchronous log_metric per metric per epoch "
-          "(optuna-integration is not installed, so not Lightning MLFlowLogger + MLflowCallback).")
+          "queued; fluent = mlflow.start_run + synchronous mlflow.log_metric per metric per epoch; naive = "
+          "Lightning MLFlowLogger on the Trainer (synchronous log_batch per epoch) + optuna_integration."
+          "MLflowCallback on study.optimize (a second run per trial with params and value).")
     return 0
 
 

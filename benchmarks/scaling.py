@@ -17,8 +17,22 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _helpers import load_trials, start_postgres  # noqa: E402
+
+
+def _test_helpers():
+    """tests/_helpers.py (the PostgreSQL starter the tests use), without putting tests/ on sys.path:
+    there, tests/hpo/ would shadow the hpo package."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "_helpers.py"
+    spec = importlib.util.spec_from_file_location("_hpo_test_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_helpers = _test_helpers()
+load_trials, start_postgres = _helpers.load_trials, _helpers.start_postgres
 
 SLEEP = "import time\ndef sleep(params, ctx):\n    time.sleep(0.2)\n    return params['x']\n"
 

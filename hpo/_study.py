@@ -167,7 +167,9 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
             return None
         if slots_used(trials, lost_trials(study)) >= spec.study.n_trials:
             return None
-        trial = study.ask()
+        with warnings.catch_warnings():  # we run Optuna's heartbeat ourselves (see _worker.run_trial)
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = study.ask()
         for key, value in worker_identity().items():
             trial.set_user_attr(key, value)
         return trial
