@@ -88,6 +88,8 @@ class StudySettings:
     storage: str | None
     max_consecutive_failures: int
     max_retries: int
+    heartbeat_interval: int = 10
+    heartbeat_grace: int = 30
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "study": {
         "name": None, "direction": None, "directions": None, "metric": None, "metrics": None,
         "n_trials": 20, "timeout": None, "seed": None, "storage": None,
-        "max_consecutive_failures": 5, "max_retries": 1,
+        "max_consecutive_failures": 5, "max_retries": 1, "heartbeat_interval": 10, "heartbeat_grace": 30,
     },
     "sampler": {"name": "tpe", "options": {}},
     "pruner": {"name": "median", "options": {}},
@@ -360,7 +362,12 @@ class _Validator:
         retries = self.number(s["max_retries"], "study.max_retries", integer=True)
         if retries < 0:
             self.fail("study.max_retries", f"must be >= 0, got {retries}")
-        return StudySettings(name, directions, metrics, n_trials, timeout, seed, storage, failures, retries)
+        interval = self.number(s["heartbeat_interval"], "study.heartbeat_interval", integer=True, positive=True)
+        grace = self.number(s["heartbeat_grace"], "study.heartbeat_grace", integer=True, positive=True)
+        if grace <= interval:
+            self.fail("study.heartbeat_grace", f"must be longer than heartbeat_interval ({interval} s), got {grace}")
+        return StudySettings(name, directions, metrics, n_trials, timeout, seed, storage, failures, retries,
+                             interval, grace)
 
     def objectives_of(self, s: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if s["directions"] is not None or s["metrics"] is not None:

@@ -22,9 +22,6 @@ from hpo._spec import StudySpec
 if TYPE_CHECKING:
     import optuna
 
-HEARTBEAT_INTERVAL_S = 10
-HEARTBEAT_GRACE_S = 30
-
 
 def journal_path(spec: StudySpec) -> Path:
     return spec.study_dir / "journal.log"
@@ -112,8 +109,8 @@ def open_storage(
         return optuna.storages.RDBStorage(
             spec.study.storage,
             engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_interval=spec.study.heartbeat_interval,
+            grace_period=spec.study.heartbeat_grace,
             heartbeat_stale_trial_callback=on_stale_trial,
         )
 

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
     from hpo.tracking import Tracker
 
-HOST = socket.gethostname()
+# Which machine a worker is on. Override with HPO_WORKER_HOST where hostnames are not unique
+# (containers): trials of a worker on *this* host whose process is gone are recovered at once,
+# others only when their heartbeat stops (RDB storage).
+HOST = os.environ.get("HPO_WORKER_HOST") or socket.gethostname()
 
 
 def process_start_ticks(pid: int) -> str | None:
@@ -34,9 +37,6 @@ def process_start_ticks(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
-
-
-WORKER_ID = f"{HOST}:{os.getpid()}"
 
 
 def worker_identity() -> dict[str, str]:

@@ -76,9 +76,9 @@ def base_space(**sections: Any) -> dict[str, Any]:
     return doc
 
 
-def start_hpo(*args: str, cwd: Path, **kwargs: Any) -> subprocess.Popen:
+def start_hpo(*args: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen:
     """Starts ``python -m hpo ARGS`` as a separate process (for kill and signal tests)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "hpo", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 

@@ -102,3 +102,37 @@ def test_recipe_postgres_study_and_mlflow_server_two_workers(postgres_server, wr
         assert sorted(int(r.data.tags["trial_number"]) for r in children) == list(range(30))
         assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
         assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_heartbeat_recovers_a_trial_whose_machine_went_silent(postgres_server, write_space, workdir):
+    """A worker on "machine A" is SIGKILLed mid-trial; a worker on "machine B" cannot see A's
+    processes, so only the stopped heartbeat tells it: the trial is failed and retried with the
+    same params, linked to the failed one."""
+    import os
+
+    doc = fast_space(postgres_server(), 4, objective="objs.py:slow", sleep=0.3)
+    doc["study"].update(heartbeat_interval=1, heartbeat_grace=3)
+    path = write_space(doc)
+    env_a = {**os.environ, "HPO_WORKER_HOST": "machine-a"}
+    worker_a = start_hpo("run", path, "--no-report", cwd=workdir, env=env_a)
+    deadline = time.monotonic() + 60
+    running = []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            running = [t for t in load_trials(path) if t.state.name == "RUNNING"]
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            pass
+    worker_a.send_signal(signal.SIGKILL)
+    worker_a.wait()
+    (lost,) = running
+    env_b = {**os.environ, "HPO_WORKER_HOST": "machine-b"}
+    worker_b = start_hpo("run", path, "--no-report", cwd=workdir, env=env_b)
+    out, _ = worker_b.communicate(timeout=180)
+    assert worker_b.returncode == 0, out
+    trials = load_trials(path)
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 4
+    assert [t.state.name for t in trials if t.number == lost.number] == ["FAIL"]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == lost.number]
+    assert retry.params == lost.params and retry.user_attrs["retry_reason"] == "heartbeat stopped"
+    assert retry.user_attrs["worker"].startswith("machine-b:")

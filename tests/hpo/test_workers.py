@@ -108,3 +108,32 @@ def test_supervisor_replaces_a_killed_worker(write_space, workdir):
     (failed,) = [t for t in trials if t.state.name == "FAIL"]
     assert failed.number == victim.number
     assert len({t.user_attrs["worker"] for t in trials}) >= 3  # two workers plus the replacement
+
+
+def test_each_worker_gets_its_own_gpus():
+    from hpo._run import gpu_assignment
+
+    assert gpu_assignment(2, [], 1) == [None, None]
+    assert gpu_assignment(4, ["0", "1", "2", "3"], 1) == ["0", "1", "2", "3"]
+    assert gpu_assignment(2, ["0", "1", "2", "3"], 2) == ["0,1", "2,3"]
+    assert gpu_assignment(3, ["0", "1"], 1) == ["0", "1", "0"]  # more workers than GPUs: shared round-robin
+
+
+def test_jobs_workers_see_their_cuda_visible_devices(write_space, workdir, monkeypatch):
+    """With (pretend) GPUs 0 and 1 visible, worker i of --jobs 2 sees only GPU i."""
+    (workdir / "objs.py").write_text((workdir / "objs.py").read_text() + '''
+def which_gpu(params, ctx):
+    time.sleep(0.3)
+    return float(os.environ["CUDA_VISIBLE_DEVICES"])
+''')
+    path = write_space(base_space(objective={"name": "objs.py:which_gpu", "fixed": {"sleep": 0}},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 8, "seed": 0}))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir,
+                     env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"})
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    by_worker: dict[str, set[float]] = {}
+    for t in load_trials(path):
+        by_worker.setdefault(t.user_attrs["worker"], set()).add(t.value)
+    assert sorted(v for values in by_worker.values() for v in values) == [0.0, 1.0]
+    assert all(len(values) == 1 for values in by_worker.values())
