@@ -1,13 +1,13 @@
 """How much MLflow logging slows a trial: none vs hpo's MlflowTracker vs the naive way.
 
-Each trial runs the same objective in every mode, interleaved (trial i: none, hpo, hpo-q, fluent,
-naive, ...) so that machine noise hits all modes alike:
+Each trial runs the same objective in every mode, interleaved (trial i: none, hpo, hpo-wait,
+fluent, naive, ...) so that machine noise hits all modes alike:
 
 * ``none``   — :class:`hpo.tracking.Tracker` (records nothing): the baseline.
-* ``hpo``    — :class:`hpo.tracking.MlflowTracker` on a SQLite store: one child run per trial,
-  one queued ``log_batch`` per epoch, written by a background thread.
-* ``hpo-q``  — the same with ``wait_on_end=False``: ``end_trial`` queues the trial's last write
-  instead of waiting for it (``close()`` and interpreter exit still flush).
+* ``hpo``    — :class:`hpo.tracking.MlflowTracker` as ``hpo run`` uses it, on a SQLite store: one
+  child run per trial, one queued ``log_batch`` per epoch written by a background thread, and
+  ``end_trial`` queues the trial's last write (``close()``, exit and ``reconcile`` see it lands).
+* ``hpo-wait`` — the same with ``wait_on_end=True``: ``end_trial`` waits for that last write.
 * ``fluent`` — MLflow's fluent API as commonly written: one run per trial (a child of the
   study's run: ``mlflow.parentRunId`` tag) and ``mlflow.log_metric(key, value, step=epoch)`` per
   metric per epoch, synchronous.
@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
     modes: dict[str, Timed] = {
         "none": Timed(Tracker()),
-        "hpo": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts")),
-        "hpo-q": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts", wait_on_end=False)),
+        "hpo": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts", wait_on_end=False)),
+        "hpo-wait": Timed(MlflowTracker(uri, artifacts_dir=tmp / "mlflow-artifacts", wait_on_end=True)),
         "fluent": Timed(FluentTracker(uri, fluent_exp)),
         "naive": Timed(Tracker()),  # only adds up the time in MLFlowLogger and MLflowCallback
     }
@@ -366,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         per_trial = t.in_start_end / max(1, args.trials) * 1000
         over = "-" if m == "none" else f"{(med - base) / base * 100:+.1f} %"
         print(f"| {m:<6} | {med:>21.3f} | {over:>9} | {per_epoch:>19.2f} ms | {per_trial:>14.1f} ms |")
-    print("\nhpo = MlflowTracker (queued metrics, background writer, end_trial waits); hpo-q = same, end_trial "
-          "queued; fluent = mlflow.start_run + synchronous mlflow.log_metric per metric per epoch; naive = "
+    print("\nhpo = MlflowTracker as `hpo run` uses it (queued metrics, background writer, end_trial queued); "
+          "hpo-wait = same, end_trial waits for its write; fluent = mlflow.start_run + synchronous mlflow.log_metric per metric per epoch; naive = "
           "Lightning MLFlowLogger on the Trainer (synchronous log_batch per epoch) + optuna_integration."
           "MLflowCallback on study.optimize (a second run per trial with params and value).")
     return 0

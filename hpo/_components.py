@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,7 +69,11 @@ def make_pruner(name: str, options: Mapping[str, Any], source: str = "<spec>") -
 
 
 def _construct(cls: Any, kwargs: dict[str, Any], key_path: str, source: str) -> Any:
+    import optuna
+
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():  # Optuna marks several samplers "experimental"; chosen on purpose
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise SpecError(source, key_path, f"{cls.__name__} refused them: {exc}") from None

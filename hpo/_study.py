@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from hpo.tracking import Tracker
+    from hpo.tracking import Tracker, TrialOutcome
 
 # Which machine a worker is on. Override with HPO_WORKER_HOST where hostnames are not unique
 # (containers): trials of a worker on *this* host whose process is gone are recovered at once,
@@ -228,9 +229,27 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
                     recovered.append(trial.number)
     if tracker is not None:
         trials = study.get_trials(deepcopy=False)
-        live = {t.number for t in trials if t.state == TrialState.RUNNING}
-        tracker.reconcile(live, {t.number: "FAIL" for t in trials if t.state == TrialState.FAIL})
+        live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
+        lost = lost_trials(study)
+        tracker.reconcile(live, {t.number: trial_outcome(t, lost) for t in trials if t.state.is_finished()})
     return recovered
+
+
+FINAL_WRITE_GRACE = datetime.timedelta(seconds=60)
+
+
+def _may_still_write(trial: FrozenTrial) -> bool:
+    """A trial that just finished in a live worker whose tracker may not have written its end yet."""
+    done = trial.datetime_complete
+    return done is not None and datetime.datetime.now() - done < FINAL_WRITE_GRACE and not worker_is_dead(trial)
+
+
+def trial_outcome(trial: FrozenTrial, lost: set[int]) -> TrialOutcome:
+    """How a finished trial ended, for its tracker record."""
+    from hpo.tracking import TrialOutcome
+
+    state = "KILLED" if trial.number in lost else trial.state.name
+    return TrialOutcome(state, trial.values, trial.user_attrs.get("fail_reason"), trial.user_attrs.get("pruned_at_epoch"))
 
 
 def consecutive_failures(trials: Sequence[FrozenTrial], lost: set[int]) -> int:

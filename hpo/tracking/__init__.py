@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.tracking._base import Tracker
+from hpo.tracking._base import Tracker, TrialOutcome
 
 if TYPE_CHECKING:
     from hpo.tracking._mlflow import MlflowTracker
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MlflowTracker",
     "Tracker",
+    "TrialOutcome",
     "default_artifacts_dir",
     "default_tracking_uri",
     "find_free_port",
@@ -68,7 +69,9 @@ def make_tracker(
             artifacts = db.expanduser().resolve().parent / "mlflow-artifacts"
         else:
             artifacts = default_artifacts_dir(runs_dir)
-    return MlflowTracker(uri, experiment, artifacts_dir=artifacts)
+    # The final write of a trial is queued, not awaited: if the worker dies before it lands, the
+    # next `hpo run`/`hpo status` writes it from the study's record (MlflowTracker.reconcile).
+    return MlflowTracker(uri, experiment, artifacts_dir=artifacts, wait_on_end=False)
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class TrialOutcome(NamedTuple):
+    """How a trial ended, as the study's storage knows it (for :meth:`Tracker.reconcile`)."""
+
+    state: str  # COMPLETE, PRUNED, FAIL or KILLED
+    values: list[float] | None = None
+    reason: str | None = None
+    pruned_at_step: int | None = None
 
 
 class Tracker:
@@ -46,11 +55,12 @@ class Tracker:
     ) -> None:
         """Closes the current trial's record with its final state: COMPLETE, PRUNED, FAIL or KILLED."""
 
-    def reconcile(self, live_trial_numbers: set[int], states: dict[int, str]) -> int:
+    def reconcile(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
         """Ends every still-running trial record of this study whose number is not live.
 
-        Each one gets status KILLED and tag ``state`` = ``states.get(number, "KILLED")``.
-        Returns how many records were fixed.
+        A record whose trial finished gets that trial's outcome (state, final values, reason),
+        e.g. when its worker was killed before the final write reached the store; any other
+        gets state and status KILLED. Returns how many records were fixed.
         """
         return 0
 

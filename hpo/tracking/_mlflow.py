@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from hpo.tracking._base import Tracker
+from hpo.tracking._base import Tracker, TrialOutcome
 
 _log = logging.getLogger(__name__)
 
@@ -400,7 +400,9 @@ class MlflowTracker(Tracker):
             this many seconds (at once when its last write is older): fast epochs are merged
             into one ``log_batch``; slow ones are written as they come.
         wait_on_end: ``end_trial`` waits until the trial's run is completely written (default).
-            False queues the end too (``close``/exit still flush), saving ~15-30 ms per trial.
+            False queues the end too (``close``/exit still flush), saving ~15-30 ms per trial; a
+            worker killed before that write is reconciled from the study's own record of the trial
+            (:meth:`reconcile`), so ``hpo run`` uses False.
 
     Example:
         >>> t = MlflowTracker("sqlite:////tmp/x/mlflow.db")            # doctest: +SKIP
@@ -618,27 +620,15 @@ class MlflowTracker(Tracker):
         reason: str | None = None,
         pruned_at_step: int | None = None,
     ) -> None:
-        from mlflow.entities import Metric, RunTag
-
         with self._lock:
             trial = self._trials.pop(threading.get_ident(), None)
         if trial is None:
             return
         state = str(state).upper()
         step = pruned_at_step if pruned_at_step is not None else (trial.last_step or 0)
-        now = int(time.time() * 1000)
-        metrics = []
-        if values is not None:
-            vals = list(values) if isinstance(values, (list, tuple)) else [values]
-            for name, value in zip(final_metric_names(self.metric_names, len(vals)), vals):
-                number = _to_float(value)
-                if number is not None and not math.isnan(number):
-                    metrics.append(Metric(name, number, now, int(step)))
-        tags = [RunTag("state", state)]
-        if pruned_at_step is not None:
-            tags.append(RunTag("pruned_at_epoch", str(pruned_at_step)))
-        if reason:
-            tags.append(RunTag("fail_reason", truncate(str(reason), MAX_TAG_VAL_LENGTH)))
+        outcome = TrialOutcome(state, list(values) if isinstance(values, (list, tuple)) else values,
+                               reason, pruned_at_step)
+        metrics, tags = self._final_record(outcome, step, int(time.time() * 1000))
         status = RUN_STATUS.get(state, "FAILED")
         if self.asynchronous:
             # after what is queued for the run, in one log_batch with it, then the status
@@ -650,7 +640,7 @@ class MlflowTracker(Tracker):
             batch.metrics, batch.tags = metrics, tags
             self._writer._write(trial.run_id, batch, status=status)
 
-    def reconcile(self, live_trial_numbers: set[int], states: dict[int, str]) -> int:
+    def reconcile(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
         from mlflow.entities import RunTag
 
         if self.parent_run_id is None or self.experiment_id is None:
@@ -665,14 +655,42 @@ class MlflowTracker(Tracker):
                 continue
             if number in live:
                 continue
-            state = str(states.get(number, "KILLED"))
-            tags = [RunTag("state", state)]
-            if "fail_reason" not in run.data.tags:
+            outcome = outcomes.get(number) or TrialOutcome("KILLED")
+            metrics, tags = self._final_record(outcome, self._last_step(run), int(time.time() * 1000))
+            if "fail_reason" not in run.data.tags and not outcome.reason and outcome.state in ("FAIL", "KILLED"):
                 tags.append(RunTag("fail_reason", "worker died before the trial ended"))
-            self._call("log_batch", lambda: self.client.log_batch(run.info.run_id, tags=tags, synchronous=True))
-            self._call("set_terminated", lambda: self.client.set_terminated(run.info.run_id, status="KILLED"))
+            status = RUN_STATUS.get(outcome.state, "KILLED")
+            run_id = run.info.run_id
+            self._call("log_batch", lambda: self.client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True))
+            self._call("set_terminated", lambda: self.client.set_terminated(run_id, status=status))
             fixed += 1
         return fixed
+
+    def _last_step(self, run: Any) -> int:
+        """The last step the run logged its study metric at (0 if none): where final values go."""
+        if not self.metric_names or self.metric_names[0] not in run.data.metrics:
+            return 0
+        history = self._call("get_metric_history",
+                             lambda: self.client.get_metric_history(run.info.run_id, self.metric_names[0]))
+        return max((m.step for m in history), default=0)
+
+    def _final_record(self, outcome: TrialOutcome, step: int, now: int) -> tuple[list[Any], list[Any]]:
+        """The final metrics and tags of a trial's run."""
+        from mlflow.entities import Metric, RunTag
+
+        metrics = []
+        if outcome.values is not None:
+            vals = list(outcome.values) if isinstance(outcome.values, (list, tuple)) else [outcome.values]
+            for name, value in zip(final_metric_names(self.metric_names, len(vals)), vals):
+                number = _to_float(value)
+                if number is not None and not math.isnan(number):
+                    metrics.append(Metric(name, number, now, int(step)))
+        tags = [RunTag("state", outcome.state)]
+        if outcome.pruned_at_step is not None:
+            tags.append(RunTag("pruned_at_epoch", str(outcome.pruned_at_step)))
+        if outcome.reason:
+            tags.append(RunTag("fail_reason", truncate(str(outcome.reason), MAX_TAG_VAL_LENGTH)))
+        return metrics, tags
 
     def child_runs(self, running_only: bool = False) -> list[Any]:
         """This study's trial runs (all pages)."""

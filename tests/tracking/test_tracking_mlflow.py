@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 import pytest
 
-from hpo.tracking import Tracker, default_tracking_uri, make_tracker
+from hpo.tracking import Tracker, TrialOutcome, default_tracking_uri, make_tracker
 from hpo.tracking._mlflow import MAX_PARAM_VAL_LENGTH, TRUNCATION_MARK, MlflowTracker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -319,10 +319,11 @@ def test_reconcile_kills_runs_of_dead_workers_only(store, study_info, tk):
     running = {r.data.tags["trial_number"] for r in main.child_runs(running_only=True)}
     assert running == {"5", "6", "7"}
 
-    assert main.reconcile({6}, {5: "FAIL"}) == 2
-    assert main.reconcile({6}, {5: "FAIL"}) == 0  # idempotent
+    assert main.reconcile({6}, {5: TrialOutcome("FAIL", reason="boom")}) == 2
+    assert main.reconcile({6}, {5: TrialOutcome("FAIL", reason="boom")}) == 0  # idempotent
     by_number = {r.data.tags["trial_number"]: r for r in main.child_runs()}
-    assert by_number["5"].info.status == "KILLED" and by_number["5"].data.tags["state"] == "FAIL"
+    assert by_number["5"].info.status == "FAILED" and by_number["5"].data.tags["state"] == "FAIL"
+    assert by_number["5"].data.tags["fail_reason"] == "boom"
     assert by_number["7"].info.status == "KILLED" and by_number["7"].data.tags["state"] == "KILLED"
     assert by_number["5"].data.metrics["val_acc"] == 0.5  # what it logged stays
     assert by_number["6"].info.status == "RUNNING" and by_number["6"].info.run_id == live_id
@@ -349,3 +350,21 @@ def test_importing_hpo_tracking_does_not_import_mlflow(tk):
         "assert 'mlflow' not in sys.modules, sorted(m for m in sys.modules if m.startswith('mlflow'))"
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_reconcile_writes_the_outcome_of_a_trial_whose_final_write_was_lost(store, study_info):
+    """A worker killed after its trial finished (in the study) but before the run's final write."""
+    tracker = MlflowTracker(store["uri"], artifacts_dir=store["artifacts"])
+    tracker.start_study(study_info, None)
+    run_id = tracker.start_trial(3, {"lr": 0.1}, {})
+    tracker.log_metrics({"val_acc": 0.8}, step=0)
+    tracker.log_metrics({"val_acc": 0.9}, step=1)
+    tracker.flush()
+    with tracker._lock:
+        tracker._trials.clear()  # as if the process died here
+    assert tracker.reconcile(set(), {3: TrialOutcome("COMPLETE", [0.9])}) == 1
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["state"] == "COMPLETE"
+    (final,) = tracker.client.get_metric_history(run_id, "final.val_acc")
+    assert (final.value, final.step) == (0.9, 1)
+    tracker.close()
