@@ -45,9 +45,16 @@ def worker_identity() -> dict[str, str]:
     return {"worker": f"{HOST}:{os.getpid()}", "worker_start": process_start_ticks(os.getpid()) or ""}
 
 
+UNCLAIMED_GRACE = datetime.timedelta(seconds=60)
+
+
 def worker_is_dead(trial: FrozenTrial) -> bool:
-    """True only when the trial's worker ran on this host and that process is gone."""
-    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    """True when the trial's worker ran on this host and that process is gone, or when no worker
+    ever claimed the running trial (its process died between creating it and saying whose it is)."""
+    if "worker" not in trial.user_attrs:
+        start = trial.datetime_start
+        return start is not None and datetime.datetime.now() - start > UNCLAIMED_GRACE
+    host, _, pid = str(trial.user_attrs["worker"]).rpartition(":")
     if host != HOST or not pid.isdigit():
         return False
     return process_start_ticks(int(pid)) != trial.user_attrs.get("worker_start")
@@ -171,9 +178,10 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         with warnings.catch_warnings():  # we run Optuna's heartbeat ourselves (see _worker.run_trial)
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
             trial = study.ask()
-        for key, value in worker_identity().items():
-            trial.set_user_attr(key, value)
-        return trial
+    # Outside the lock (it serialises all workers): until these land, recovery leaves the trial alone.
+    for key, value in worker_identity().items():
+        trial.set_user_attr(key, value)
+    return trial
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: str, *, counts: bool = True) -> bool:

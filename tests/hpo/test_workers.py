@@ -137,3 +137,24 @@ def which_gpu(params, ctx):
         by_worker.setdefault(t.user_attrs["worker"], set()).add(t.value)
     assert sorted(v for values in by_worker.values() for v in values) == [0.0, 1.0]
     assert all(len(values) == 1 for values in by_worker.values())
+
+
+def test_a_running_trial_no_worker_ever_claimed_is_recovered(write_space, cli, monkeypatch):
+    """A worker killed between creating a trial and recording its identity leaves an anonymous
+    RUNNING trial; once the grace period is over, the next run fails and re-queues it."""
+    import datetime
+
+    import hpo._study
+    from hpo._spec import load_spec
+
+    doc = slow_space(3, sleep=0.01)
+    doc["study"]["timeout"] = 20  # without recovery the run would wait for the trial: fail, not hang
+    path = write_space(doc)
+    hpo._study.open_study(load_spec(path)).ask()  # created, never claimed: the "worker" died here
+    (anonymous,) = load_trials(path)
+    assert anonymous.state.name == "RUNNING" and "worker" not in anonymous.user_attrs
+    monkeypatch.setattr(hpo._study, "UNCLAIMED_GRACE", datetime.timedelta(0))
+    assert cli("run", path, "--no-report")[0] == 0
+    trials = load_trials(path)
+    assert trials[0].state.name == "FAIL" and "died" in trials[0].user_attrs["fail_reason"]
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 3
