@@ -41,8 +41,11 @@ def process_start_ticks(pid: int) -> str | None:
 
 
 def worker_identity() -> dict[str, str]:
-    """User attrs that let any process on this host tell whether a trial's worker still lives."""
-    return {"worker": f"{HOST}:{os.getpid()}", "worker_start": process_start_ticks(os.getpid()) or ""}
+    """User attrs that let any process on this host tell whether a trial's worker still lives.
+
+    In this order: a trial with ``worker`` already has ``worker_start`` (see :func:`worker_is_dead`).
+    """
+    return {"worker_start": process_start_ticks(os.getpid()) or "", "worker": f"{HOST}:{os.getpid()}"}
 
 
 UNCLAIMED_GRACE = datetime.timedelta(seconds=60)
@@ -51,7 +54,7 @@ UNCLAIMED_GRACE = datetime.timedelta(seconds=60)
 def worker_is_dead(trial: FrozenTrial) -> bool:
     """True when the trial's worker ran on this host and that process is gone, or when no worker
     ever claimed the running trial (its process died between creating it and saying whose it is)."""
-    if "worker" not in trial.user_attrs:
+    if "worker" not in trial.user_attrs or "worker_start" not in trial.user_attrs:
         start = trial.datetime_start
         return start is not None and datetime.datetime.now() - start > UNCLAIMED_GRACE
     host, _, pid = str(trial.user_attrs["worker"]).rpartition(":")

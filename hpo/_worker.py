@@ -156,7 +156,7 @@ def run_trial(
     except optuna.TrialPruned:
         if "pruned_at_epoch" not in trial.user_attrs and ctx.last_step is not None:
             trial.set_user_attr("pruned_at_epoch", ctx.last_step)
-        frozen = study.tell(trial, state=TrialState.PRUNED)
+        frozen = tell(study, trial, state=TrialState.PRUNED)
         tracker.end_trial("PRUNED", None, pruned_at_step=trial.user_attrs.get("pruned_at_epoch"))
     except (KeyboardInterrupt, SystemExit) as exc:
         reason = f"interrupted ({type(exc).__name__}: {exc})"
@@ -169,15 +169,23 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         (workdir / "error.txt").write_text(traceback.format_exc())
         trial.set_user_attr("fail_reason", reason[:4000])
-        frozen = study.tell(trial, state=TrialState.FAIL)
+        frozen = tell(study, trial, state=TrialState.FAIL)
         tracker.end_trial("FAIL", None, reason=reason)
     else:
-        frozen = study.tell(trial, values)
+        frozen = tell(study, trial, values)
         tracker.end_trial("COMPLETE", values)
     finally:
         del ctx
         release_memory()
     return frozen
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None = None, state: Any = None) -> FrozenTrial:
+    """``study.tell``, unless another process already ended the trial (it took this worker for
+    dead): then the trial stays as that process left it (failed, and re-queued)."""
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        return study._storage.get_trial(trial._trial_id)
+    return study.tell(trial, values, state=state)
 
 
 def release_memory() -> None:
