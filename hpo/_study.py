@@ -176,7 +176,8 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if spec.sampler.name == "grid" and not waiting:
             return None
-        if slots_used(trials, lost_trials(study)) >= spec.study.n_trials:
+        lost = lost_trials(study) if any(t.state == TrialState.FAIL for t in trials) else set()
+        if slots_used(trials, lost) >= spec.study.n_trials:
             return None
         with warnings.catch_warnings():  # we run Optuna's heartbeat ourselves (see _worker.run_trial)
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
