@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hpo._spec import StudySpec
 from hpo._summary import best_trials, format_values, state_counts
+
+REFRESH_S = 0.5
 
 if TYPE_CHECKING:
     import optuna
@@ -29,6 +32,7 @@ class StudyProgress:
         self.console = console
         self.live = console.is_terminal
         self._reported: set[int] = set()
+        self._last_update = float("-inf")
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -55,7 +59,16 @@ class StudyProgress:
         if self.live:
             self._progress.stop()
 
-    def update(self, study: optuna.Study) -> None:
+    def update(self, study: optuna.Study, force: bool = False) -> None:
+        """Redraws from the study's trials, at most every ``REFRESH_S`` unless ``force``.
+
+        Reading every trial (and the best one) costs milliseconds on a database storage, more
+        than a cheap trial itself, so a burst of finished trials is shown in one redraw.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_update < REFRESH_S:
+            return
+        self._last_update = now
         trials = study.get_trials(deepcopy=False)
         counts = state_counts(trials)
         finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]

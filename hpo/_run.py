@@ -52,13 +52,13 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
             console.print(f"re-queued trials {recovered}: their worker had died")
         with StudyProgress(spec, console) as progress:
             progress.mark_seen(study.get_trials(deepcopy=False))
-            progress.update(study)
+            progress.update(study, force=True)
             if jobs == 1:
                 outcome = run_worker(spec, tracker, 0, lambda s, t: progress.update(s))
                 code, reason = outcome.exit_code, outcome.stop_reason
             else:
                 code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
-            progress.update(study)
+            progress.update(study, force=True)
         if code != 0 or reason == "study complete":
             recover_orphans(study, spec, tracker)
     except Interrupted as exc:
