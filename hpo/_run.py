@@ -39,10 +39,12 @@ class RunResult:
 
 def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     """Creates or resumes the study and runs it to its end, an interrupt, or too many failures."""
-    from hpo.tracking import make_tracker
+    from hpo.tracking import check_reachable, make_tracker
 
     install_signal_handlers()
     started = time.monotonic()
+    if spec.mlflow.enabled:
+        check_reachable(spec.mlflow.tracking_uri)
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
     try:
         study = open_study(spec)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MlflowTracker",
+    "check_reachable",
     "Tracker",
     "TrialOutcome",
     "default_artifacts_dir",
@@ -40,6 +41,34 @@ def default_tracking_uri(runs_dir: Path | str = Path("hpo-runs")) -> str:
 def default_artifacts_dir(runs_dir: Path | str = Path("hpo-runs")) -> Path:
     """Where run artifacts go when the tracking store is a database: ``<runs_dir>/mlflow-artifacts``."""
     return Path(runs_dir).expanduser().resolve() / "mlflow-artifacts"
+
+
+def check_reachable(tracking_uri: str | None, timeout: float = 5.0) -> None:
+    """Fails fast, with what to do, when an MLflow tracking *server* does not answer.
+
+    MLflow's client would otherwise retry a refused connection for minutes before every call.
+
+    Raises:
+        UsageError: the server at an http(s) URI does not answer ``/health``.
+    """
+    import urllib.error
+    import urllib.request
+
+    from hpo._errors import UsageError
+
+    if not tracking_uri or not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (some proxies have no /health): let MLflow talk to it
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UsageError(
+            f"the MLflow tracking server {tracking_uri} does not answer ({reason}); start it, pass another "
+            "--tracking-uri, or set mlflow.enabled: false"
+        ) from None
 
 
 def make_tracker(

@@ -96,3 +96,14 @@ def test_killed_worker_leaves_no_running_run_after_status(write_space, workdir, 
     assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial"]
     killed = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
     assert killed and all(r.info.status == "KILLED" for r in killed)
+
+
+def test_unreachable_tracking_server_is_a_clear_usage_error(write_space, cli, tmp_path):
+    from _helpers import free_port
+
+    path = write_space(mixed_space(tmp_path, 3))
+    uri = f"http://127.0.0.1:{free_port()}"
+    code, out, err = cli("run", path, "--tracking-uri", uri)
+    assert code == 2
+    assert uri in err and "does not answer" in err and "mlflow.enabled: false" in err
+    assert not (tmp_path / "hpo-runs").exists()  # nothing ran, no study was created
