@@ -17,7 +17,7 @@ from hpo._components import make_pruner, make_sampler, worker_seed
 from hpo._errors import UsageError
 from hpo._space import grid_points
 from hpo._spec import StudySpec
-from hpo._storage import open_storage, study_lock
+from hpo._storage import describe_storage, open_storage, study_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -101,8 +101,15 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with study_lock(spec):  # the first RDB connection creates the tables: one process at a time
-        storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
+    try:
+        with study_lock(spec):  # the first RDB connection creates the tables: one process at a time
+            storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
+    except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
+        if not type(exc).__module__.startswith(("sqlalchemy", "optuna.exceptions", "psycopg")):
+            raise
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise UsageError(f"cannot open the study storage {describe_storage(spec)}: {reason}; check the URL "
+                         "and that the database server runs") from None
     names = {s.study_name for s in storage.get_all_studies()}
     if spec.study.name not in names and not create:
         raise UsageError(f"no study named {spec.study.name!r} in {spec.study.storage or spec.study_dir}; "

@@ -136,3 +136,12 @@ def test_heartbeat_recovers_a_trial_whose_machine_went_silent(postgres_server, w
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == lost.number]
     assert retry.params == lost.params and retry.user_attrs["retry_reason"] == "heartbeat stopped"
     assert retry.user_attrs["worker"].startswith("machine-b:")
+
+
+def test_unreachable_database_is_a_clear_usage_error(write_space, cli):
+    from _helpers import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/hpo"
+    code, out, err = cli("run", write_space(fast_space(url, 2)), "--no-report")
+    assert code == 2
+    assert "cannot open the study storage" in err and "Connection refused" in err and "Traceback" not in err
