@@ -17,8 +17,9 @@ OBJECTIVES: Registry[Any] = Registry("objective")
 OBJECTIVES.register("image_classifier", "objectives:image_classifier")
 OBJECTIVES.register("sequence_classifier", "objectives:sequence_classifier")
 
-# Parameter names of the built-ins, from a module that does not import torch (fast validation).
+# Parameter names and checks of the built-ins, from a module that does not import torch (fast validation).
 _BUILTIN_PARAMS = "objectives._config:PARAM_NAMES"
+_BUILTIN_CONFIG = "objectives._config:TrainConfig"
 
 _FILE_REF = re.compile(r"^(?P<file>.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
 _MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)$")
@@ -46,6 +47,29 @@ def known_param_names(name: str) -> frozenset[str] | None:
         return frozenset(import_object(_BUILTIN_PARAMS))
     except ImportError:  # pragma: no cover - the objectives package ships with hpo
         return None
+
+
+def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[str, tuple]) -> tuple[str, str] | None:
+    """Checks a built-in objective's fixed values, and each finite choice of a searched param.
+
+    Returns ``(key path, problem)`` for the first bad value, so a typo fails validation instead
+    of every trial.
+    """
+    if name not in OBJECTIVES:
+        return None
+    config = import_object(_BUILTIN_CONFIG)
+    try:
+        config.from_params(dict(fixed))
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        return f"objective.fixed.{key}", problem
+    for param, values in choices.items():
+        for value in values:
+            try:
+                config.from_params({**fixed, param: value})
+            except ValueError as exc:
+                return f"space.{param}", str(exc).partition(": ")[2]
+    return None
 
 
 def resolve_objective(name: str, base_dir: Path, source: str = "<spec>") -> Callable[..., Any]:

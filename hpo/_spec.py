@@ -421,7 +421,7 @@ class _Validator:
             pass  # NSGA-II also runs single-objective studies.
 
     def objective(self, s: dict[str, Any], space: tuple[ParamSpec, ...]) -> ObjectiveSpec:
-        from hpo._objective import check_reference, known_param_names
+        from hpo._objective import check_builtin_values, check_reference, known_param_names
 
         name = self.text(s["name"], "objective.name")
         problem = check_reference(name, base_dir=Path(self.source).parent)
@@ -439,6 +439,10 @@ class _Validator:
             for p in space:
                 if p.name not in known:
                     self.fail(f"space.{p.name}", f"not a parameter of {name}{did_you_mean(p.name, sorted(known))}")
+            finite = {p.name: p.finite_values() for p in space if p.choices is not None or p.values is not None}
+            problem = check_builtin_values(name, fixed, finite)
+            if problem:
+                self.fail(*problem)
         return ObjectiveSpec(name, dict(fixed))
 
     def mlflow(self, s: dict[str, Any]) -> MlflowSpec:
