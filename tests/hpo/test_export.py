@@ -75,3 +75,18 @@ def test_not_an_export_is_a_usage_error(workdir, cli):
     (workdir / "x.yaml").write_text("a: 1\n")
     code, _, err = cli("train", workdir / "x.yaml")
     assert code == 2 and "not an hpo export" in err
+
+
+def test_multi_objective_export_is_the_pareto_set(write_space, cli, workdir):
+    path = write_space(base_space(objective={"name": "objs.py:two_metrics"}, sampler={"name": "nsga2"},
+                                  study={"directions": ["minimize", "minimize"], "metrics": ["a", "b"],
+                                         "n_trials": 10, "seed": 0}))
+    assert cli("run", path)[0] == 0
+    assert (workdir / "hpo-runs" / "space" / "report.html").exists()
+    assert cli("export", path, "-o", workdir / "pareto.yaml")[0] == 0
+    configs = read_export(workdir / "pareto.yaml")
+    complete = [t for t in load_trials(path) if t.state.name == "COMPLETE"]
+    pareto = {t.number for t in complete if not any(
+        o.values[0] <= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in complete)}
+    assert {c.trial_number for c in configs} == pareto
+    assert all(len(c.values) == 2 and c.metrics == ("a", "b") for c in configs)
