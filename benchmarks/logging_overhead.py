@@ -51,6 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna  # noqa: E402
+import yaml  # noqa: E402
 
 from hpo.tracking import Tracker  # noqa: E402
 from hpo.tracking._mlflow import MlflowTracker  # noqa: E402
@@ -219,8 +220,11 @@ def pick_objective(name: str, epochs: int, epoch_time: float) -> tuple[str, Call
         try:
             from objectives import image_classifier
 
-            fixed = {"dataset": "digits", "max_epochs": epochs, "width": 16, "depth": 2, "batch_size": 64}
-            return f"objectives.image_classifier (digits, {epochs} epochs)", image_classifier, fixed
+            # The quick-start space's fixed settings (threads: 1 among them), a mid-range width/batch.
+            quickstart = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+            fixed = {**yaml.safe_load(quickstart.read_text())["objective"]["fixed"],
+                     "max_epochs": epochs, "width": 16, "batch_size": 64}
+            return f"objectives.image_classifier (quickstart.yaml's fixed, {epochs} epochs)", image_classifier, fixed
         except Exception as exc:  # noqa: BLE001
             if name == "image_classifier":
                 raise
