@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from hpo._spec import spec_from_dict
-from hpo._worker import run_worker
+from hpo._worker import join_study, run_worker
 from hpo.tracking import Tracker
 
 
@@ -57,7 +57,8 @@ def main() -> None:
             if trial.number % 5 == 4 or trial.number == 0:
                 rows.append((trial.number + 1, trial.state.name, rss_mb(), gpu_mb()))
 
-        run_worker(spec, Tracker(), 0, record)
+        tracker = Tracker()
+        run_worker(spec, tracker, join_study(spec, tracker)[0], record)
     print("| trials done | last state | worker RSS MB | GPU allocated MB |")
     print("|---|---|---|---|")
     for n, state, rss, gpu in rows:

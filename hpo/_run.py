@@ -10,18 +10,19 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
 from hpo._progress import StudyProgress
 from hpo._spec import StudySpec
-from hpo._study import open_study, recover_orphans
+from hpo._study import recover_orphans
 from hpo._worker import (
     EXIT_TOO_MANY_FAILURES,
     SIGNAL_EXIT_CODES,
     Interrupted,
-    connect_tracker,
     install_signal_handlers,
+    join_study,
     run_worker,
 )
 
@@ -35,6 +36,7 @@ class RunResult:
     exit_code: int
     stop_reason: str
     wall_seconds: float
+    study: Any = None  # the opened study, when it got that far
 
 
 def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
@@ -43,20 +45,19 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
 
     install_signal_handlers()
     started = time.monotonic()
+    study = None
     if spec.mlflow.enabled:
         check_reachable(spec.mlflow.tracking_uri)
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
     try:
-        study = open_study(spec)
-        connect_tracker(study, spec, tracker)
-        recovered = recover_orphans(study, spec, tracker)
+        study, recovered = join_study(spec, tracker)
         if recovered:
             console.print(f"re-queued trials {recovered}: their worker had died")
         with StudyProgress(spec, console) as progress:
             progress.mark_seen(study.get_trials(deepcopy=False))
             progress.update(study, force=True)
             if jobs == 1:
-                outcome = run_worker(spec, tracker, 0, lambda s, t: progress.update(s))
+                outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s))
                 code, reason = outcome.exit_code, outcome.stop_reason
             else:
                 code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
@@ -69,7 +70,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         tracker.close()
     if code == EXIT_TOO_MANY_FAILURES:
         code = 1
-    return RunResult(code, reason, time.monotonic() - started)
+    return RunResult(code, reason, time.monotonic() - started, study)
 
 
 def gpu_ids() -> list[str]:

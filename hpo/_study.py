@@ -102,29 +102,24 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with study_lock(spec):  # the first RDB connection creates the tables: one process at a time
+        # One process at a time: the first RDB connection creates the tables, the first worker the study.
+        with study_lock(spec):
             storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
+            existed = spec.study.name in {s.study_name for s in storage.get_all_studies()}
+            if not existed and not create:
+                raise UsageError(f"no study named {spec.study.name!r} in {spec.study.storage or spec.study_dir}; "
+                                 f"run `hpo run {spec.source}` first")
+            study = optuna.create_study(storage=storage, study_name=spec.study.name,
+                                        directions=list(spec.study.directions), load_if_exists=True)
+            if not existed:
+                _initialise(study, spec)
+            _check_compatible(study, spec)
     except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
         if not type(exc).__module__.startswith(("sqlalchemy", "optuna.exceptions", "psycopg")):
             raise
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise UsageError(f"cannot open the study storage {describe_storage(spec)}: {reason}; check the URL "
                          "and that the database server runs") from None
-    names = {s.study_name for s in storage.get_all_studies()}
-    if spec.study.name not in names and not create:
-        raise UsageError(f"no study named {spec.study.name!r} in {spec.study.storage or spec.study_dir}; "
-                         f"run `hpo run {spec.source}` first")
-    with study_lock(spec):
-        existed = spec.study.name in {s.study_name for s in storage.get_all_studies()}
-        study = optuna.create_study(
-            storage=storage,
-            study_name=spec.study.name,
-            directions=list(spec.study.directions),
-            load_if_exists=True,
-        )
-        if not existed:
-            _initialise(study, spec)
-        _check_compatible(study, spec)
     n_existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.options,
                                  worker_seed(spec.study.seed, n_existing, worker_index), spec.source)

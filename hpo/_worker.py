@@ -85,20 +85,28 @@ def connect_tracker(study: optuna.Study, spec: StudySpec, tracker: Tracker) -> N
             study.set_user_attr("mlflow_parent_run_id", created)
 
 
+def join_study(spec: StudySpec, tracker: Tracker, worker_index: int = 0) -> tuple[optuna.Study, list[int]]:
+    """Opens (or creates) the study, finds its tracker record, and recovers trials of dead workers.
+
+    Returns the study and the numbers of the trials it recovered.
+    """
+    study = open_study(spec, worker_index)
+    connect_tracker(study, spec, tracker)
+    return study, recover_orphans(study, spec, tracker)
+
+
 def run_worker(
     spec: StudySpec,
     tracker: Tracker,
-    worker_index: int = 0,
+    study: optuna.Study,
     on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> WorkerOutcome:
-    """Runs trials until the study is done, the timeout passes or too many trials fail in a row.
+    """Runs trials of a joined study (:func:`join_study`) until it is done, the timeout passes or
+    too many trials fail in a row.
 
     Raises:
         Interrupted: on SIGINT/SIGTERM, after the running trial was failed and re-queued.
     """
-    study = open_study(spec, worker_index)
-    connect_tracker(study, spec, tracker)
-    recover_orphans(study, spec, tracker)
     objective = resolve_objective(spec.objective.name, Path(spec.source).parent, spec.source)
     started = time.monotonic()
     count = 0
@@ -135,7 +143,11 @@ def others_running(study: optuna.Study) -> bool:
 def run_trial(
     study: optuna.Study, trial: optuna.Trial, spec: StudySpec, objective: Callable[..., Any], tracker: Tracker
 ) -> FrozenTrial:
-    """Runs one trial to a final state; on interrupt, fails and re-queues it, then re-raises."""
+    """Runs one trial to a final state; on interrupt, fails and re-queues it, then re-raises.
+
+    A trial another process already ended (it took this worker for dead, failed and re-queued the
+    trial) is left as that process left it: ``skip_if_finished``.
+    """
     import optuna
     from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import TrialState
@@ -156,7 +168,7 @@ def run_trial(
     except optuna.TrialPruned:
         if "pruned_at_epoch" not in trial.user_attrs and ctx.last_step is not None:
             trial.set_user_attr("pruned_at_epoch", ctx.last_step)
-        frozen = tell(study, trial, state=TrialState.PRUNED)
+        frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         tracker.end_trial("PRUNED", None, pruned_at_step=trial.user_attrs.get("pruned_at_epoch"))
     except (KeyboardInterrupt, SystemExit) as exc:
         reason = f"interrupted ({type(exc).__name__}: {exc})"
@@ -169,23 +181,15 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         (workdir / "error.txt").write_text(traceback.format_exc())
         trial.set_user_attr("fail_reason", reason[:4000])
-        frozen = tell(study, trial, state=TrialState.FAIL)
+        frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         tracker.end_trial("FAIL", None, reason=reason)
     else:
-        frozen = tell(study, trial, values)
+        frozen = study.tell(trial, values, skip_if_finished=True)
         tracker.end_trial("COMPLETE", values)
     finally:
         del ctx
         release_memory()
     return frozen
-
-
-def tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None = None, state: Any = None) -> FrozenTrial:
-    """``study.tell``, unless another process already ended the trial (it took this worker for
-    dead): then the trial stays as that process left it (failed, and re-queued)."""
-    if study._storage.get_trial(trial._trial_id).state.is_finished():
-        return study._storage.get_trial(trial._trial_id)
-    return study.tell(trial, values, state=state)
 
 
 def release_memory() -> None:
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = spec_from_dict(payload["raw"], source=payload["source"])
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
     try:
-        outcome = run_worker(spec, tracker, int(index))
+        outcome = run_worker(spec, tracker, join_study(spec, tracker, int(index))[0])
         print(outcome.stop_reason, flush=True)
         return outcome.exit_code
     except Interrupted as exc:

@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}")
     _warn_about_pickling_sampler(spec)
     result = run_study(spec, args.jobs, console)
-    study = _open(spec)
+    study = result.study or _open(spec)
     _print_summary(spec, study)
     console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s")
     if not args.no_report and result.exit_code == 0:
