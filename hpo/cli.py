@@ -240,11 +240,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _mlflow_exists(spec: Any) -> bool:
     """Whether there is a tracking store to reconcile (status must not create an empty one)."""
     from hpo.tracking import default_tracking_uri
+    from hpo.tracking._mlflow import sqlite_path
 
     if not spec.mlflow.enabled:
         return False
-    uri = spec.mlflow.tracking_uri or default_tracking_uri()
-    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
+    db = sqlite_path(spec.mlflow.tracking_uri or default_tracking_uri())
+    return db is None or db.exists()
 
 
 @command("best")
