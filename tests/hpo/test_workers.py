@@ -98,7 +98,8 @@ def test_supervisor_replaces_a_killed_worker(write_space, workdir):
     path = write_space(slow_space(8, sleep=0.1))
     proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
     wait_until(lambda: len(running(path)) == 2)
-    victim = running(path)[0]
+    wait_until(lambda: any("worker" in t.user_attrs for t in running(path)))  # claimed just after creation
+    victim = next(t for t in running(path) if "worker" in t.user_attrs)
     os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out

@@ -84,7 +84,8 @@ def test_chaos_with_the_lightning_objective(quickstart, workdir):
     while kills < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(1.0)
         try:
-            running = [t for t in load_trials(quickstart) if t.state.name == "RUNNING"]
+            # claimed ones only: a worker records its identity just after creating the trial
+            running = [t for t in load_trials(quickstart) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
         except Exception:  # noqa: BLE001 - not created yet
             continue
         if running:
