@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+from collections import Counter
 import hashlib
 import json
 import os
@@ -140,6 +141,23 @@ def study_lock(spec: StudySpec) -> Iterator[None]:
 
 
 _PG_CONNECTIONS: dict[str, Any] = {}
+
+
+def trial_state_counts(spec: StudySpec, study: optuna.Study) -> Counter[str]:
+    """How many trials the study has in each state (by name); call it under :func:`study_lock`.
+
+    On PostgreSQL this is one ``GROUP BY`` on the lock's own connection, reading Optuna's ``trials``
+    table: Optuna has no count query (``get_n_trials`` loads every unfinished trial, seven queries
+    and an ORM object each), and this runs while the lock serialises every worker's next trial.
+    """
+    conn = _PG_CONNECTIONS.get(spec.study.storage) if spec.study.storage else None
+    if conn is None or conn.closed:
+        return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    import sqlalchemy
+
+    rows = conn.execute(sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"),
+                        {"id": study._study_id})
+    return Counter({str(state): int(n) for state, n in rows})
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from hpo._components import make_pruner, make_sampler, worker_seed
 from hpo._errors import UsageError
 from hpo._space import grid_points
 from hpo._spec import StudySpec
-from hpo._storage import describe_storage, open_storage, study_lock
+from hpo._storage import describe_storage, open_storage, study_lock, trial_state_counts
 
 if TYPE_CHECKING:
     import optuna
@@ -159,32 +159,30 @@ def lost_trials(study: optuna.Study) -> set[int]:
     return {int(key.removeprefix(LOST_PREFIX)) for key in attrs if key.startswith(LOST_PREFIX)}
 
 
-def slots_used(trials: Sequence[FrozenTrial], lost: set[int]) -> int:
-    """Trials that count against ``n_trials``: all but WAITING and lost ones."""
-    from optuna.trial import TrialState
-
-    return sum(1 for t in trials if t.state != TrialState.WAITING and t.number not in lost)
-
-
 def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
     """Creates (or takes a queued) trial while the study's cap allows; None when the study is done.
 
-    Runs under the study lock, so concurrent workers never exceed ``n_trials`` together.
+    Counting and creating run under the study lock, so concurrent workers never exceed ``n_trials``
+    together; the lock covers only that (what ``study.ask()`` does after it, reading the trial back
+    and the sampler's ``before_trial``, runs outside, since the lock serialises all workers).
+    Trials lost to dead or interrupted workers do not count (:func:`lost_trials`).
     """
-    from optuna.trial import TrialState
+    import optuna
 
     with study_lock(spec):
-        trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
+        counts = trial_state_counts(spec, study)
+        waiting = counts["WAITING"]
         if spec.sampler.name == "grid" and not waiting:
             return None
-        lost = lost_trials(study) if any(t.state == TrialState.FAIL for t in trials) else set()
-        if slots_used(trials, lost) >= spec.study.n_trials:
+        lost = lost_trials(study) if counts["FAIL"] else set()
+        if sum(counts.values()) - waiting - len(lost) >= spec.study.n_trials:
             return None
-        with warnings.catch_warnings():  # we run Optuna's heartbeat ourselves (see _worker.run_trial)
-            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
-            trial = study.ask()
-    # Outside the lock (it serialises all workers): until these land, recovery leaves the trial alone.
+        trial_id = study._pop_waiting_trial_id() if waiting else None
+        if trial_id is None:
+            trial_id = study._storage.create_new_trial(study._study_id)
+    study._thread_local.cached_all_trials = None  # as study.ask(): samplers re-read the trials once per trial
+    trial = optuna.Trial(study, trial_id)
+    # Until these land, recovery leaves the trial alone (see worker_is_dead).
     for key, value in worker_identity().items():
         trial.set_user_attr(key, value)
     return trial

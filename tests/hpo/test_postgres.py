@@ -66,6 +66,29 @@ def test_chaos_on_postgres_kills_lose_nothing(postgres_server, write_space, work
     assert_no_running_mlflow_runs(workdir, trials)
 
 
+def test_trial_counts_on_postgres_match_the_studys_own_trials(postgres_server, write_space, workdir):
+    """The cap's one-query count sees every state, and only its own study's trials."""
+    from optuna.trial import TrialState
+
+    from hpo._spec import load_spec
+    from hpo._storage import study_lock, trial_state_counts
+    from hpo._study import open_study
+
+    url = postgres_server()
+    other = open_study(load_spec(write_space(fast_space(url, 9), name="other")))
+    other.tell(other.ask(), 1.0)
+    spec = load_spec(write_space(fast_space(url, 9)))
+    study = open_study(spec)
+    for state in (TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        study.tell(study.ask(), 1.0 if state == TrialState.COMPLETE else None, state=state)
+    study.ask()
+    study.enqueue_trial({"x": 0.5})
+    with study_lock(spec):
+        counts = trial_state_counts(spec, study)
+    assert counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1, "RUNNING": 1, "WAITING": 1}
+    assert counts == {s: sum(t.state.name == s for t in study.get_trials()) for s in counts}
+
+
 def test_cmaes_on_shared_storage_is_warned_about(postgres_server, write_space, cli):
     path = write_space(base_space(sampler={"name": "cmaes"},
                                   study={"direction": "minimize", "metric": "loss", "n_trials": 2,
