@@ -6,6 +6,7 @@ import random
 import signal
 import time
 
+import pytest
 from _helpers import assert_no_running_mlflow_runs, base_space, load_trials, start_hpo
 
 
@@ -66,6 +67,7 @@ def test_chaos_on_postgres_kills_lose_nothing(postgres_server, write_space, work
     assert_no_running_mlflow_runs(workdir, trials)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() outside Study.optimize
 def test_trial_counts_on_postgres_match_the_studys_own_trials(postgres_server, write_space, workdir):
     """The cap's one-query count sees every state, and only its own study's trials."""
     from optuna.trial import TrialState
