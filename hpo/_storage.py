@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections import Counter
 import hashlib
 import json
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
