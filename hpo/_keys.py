@@ -1,0 +1,35 @@
+"""Names of the attributes hpo records on Optuna trials and studies: one place, so readers and writers agree.
+
+Trial user attrs are what the dashboard, the exporter, recovery and MLflow reconciliation read
+back; a typo in one of them is a silent bug, so every module uses these constants.
+"""
+
+from __future__ import annotations
+
+# --- trial user attrs -------------------------------------------------------------------------
+SEED = "seed"                          # the trial's own seed, derived from the study seed
+MLFLOW_RUN_ID = "mlflow_run_id"        # the trial's MLflow child run
+PRUNED_AT_EPOCH = "pruned_at_epoch"    # last reported step of a pruned trial
+FAIL_REASON = "fail_reason"            # one line: why the trial failed
+CHECKPOINT = "checkpoint"              # path of the trial's best weights
+WORKER = "worker"                      # "<host>:<pid>" of the process running the trial
+WORKER_START = "worker_start"          # kernel start time of that pid (tells a reused pid apart)
+RETRY_OF = "retry_of"                  # the trial number this trial retries
+RETRY_ORIGIN = "retry_origin"          # the first trial of a chain of retries
+RETRY_COUNT = "retry_count"            # how many retries of the origin this is
+RETRY_REASON = "retry_reason"          # why the origin was retried
+GRID_POINT = "grid_point"              # enqueued by grid search
+DDP_RANKS = "ddp_ranks"                # how many ranks trained the trial
+TEACHER_CHECKPOINT = "teacher_checkpoint"
+
+# --- study user attrs -------------------------------------------------------------------------
+MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run
+STUDY_FIXED = "fixed"                  # objective.fixed at creation
+STUDY_SEED = "seed"                    # study.seed at creation
+STUDY_SPEC = "spec"                    # the whole space file at creation (the raw mapping)
+STUDY_METRICS = "metrics"
+STUDY_DIRECTIONS = "directions"
+STUDY_SPACE_FILE = "space_file"
+
+# --- study system attrs -----------------------------------------------------------------------
+LOST_PREFIX = "hpo:lost:"              # + trial number: that trial's worker died or was interrupted
