@@ -90,6 +90,8 @@ class StudySettings:
     max_retries: int
     heartbeat_interval: int = 10
     heartbeat_grace: int = 30
+    fsync: bool = False                 # embedded store: fsync every append (power-loss durability)
+    trial_timeout: float | None = None  # seconds one trial may run before it is failed
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "name": None, "direction": None, "directions": None, "metric": None, "metrics": None,
         "n_trials": 20, "timeout": None, "seed": None, "storage": None,
         "max_consecutive_failures": 5, "max_retries": 1, "heartbeat_interval": 10, "heartbeat_grace": 30,
+        "fsync": False, "trial_timeout": None,
     },
     "sampler": {"name": "tpe", "options": {}},
     "pruner": {"name": "median", "options": {}},
@@ -366,8 +369,14 @@ class _Validator:
         grace = self.number(s["heartbeat_grace"], "study.heartbeat_grace", integer=True, positive=True)
         if grace <= interval:
             self.fail("study.heartbeat_grace", f"must be longer than heartbeat_interval ({interval} s), got {grace}")
+        fsync = s["fsync"]
+        if not isinstance(fsync, bool):
+            self.fail("study.fsync", f"expected true or false, got {fsync!r}")
+        trial_timeout = s["trial_timeout"]
+        if trial_timeout is not None:
+            trial_timeout = self.number(trial_timeout, "study.trial_timeout", positive=True)
         return StudySettings(name, directions, metrics, n_trials, timeout, seed, storage, failures, retries,
-                             interval, grace)
+                             interval, grace, fsync, trial_timeout)
 
     def objectives_of(self, s: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if s["directions"] is not None or s["metrics"] is not None:
