@@ -20,9 +20,25 @@ OBJECTIVES.register("sequence_classifier", "objectives:sequence_classifier")
 # Parameter names and checks of the built-ins, from a module that does not import torch (fast validation).
 _BUILTIN_PARAMS = "objectives._config:PARAM_NAMES"
 _BUILTIN_CONFIG = "objectives._config:TrainConfig"
+_STACK_KNOBS = "objectives._config:STACK_KNOBS"
+# What the built-ins report each epoch (and return for the best one): the study metric is one of these.
+BUILTIN_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time", "samples_per_sec")
+# A module study's objective name, as exports record it: "module=models.py:Net;data=models.py:Data".
+_MODULE_STUDY = re.compile(r"^module=(?P<module>[^;]+)(;data=(?P<data>.+))?$")
 
 _FILE_REF = re.compile(r"^(?P<file>.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
 _MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)$")
+
+
+def module_study_name(module: str, data: str | None) -> str:
+    """The objective name of a module study (``objective: {module: ..., data: ...}``)."""
+    return f"module={module}" + (f";data={data}" if data else "")
+
+
+def parse_module_study(name: str) -> tuple[str, str | None] | None:
+    """``(module reference, data reference or None)`` of a module study's name, else None."""
+    match = _MODULE_STUDY.match(name)
+    return (match["module"], match["data"]) if match else None
 
 
 def check_reference(name: str, base_dir: Path) -> str | None:
@@ -50,13 +66,19 @@ def known_param_names(name: str) -> frozenset[str] | None:
 
 
 def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[str, tuple]) -> tuple[str, str] | None:
-    """Checks a built-in objective's fixed values, and each finite choice of a searched param.
+    """Checks the values of the stack's knobs where the stack applies them: every key of a built-in
+    objective, the reserved knobs (``objectives.STACK_KNOBS``) of a module study; each finite
+    choice of a searched param too. A custom objective function's params are its own.
 
     Returns ``(key path, problem)`` for the first bad value, so a typo fails validation instead
     of every trial.
     """
     if name not in OBJECTIVES:
-        return None
+        if parse_module_study(name) is None:
+            return None
+        stack = frozenset(import_object(_STACK_KNOBS))
+        fixed = {k: v for k, v in fixed.items() if k in stack}
+        choices = {k: v for k, v in choices.items() if k in stack}
     config = import_object(_BUILTIN_CONFIG)
     try:
         config.from_params(dict(fixed))
@@ -72,18 +94,85 @@ def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[s
     return None
 
 
+def load_reference(ref: str, base_dir: Path) -> Any:
+    """Imports the object named by ``package.module:attr`` or ``path/to/file.py:attr``."""
+    if match := _FILE_REF.match(ref):
+        return _load_from_file(_find_file(match["file"], base_dir), match["attr"])
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    return import_object(ref)
+
+
 def resolve_objective(name: str, base_dir: Path, source: str = "<spec>") -> Callable[..., Any]:
-    """Imports the objective callable named by a built-in name, ``module:attr`` or ``file.py:attr``."""
+    """Imports the objective callable named by a built-in name, ``module:attr``, ``file.py:attr``,
+    or a module study's name (:func:`module_study_name`)."""
+    if refs := parse_module_study(name):
+        from objectives._user import ModuleObjective
+
+        module_cls, data = load_module_study(refs[0], refs[1], base_dir, source)
+        return ModuleObjective(module_cls, data)
     try:
         if name in OBJECTIVES:
             return OBJECTIVES.get(name)
-        if match := _FILE_REF.match(name):
-            return _load_from_file(_find_file(match["file"], base_dir), match["attr"])
-        if str(Path.cwd()) not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))
-        return import_object(name)
+        return load_reference(name, base_dir)
     except (ImportError, AttributeError, TypeError) as exc:
         raise SpecError(source, "objective.name", f"cannot load {name!r}: {type(exc).__name__}: {exc}") from None
+
+
+def load_module_study(module: str, data: str | None, base_dir: Path, source: str) -> tuple[type, Any]:
+    """The module class and the data class or function of a module study; SpecError if unusable."""
+    from objectives._namespace import is_datamodule, is_lightning_module, namespace_name
+
+    loaded = []
+    for key, ref in (("objective.module", module), ("objective.data", data)):
+        if ref is None:
+            loaded.append(None)
+            continue
+        if not (_FILE_REF.match(ref) or _MODULE_REF.match(ref)):
+            raise SpecError(source, key, f"expected 'file.py:Class' or 'package.module:Class', got {ref!r}")
+        try:
+            loaded.append(load_reference(ref, base_dir))
+        except (ImportError, AttributeError, TypeError, OSError) as exc:
+            raise SpecError(source, key, f"cannot load {ref!r}: {type(exc).__name__}: {exc}") from None
+    module_cls, data_obj = loaded
+    if not (isinstance(module_cls, type) and is_lightning_module(module_cls)):
+        raise SpecError(source, "objective.module", f"expected a LightningModule class (pytorch_lightning or "
+                        f"lightning.pytorch), got {module_cls!r}")
+    if data_obj is not None:
+        if isinstance(data_obj, type) and not is_datamodule(data_obj):
+            raise SpecError(source, "objective.data", f"expected a LightningDataModule class or a function "
+                            f"returning (train_loader, val_loader), got the class {data_obj.__name__}")
+        if not callable(data_obj):
+            raise SpecError(source, "objective.data", f"expected a LightningDataModule class or a function, "
+                            f"got {type(data_obj).__name__}")
+        if is_datamodule(data_obj) and namespace_name(data_obj) != namespace_name(module_cls):
+            raise SpecError(source, "objective.data", f"{data_obj.__name__} is a {namespace_name(data_obj)} "
+                            f"LightningDataModule but {module_cls.__name__} is a {namespace_name(module_cls)} "
+                            "LightningModule; import both from one package")
+    return module_cls, data_obj
+
+
+def check_module_study(
+    module_cls: type, data: Any, fixed: Mapping[str, Any], space_names: list[str]
+) -> tuple[str, str] | None:
+    """``(key path, problem)`` for the first key of a module study that nothing takes, or for
+    optimizer knobs the module's own ``configure_optimizers`` would ignore."""
+    from objectives._config import OPTIMIZER_KNOBS
+    from objectives._stack import optimizer_problem
+    from objectives._user import accepts_of, unknown_key
+
+    accepts = accepts_of(module_cls, data)
+    for section, names in (("objective.fixed", list(fixed)), ("space", space_names)):
+        problem = unknown_key(names, *accepts)
+        if problem:
+            return f"{section}.{problem[0]}", problem[1]
+    names = list(fixed) + space_names
+    problem = optimizer_problem(module_cls, names)
+    if problem:
+        knob = next(n for n in names if n in OPTIMIZER_KNOBS)
+        section = "objective.fixed" if knob in fixed else "space"
+        return f"{section}.{knob}", problem
+    return None
 
 
 def _find_file(file: str, base_dir: Path) -> Path | None:

@@ -104,8 +104,14 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
+    """``name``: a built-in, ``file.py:function`` or ``package.module:function``; for a study of a
+    user's LightningModule (``module``, optional ``data``) it is ``module=...;data=...``, the form
+    exports record and :func:`hpo._objective.resolve_objective` loads."""
+
     name: str
     fixed: dict[str, Any] = field(default_factory=dict)
+    module: str | None = None
+    data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     },
     "sampler": {"name": "tpe", "options": {}},
     "pruner": {"name": "median", "options": {}},
-    "objective": {"name": _MISSING, "fixed": {}},
+    "objective": {"name": None, "module": None, "data": None, "fixed": {}},
     "space": {},
     "mlflow": {"tracking_uri": None, "experiment": None, "enabled": True},
 }
@@ -334,7 +340,7 @@ class _Validator:
         study = self.study(sections["study"])
         sampler = self.component(sections["sampler"], "sampler")
         pruner = self.component(sections["pruner"], "pruner")
-        objective = self.objective(sections["objective"], space)
+        objective = self.objective(sections["objective"], space, study.metrics)
         self.check_sampler_fits(sampler, study, space)
         mlflow = self.mlflow(sections["mlflow"])
         raw = {**sections, "space": doc.get("space") or {}}
@@ -429,17 +435,21 @@ class _Validator:
         if sampler.name == "nsga2" and len(study.directions) == 1:
             pass  # NSGA-II also runs single-objective studies.
 
-    def objective(self, s: dict[str, Any], space: tuple[ParamSpec, ...]) -> ObjectiveSpec:
-        from hpo._objective import check_builtin_values, check_reference, known_param_names
+    def objective(self, s: dict[str, Any], space: tuple[ParamSpec, ...], metrics: tuple[str, ...]) -> ObjectiveSpec:
+        from hpo._objective import check_builtin_values, check_reference, known_param_names, module_study_name
 
-        name = self.text(s["name"], "objective.name")
-        problem = check_reference(name, base_dir=Path(self.source).parent)
-        if problem:
-            self.fail("objective.name", problem)
+        name, module, data = self.objective_refs(s)
+        if module is None:
+            problem = check_reference(name, base_dir=Path(self.source).parent)
+            if problem:
+                self.fail("objective.name", problem)
         fixed = self.mapping(s["fixed"], "objective.fixed", list(s["fixed"] or {}))
         for p in space:
             if p.name in fixed:
                 self.fail(f"space.{p.name}", "is also in objective.fixed; keep it in one place")
+        if module is not None:
+            name = module_study_name(module, data)
+            self.check_module_study(module, data, fixed, space)
         known = known_param_names(name)
         if known is not None:
             for key in fixed:
@@ -448,11 +458,54 @@ class _Validator:
             for p in space:
                 if p.name not in known:
                     self.fail(f"space.{p.name}", f"not a parameter of {name}{did_you_mean(p.name, sorted(known))}")
-            finite = {p.name: p.finite_values() for p in space if p.choices is not None or p.values is not None}
-            problem = check_builtin_values(name, fixed, finite)
-            if problem:
-                self.fail(*problem)
-        return ObjectiveSpec(name, dict(fixed))
+            self.check_builtin_metrics(name, metrics)
+        if known is not None or module is not None:
+            self.check_stack_space(space)
+        finite = {p.name: p.finite_values() for p in space if p.choices is not None or p.values is not None}
+        problem = check_builtin_values(name, fixed, finite)
+        if problem:
+            self.fail(*problem)
+        return ObjectiveSpec(name, dict(fixed), module, data)
+
+    def objective_refs(self, s: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+        """``(name, module, data)``: exactly one of ``name`` and ``module``; ``data`` only with ``module``."""
+        name, module, data = s["name"], s["module"], s["data"]
+        if name is not None and module is not None:
+            self.fail("objective.module", "give either objective.name (an objective function) or objective.module "
+                      "(a LightningModule class), not both")
+        if name is None and module is None:
+            self.fail("objective.name", "missing; give objective.name (an objective function or a built-in) or "
+                      "objective.module (a LightningModule class, file.py:Class)")
+        if data is not None and module is None:
+            self.fail("objective.data", "needs objective.module: the data feeds your LightningModule class")
+        if module is None:
+            return self.text(name, "objective.name"), None, None
+        return None, self.text(module, "objective.module"), data and self.text(data, "objective.data")
+
+    def check_module_study(self, module: str, data: str | None, fixed: dict[str, Any],
+                           space: tuple[ParamSpec, ...]) -> None:
+        from hpo._objective import check_module_study, load_module_study
+
+        module_cls, data_obj = load_module_study(module, data, Path(self.source).parent, self.source)
+        problem = check_module_study(module_cls, data_obj, fixed, [p.name for p in space])
+        if problem:
+            self.fail(*problem)
+
+    def check_builtin_metrics(self, name: str, metrics: tuple[str, ...]) -> None:
+        from hpo._objective import BUILTIN_METRICS
+
+        for i, metric in enumerate(metrics):
+            if metric not in BUILTIN_METRICS:
+                key = "study.metric" if len(metrics) == 1 else f"study.metrics[{i}]"
+                self.fail(key, f"{name} reports {', '.join(BUILTIN_METRICS)}; got {metric!r}"
+                          f"{did_you_mean(metric, list(BUILTIN_METRICS))}")
+
+    def check_stack_space(self, space: tuple[ParamSpec, ...]) -> None:
+        for p in space:
+            if p.name == "devices":
+                # The run's supervisor hands GPUs to each worker before any trial samples its params.
+                self.fail("space.devices", "cannot be searched: GPUs are assigned to each worker before a trial "
+                          "samples its parameters; set devices in objective.fixed")
 
     def mlflow(self, s: dict[str, Any]) -> MlflowSpec:
         uri = s["tracking_uri"]

@@ -1,27 +1,35 @@
 """Lightning callbacks that connect a training run to its trial; one hook, one job.
 
 Order in ``objectives.fit``: ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
-``BestWeights`` → ``PruningCallback``. The epoch-level numbers (``val_*`` from the module's
+``BestWeights`` → ``PruningCallback``. Each is written once as plain hooks and made a callback of
+the Lightning package that drives the module (:func:`callback_classes`); the module-level names
+are the ``pytorch_lightning`` ones. The epoch-level numbers (``val_*`` from the module's
 ``self.log``, ``train_loss``/``epoch_time``/``samples_per_sec`` from ``EpochMetrics``) are
 complete at ``on_validation_end``, which is where weights are kept and the pruner is asked.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import functools
+import importlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from objectives.techniques import adaptive_clip_grad_
 
 if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
     from hpo._context import TrialContext
 
 log = logging.getLogger(__name__)
@@ -40,7 +48,7 @@ def collect_metrics(trainer: pl.Trainer) -> dict[str, float]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
     for cb in trainer.callbacks:
-        if isinstance(cb, EpochMetrics) and cb.epoch_metrics:
+        if isinstance(cb, _EpochMetrics) and cb.epoch_metrics:
             out.update(cb.epoch_metrics)
     return out
 
@@ -60,7 +68,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _EpochOnce(pl.Callback):
+class _EpochOnce:
     """Runs :meth:`on_epoch_done` once per training epoch: at validation end, or at the train epoch's
     end when no validation ran that epoch (a module without validation data)."""
 
@@ -82,7 +90,7 @@ class _EpochOnce(pl.Callback):
             self.on_epoch_done(trainer, pl_module)
 
 
-class EpochMetrics(pl.Callback):
+class _EpochMetrics:
     """``train_loss`` (sample-weighted mean of the training steps' losses), ``epoch_time`` (seconds,
     training and validation) and ``samples_per_sec`` (training samples over all ranks / training time).
 
@@ -150,36 +158,87 @@ class EpochMetrics(pl.Callback):
         self._compute(trainer, pl_module)  # no-op when validation already computed them
 
 
-class AdaptiveGradientClipping(pl.Callback):
+class _AdaptiveGradientClipping:
     """Unit-wise adaptive gradient clipping (Brock et al. 2021) before every optimizer step.
 
-    The final classifier layer is left alone, as in the paper: its parameter names come from
-    ``pl_module.agc_exclude()`` when the module defines it, else the last ``nn.Linear`` is taken.
-    Runs after gradients are unscaled (16-mixed) and before Lightning's norm clipping.
+    The output layer is left alone, as in the paper. Which parameters that is, in order:
+    ``exclude`` (``fnmatch`` patterns over parameter names, the ``agc_exclude`` knob), else
+    ``pl_module.agc_exclude()`` when the module defines it, else the parameters of the last module
+    with parameters of its own to run in the first training batch's forward pass (found with
+    forward hooks, removed before the first optimizer step: registration order says nothing about
+    which layer comes last). Runs after gradients are unscaled (16-mixed) and before Lightning's
+    norm clipping.
     """
 
-    def __init__(self, clip: float, eps: float = 1e-3) -> None:
-        self.clip, self.eps = clip, eps
+    def __init__(self, clip: float, eps: float = 1e-3, exclude: Sequence[str] = ()) -> None:
+        self.clip, self.eps, self.patterns = clip, eps, tuple(exclude)
         self.params: list[torch.Tensor] = []
         self.excluded: list[str] = []
+        self._module: nn.Module | None = None
+        self._hooks: list[Any] = []
+        self._last: str | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if hasattr(pl_module, "agc_exclude"):
-            excluded = set(pl_module.agc_exclude())
+        self._module, self._last = pl_module, None
+        if self.patterns:
+            self._use(pl_module, _matching(pl_module, self.patterns))
+        elif hasattr(pl_module, "agc_exclude"):
+            self._use(pl_module, set(pl_module.agc_exclude()))
         else:
-            last = None
-            for name, mod in pl_module.named_modules():
-                if isinstance(mod, nn.Linear):
-                    last = name
-            excluded = {f"{last}.{n}" for n, _ in pl_module.get_submodule(last).named_parameters()} if last else set()
+            self.params, self.excluded = [], []
+            self._watch(pl_module)
+
+    def _use(self, pl_module: nn.Module, excluded: set[str]) -> None:
         self.excluded = sorted(excluded)
         self.params = [p for n, p in pl_module.named_parameters() if n not in excluded and p.requires_grad]
 
+    def _watch(self, pl_module: nn.Module) -> None:
+        """Forward hooks recording the last module with trainable parameters of its own to run."""
+        def record(name: str):
+            def hook(mod, args, output):
+                self._last = name
+            return hook
+
+        for name, mod in pl_module.named_modules():
+            if any(p.requires_grad for p in mod.parameters(recurse=False)):
+                self._hooks.append(mod.register_forward_hook(record(name)))
+
+    def _resolve(self, pl_module: nn.Module) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        if self._last is None:
+            raise RuntimeError(f"agc_clip: no layer of {type(pl_module).__name__} with parameters ran in the "
+                               "forward pass; name the output layer's parameters with agc_exclude")
+        prefix = f"{self._last}." if self._last else ""
+        head = pl_module.get_submodule(self._last)
+        self._use(pl_module, {prefix + n for n, _ in head.named_parameters(recurse=False)})
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self._hooks:
+            self._resolve(pl_module)
         adaptive_clip_grad_(self.params, self.clip, self.eps)
 
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
 
-class BestWeights(_EpochOnce):
+
+def _matching(module: nn.Module, patterns: Sequence[str]) -> set[str]:
+    """Parameter names matching any pattern; a pattern matching nothing is an error (a typo)."""
+    names = [n for n, _ in module.named_parameters()]
+    out: set[str] = set()
+    for pattern in patterns:
+        hits = fnmatch.filter(names, pattern)
+        if not hits:
+            raise ValueError(f"agc_exclude: {pattern!r} matches no parameter of {type(module).__name__}; "
+                             f"its parameters: {', '.join(names)}")
+        out.update(hits)
+    return out
+
+
+class _BestWeights(_EpochOnce):
     """Keeps the best epoch's ``state_dict`` (on the CPU, in memory) by ``monitor``; at the end of
     a completed fit saves it to ``ctx.workdir/best.pt`` and calls ``ctx.set_checkpoint`` — only if
     the trial ranks among the study's best ``keep`` trials, whose checkpoints alone are kept
@@ -282,7 +341,7 @@ def keep_best_checkpoints(ctx: TrialContext, value: float | None, path: Path, ke
     return kept
 
 
-class PruningCallback(_EpochOnce):
+class _PruningCallback(_EpochOnce):
     """Reports the epoch's metrics via ``ctx.report(metrics, step=epoch)`` and raises
     ``optuna.TrialPruned`` when ``ctx.should_prune()``; records ``pruned_at_epoch`` on the trial.
 
@@ -309,3 +368,29 @@ class PruningCallback(_EpochOnce):
             if self.ctx is not None:
                 self.ctx.trial.set_user_attr("pruned_at_epoch", epoch)
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+_HOOKS = {
+    "EpochMetrics": _EpochMetrics,
+    "AdaptiveGradientClipping": _AdaptiveGradientClipping,
+    "BestWeights": _BestWeights,
+    "PruningCallback": _PruningCallback,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def callback_classes(namespace: str) -> SimpleNamespace:
+    """hpo's callbacks as subclasses of ``<namespace>.Callback`` (``pytorch_lightning`` or
+    ``lightning.pytorch``): a Trainer only drives callbacks of its own package."""
+    base = importlib.import_module(namespace).Callback
+    return SimpleNamespace(**{
+        name: type(name, (hooks, base), {"__module__": __name__, "__qualname__": name, "__doc__": hooks.__doc__})
+        for name, hooks in _HOOKS.items()
+    })
+
+
+_PL = callback_classes("pytorch_lightning")
+EpochMetrics = _PL.EpochMetrics
+AdaptiveGradientClipping = _PL.AdaptiveGradientClipping
+BestWeights = _PL.BestWeights
+PruningCallback = _PL.PruningCallback

@@ -58,8 +58,10 @@ class TrainConfig:
         process during the fit; 0 = torch's default, or the CPU cores split between DDP ranks).
         On a shared or busy machine ``threads: 1`` avoids OpenMP oversubscription, which can slow
         small models down by an order of magnitude.
-    Clipping: ``agc_clip`` (adaptive gradient clipping λ, not applied to the classifier layer; 0
-        disables), ``grad_clip_norm`` (global norm clipping; 0 disables).
+    Clipping: ``agc_clip`` (adaptive gradient clipping λ, not applied to the output layer: the last
+        layer with parameters to run in a forward pass; 0 disables), ``agc_exclude`` (parameter-name
+        patterns, ``fnmatch`` style such as ``head.*``, that AGC leaves alone instead of the output
+        layer it finds), ``grad_clip_norm`` (global norm clipping; 0 disables).
     Distillation: ``teacher`` (checkpoint path, or a mapping of teacher hyperparameters trained
         once per study and cached), ``distill_alpha`` (weight of the soft-target loss),
         ``distill_temperature``.
@@ -101,6 +103,7 @@ class TrainConfig:
     threads: int = 0
     # clipping
     agc_clip: float = 0.0
+    agc_exclude: tuple[str, ...] = ()
     grad_clip_norm: float = 0.0
     # distillation
     teacher: Any = None
@@ -111,9 +114,13 @@ class TrainConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self) -> None:
+        if isinstance(self.agc_exclude, (list, str)):
+            # YAML gives lists (and a lone pattern may come as a string); frozen: keep a tuple.
+            patterns = [self.agc_exclude] if isinstance(self.agc_exclude, str) else self.agc_exclude
+            object.__setattr__(self, "agc_exclude", tuple(patterns))
         for f in _FIELDS.values():
             _check(f.name, getattr(self, f.name))
-        if isinstance(self.teacher, Mapping):
+        if isinstance(self.teacher, Mapping) and "module" not in self.teacher:
             # Frozen and hashable enough: keep a plain dict copy, validated as a config of its own.
             teacher = dict(self.teacher)
             if "teacher" in teacher:
@@ -161,6 +168,19 @@ class TrainConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PARAM_NAMES: tuple[str, ...] = tuple(_FIELDS)
+
+# Knobs only the built-in objectives apply: they build the data and the network. For a user's
+# LightningModule these names are free: they go to the module's or the data's constructor.
+BUILTIN_ONLY: tuple[str, ...] = ("dataset", "val_fraction", "batch_size", "width", "depth", "dropout")
+# The acceleration stack's reserved knobs: hpo applies them to any LightningModule it trains.
+STACK_KNOBS: tuple[str, ...] = tuple(n for n in PARAM_NAMES if n not in BUILTIN_ONLY)
+# Knobs hpo applies by building the optimizer (a module with its own configure_optimizers must take
+# hpo's optimizer_factory), by rewriting batches, and by replacing the loss.
+OPTIMIZER_KNOBS: tuple[str, ...] = ("optimizer", "lr", "weight_decay", "momentum", "lr_schedule",
+                                    "warmup_epochs", "step_size", "gamma", "min_lr_ratio")
+AUGMENT_KNOBS: tuple[str, ...] = ("hflip", "crop_pad", "noise_std")
+MIXING_KNOBS: tuple[str, ...] = ("mixup_alpha", "cutmix_alpha")
+DISTILL_KNOBS: tuple[str, ...] = ("teacher", "distill_alpha", "distill_temperature")
 
 _CHOICES = {
     "optimizer": OPTIMIZERS,
@@ -245,6 +265,12 @@ def _check(key: str, value: Any) -> None:
             raise ValueError(
                 f"teacher: expected a checkpoint path or a mapping of teacher hyperparameters, got {_found(value)}"
             )
+        if isinstance(value, Mapping) and "module" in value and not isinstance(value.get("checkpoint"), str):
+            raise ValueError("teacher.checkpoint: a teacher given as {module: file.py:Class, ...} needs "
+                             f"checkpoint: PATH (its state dict), got {_found(value.get('checkpoint'))}")
+    elif key == "agc_exclude":
+        if not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"agc_exclude: expected a list of parameter-name patterns, got {_found(list(value))}")
     elif key == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"seed: expected an integer or null, got {_found(value)}")

@@ -12,17 +12,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import importlib
+
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.profilers import PassThroughProfiler
 
-from objectives._callbacks import (
-    AdaptiveGradientClipping,
-    BestWeights,
-    EpochMetrics,
-    PruningCallback,
-)
-from objectives._config import TrainConfig
+from objectives._callbacks import callback_classes
+from objectives._config import STACK_KNOBS, TrainConfig
+from objectives._namespace import NAMESPACES, is_datamodule, namespace_of
+from objectives._stack import set_teacher, stack_installed
 
 if TYPE_CHECKING:
     from hpo._context import TrialContext
@@ -30,9 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Lightning's "GPU available: ..." / tips banners: not wanted once per trial.
-for _name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
-              "lightning_fabric.utilities.seed", "pytorch_lightning.utilities.seed",
-              "lightning_fabric.utilities.distributed", "pytorch_lightning.strategies.ddp"):
+for _ns in NAMESPACES:
+    for _name in ("utilities.rank_zero", "accelerators.cuda", "utilities.seed", "strategies.ddp"):
+        logging.getLogger(f"{_ns}.{_name}").setLevel(logging.WARNING)
+for _name in ("lightning_fabric.utilities.seed", "lightning_fabric.utilities.distributed",
+              "lightning.fabric.utilities.seed", "lightning.fabric.utilities.distributed"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 _QUIET = (
@@ -55,8 +55,15 @@ DDP_TIMEOUT = timedelta(seconds=300)
 def _as_config(config: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return config
-    # A user's module may be configured with keys of its own: only ours are read here.
-    return TrainConfig.from_params(dict(config or {}), strict=False)
+    # A user's module may be configured with keys of its own: only the stack's reserved knobs are
+    # read here (``width: wide`` or ``dataset: cifar10`` belong to the user's objective).
+    params = {k: v for k, v in dict(config or {}).items() if k in STACK_KNOBS}
+    try:
+        return TrainConfig.from_params(params)
+    except ValueError as exc:
+        key = str(exc).partition(":")[0]
+        raise ValueError(f"{exc} ({key} is a reserved knob of hpo's training stack, applied to the "
+                         "LightningModule the objective returned; rename your own parameter)") from None
 
 
 def _monitor(ctx: TrialContext | None, monitor: str | None, mode: str | None) -> tuple[str, str]:
@@ -109,12 +116,14 @@ def _cpu_threads(threads: int, world_size: int, accelerator: str):
             torch.set_num_threads(before)
 
 
-def _cache_hook_signature_checks() -> None:
+@functools.lru_cache(maxsize=None)
+def _cache_hook_signature_checks(namespace: str) -> None:
     """Lightning inspects ``training_step``'s signature (``inspect.getfullargspec``) on every
     step to decide whether to pass ``batch_idx``; a function's signature does not change, so the
     answer is cached per function."""
-    from pytorch_lightning.loops import evaluation_loop, training_epoch_loop
-    from pytorch_lightning.utilities import signature_utils
+    training_epoch_loop = importlib.import_module(f"{namespace}.loops.training_epoch_loop")
+    evaluation_loop = importlib.import_module(f"{namespace}.loops.evaluation_loop")
+    signature_utils = importlib.import_module(f"{namespace}.utilities.signature_utils")
 
     original = signature_utils.is_param_in_hook_signature
     if getattr(original, "_hpo_cached", False):
@@ -137,18 +146,20 @@ def _cache_hook_signature_checks() -> None:
             module.is_param_in_hook_signature = is_param_in_hook_signature
 
 
-_cache_hook_signature_checks()
+_NULL = contextlib.nullcontext()
 
 
-class _NoProfiler(PassThroughProfiler):
+def _profile(self, action_name: str):
+    return _NULL
+
+
+@functools.lru_cache(maxsize=None)
+def _no_profiler(namespace: str) -> type:
     """Lightning wraps every hook call in ``profiler.profile(name)``; the default pass-through
     profiler builds a generator-based context manager each time (~100 per training step). This
     one hands back one shared no-op context."""
-
-    _null = contextlib.nullcontext()
-
-    def profile(self, action_name: str):  # type: ignore[override]
-        return self._null
+    base = importlib.import_module(f"{namespace}.profilers").PassThroughProfiler
+    return type("_NoProfiler", (base,), {"profile": _profile, "__module__": __name__})
 
 
 def _place(loaders: list[Any], accelerator: str, world_size: int) -> None:
@@ -207,7 +218,12 @@ def fit(
     cfg = _as_config(config)
     if cfg.seed is None and ctx is not None:
         cfg = cfg.replace(seed=int(ctx.seed))
+    namespace_of(module, data)  # a clear error for a non-Lightning module or mixed packages
     monitor, mode = _monitor(ctx, monitor, mode)
+    if not getattr(module, "applies_stack", False):
+        from objectives._user import resolve_module_teacher
+
+        set_teacher(module, resolve_module_teacher(cfg.teacher, module, ctx))
     if cfg.devices > 1:
         from objectives import _ddp
 
@@ -221,7 +237,7 @@ def _loaders(data: Any) -> tuple[dict[str, Any], list[Any]]:
     """``trainer.fit`` keyword arguments for ``data``, and the loaders to place on the device."""
     if data is None:
         return {}, []
-    if isinstance(data, pl.LightningDataModule):
+    if is_datamodule(data):
         return {"datamodule": data}, []
     if hasattr(data, "train") and hasattr(data, "val"):
         return {"train_dataloaders": data.train, "val_dataloaders": data.val}, [data.train, data.val]
@@ -246,23 +262,24 @@ def fit_local(
     world_size: int = 1,
 ) -> dict[str, float]:
     """One process's share of :func:`fit` (the whole of it when ``world_size == 1``)."""
+    ns = namespace_of(module, data)
+    _cache_hook_signature_checks(ns.__name__)
+    hooks = callback_classes(ns.__name__)
     accelerator = _accelerator()
     precision = _precision(cfg.precision, accelerator)
     fit_kwargs, loaders = _loaders(data)
-    best = BestWeights(ctx, monitor, mode, keep=cfg.keep_checkpoints, restore=restore_best)
+    best = hooks.BestWeights(ctx, monitor, mode, keep=cfg.keep_checkpoints, restore=restore_best)
     _place(loaders, accelerator, world_size)
-    cbs: list[pl.Callback] = [EpochMetrics()]
+    cbs: list[Any] = [hooks.EpochMetrics()]
     if cfg.agc_clip > 0:
-        cbs.append(AdaptiveGradientClipping(cfg.agc_clip))
-    cbs += [best, PruningCallback(ctx)]
+        cbs.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
+    cbs += [best, hooks.PruningCallback(ctx)]
     cbs += list(callbacks or [])
     own_batches = all(hasattr(ld, "place") for ld in loaders if ld is not None) and bool(loaders)
     if world_size > 1:
-        from lightning_fabric.plugins.environments import LightningEnvironment
-        from pytorch_lightning.strategies import DDPStrategy
-
-        strategy: Any = DDPStrategy(
-            cluster_environment=LightningEnvironment(),
+        environments = importlib.import_module(f"{ns.__name__}.plugins.environments")
+        strategy: Any = ns.strategies.DDPStrategy(
+            cluster_environment=environments.LightningEnvironment(),
             process_group_backend="nccl" if accelerator == "gpu" else "gloo",
             timeout=DDP_TIMEOUT,
         )
@@ -274,7 +291,7 @@ def fit_local(
     with warnings.catch_warnings(), _cpu_threads(cfg.threads, world_size, accelerator):
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
-        trainer = pl.Trainer(
+        trainer = ns.Trainer(
             accelerator=accelerator,
             devices=devices,
             strategy=strategy,
@@ -291,9 +308,10 @@ def fit_local(
             num_sanity_val_steps=0,
             use_distributed_sampler=not own_batches,
             default_root_dir=str(root) if root is not None else None,
-            profiler=_NoProfiler(),
+            profiler=_no_profiler(ns.__name__)(),
         )
-        trainer.fit(module, **fit_kwargs)
+        with stack_installed(module, cfg):
+            trainer.fit(module, **fit_kwargs)
     result = best.best_metrics or best.last_metrics
     return dict(result)
 

@@ -3,8 +3,6 @@ distillation, the optimiser and a per-optimizer-step LR schedule."""
 
 from __future__ import annotations
 
-import random
-
 import torch
 import torch.nn.functional as F
 import pytorch_lightning as pl
@@ -12,6 +10,7 @@ from torch import nn
 
 from objectives import techniques as T
 from objectives._config import TrainConfig
+from objectives._stack import augment_inputs, augment_rngs, build_optimizer, mix_inputs
 
 
 class ClassifierModule(pl.LightningModule):
@@ -27,6 +26,8 @@ class ClassifierModule(pl.LightningModule):
         teacher: an optional frozen network for distillation; kept out of ``state_dict`` and of
             the optimiser.
     """
+
+    applies_stack = True  # the knobs are applied here, not by objectives._stack on top
 
     def __init__(
         self, model: nn.Module, config: TrainConfig, num_classes: int, teacher: nn.Module | None = None
@@ -63,27 +64,13 @@ class ClassifierModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device)
-        # Augmentation randomness: per rank, reproducible from the config seed.
-        self._gen = torch.Generator(device=self.device)
-        self._gen.manual_seed(self.config.effective_seed * 7919 + 17 + self.global_rank)
-        self._coin = random.Random(self.config.effective_seed * 31 + self.global_rank)
+        self._gen, self._coin = augment_rngs(self.config, self.device, self.global_rank)
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c, g = self.config, self._gen
-        if c.hflip > 0:
-            x = T.random_hflip(x, c.hflip, generator=g)
-        if c.crop_pad > 0:
-            x = T.random_crop(x, c.crop_pad, generator=g)
-        if c.noise_std > 0:
-            x = T.gaussian_noise(x, c.noise_std, generator=g)
+        c = self.config
+        x = augment_inputs(x, c, self._gen)
         if c.mixup_alpha > 0 or c.cutmix_alpha > 0:
-            y = T.one_hot(y, self.num_classes, dtype=x.dtype)
-            # Both enabled: one or the other per batch, as in timm (coin from a host RNG: no sync).
-            use_cutmix = c.cutmix_alpha > 0 and (c.mixup_alpha <= 0 or self._coin.random() < 0.5)
-            if use_cutmix:
-                x, y = T.cutmix(x, y, c.cutmix_alpha, generator=g)
-            else:
-                x, y = T.mixup(x, y, c.mixup_alpha, generator=g)
+            x, y = mix_inputs(x, T.one_hot(y, self.num_classes, dtype=x.dtype), c, self._gen, self._coin)
         return x, y
 
     def training_step(self, batch, batch_idx):
@@ -125,23 +112,4 @@ class ClassifierModule(pl.LightningModule):
     # -- optimiser ----------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        c = self.config
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if c.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=c.lr, betas=(c.momentum, 0.999), weight_decay=c.weight_decay)
-        if c.lr_schedule == "constant" and c.warmup_epochs == 0:
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        per_epoch = total / max(1, self.trainer.max_epochs)
-        fn = T.lr_multiplier(
-            c.lr_schedule,
-            total_steps=total,
-            warmup_steps=int(round(c.warmup_epochs * per_epoch)),
-            step_size=max(1, int(round(c.step_size * per_epoch))),
-            gamma=c.gamma,
-            min_lr_ratio=c.min_lr_ratio,
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+        return build_optimizer(self.model.parameters(), self.config, self.trainer)

@@ -71,18 +71,23 @@ def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def read_checkpoint(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; ValueError naming the file if that fails."""
+    if not path.is_file():
+        raise ValueError(f"teacher: checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"teacher: {path} cannot be loaded with torch.load(weights_only=True): {exc}") from None
+
+
 def load_checkpoint_model(path: str | os.PathLike, fallback: Mapping[str, Any] | None = None) -> nn.Module:
     """A frozen network from a checkpoint: ``best.pt``/``teacher.pt`` (state dict + architecture)
     or a bare state dict (then the architecture is ``fallback``: the student's)."""
     from objectives._models import build_model
 
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ValueError(f"teacher: checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"teacher: {path} cannot be loaded with torch.load(weights_only=True): {exc}") from None
+    ckpt = read_checkpoint(path)
     if isinstance(ckpt, Mapping) and "state_dict" in ckpt:
         state, hparams = ckpt["state_dict"], dict(ckpt.get("model") or {})
     elif isinstance(ckpt, Mapping):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -16,14 +18,20 @@ def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
 
 
 def distillation_loss(
-    student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, alpha: float, temperature: float
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    alpha: float,
+    temperature: float,
+    criterion: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, targets)``.
 
     The KL divergence is summed over classes and averaged over the batch ("batchmean");
     the ``T^2`` keeps its gradient scale independent of ``T``. ``targets`` are class
     indices (integer ``(N,)``) or probabilities (float, shaped like the logits, e.g. after
-    mixup/cutmix). The teacher is detached: gradients reach the student only.
+    mixup/cutmix). The teacher is detached: gradients reach the student only. ``criterion``
+    replaces the cross-entropy term (e.g. a user module's label-smoothing loss).
 
     Example:
         >>> with torch.no_grad():
@@ -39,7 +47,9 @@ def distillation_loss(
         kd = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
         loss = loss + alpha * temperature**2 * kd
     if alpha < 1:
-        if targets.is_floating_point():
+        if criterion is not None:
+            ce = criterion(student_logits, targets)
+        elif targets.is_floating_point():
             ce = soft_cross_entropy(student_logits, targets)
         else:
             ce = F.cross_entropy(student_logits, targets)

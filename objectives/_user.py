@@ -1,0 +1,178 @@
+"""Studies of a user's own LightningModule (``objective: {module: ..., data: ...}``).
+
+Where a key of ``fixed``/``space`` goes, in order:
+
+1. a reserved knob of the stack (:data:`objectives.STACK_KNOBS`): to hpo's training stack;
+2. a parameter the module's constructor names: to the module (and also to the data's constructor
+   or function when that names it too, e.g. ``num_classes``);
+3. a parameter the data's constructor or function names: to the data (``batch_size`` lands here:
+   the stack cannot batch a user's DataModule);
+4. a constructor that takes ``**kwargs``: the module's first, then the data's.
+
+Anything else is refused at ``hpo validate``. This module imports neither torch nor Lightning at
+import time: the CLI validates space files with it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from objectives._config import STACK_KNOBS
+
+if TYPE_CHECKING:
+    from hpo._context import TrialContext
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """The keyword parameters a constructor or function takes (``var_kw``: it has ``**kwargs``)."""
+
+    names: frozenset[str]
+    var_kw: bool
+
+    @classmethod
+    def of(cls, obj: Any) -> Accepts:
+        params = list(inspect.signature(obj).parameters.values())  # a class: its constructor, less self
+        names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        return cls(names, any(p.kind == p.VAR_KEYWORD for p in params))
+
+    def describe(self) -> str:
+        names = sorted(self.names)
+        return ", ".join(names + (["**kwargs"] if self.var_kw else [])) or "nothing"
+
+
+@dataclass(frozen=True)
+class Routing:
+    stack: dict[str, Any]
+    module: dict[str, Any]
+    data: dict[str, Any]
+
+
+def accepts_of(module_cls: type, data: Any) -> tuple[Accepts, Accepts | None]:
+    """What the module class's and the data's constructor (or function) take."""
+    return Accepts.of(module_cls), (Accepts.of(data) if data is not None else None)
+
+
+def route(config: Mapping[str, Any], module: Accepts, data: Accepts | None) -> Routing:
+    """Splits a trial's config between the stack, the module and the data (see the module docstring).
+
+    Raises:
+        KeyError: with ``(key, message)`` for a key nobody takes.
+    """
+    out = Routing({}, {}, {})
+    for key, value in config.items():
+        for target in _targets(key, module, data):
+            getattr(out, target)[key] = value
+    return out
+
+
+def _targets(key: str, module: Accepts, data: Accepts | None) -> list[str]:
+    if key in STACK_KNOBS:
+        return ["stack"]
+    named = [t for t, acc in (("module", module), ("data", data)) if acc is not None and key in acc.names]
+    if named:
+        return named
+    for target, acc in (("module", module), ("data", data)):
+        if acc is not None and acc.var_kw:
+            return [target]
+    where = f"the module takes {module.describe()}"
+    if data is not None:
+        where += f"; the data takes {data.describe()}"
+    raise KeyError(key, f"neither a knob of hpo's stack nor a parameter of the module or the data: {where}; "
+                        f"the stack's knobs: {', '.join(STACK_KNOBS)}")
+
+
+def unknown_key(names: Iterable[str], module: Accepts, data: Accepts | None) -> tuple[str, str] | None:
+    """``(key, problem)`` for the first name that no one takes, else None."""
+    for name in names:
+        try:
+            _targets(name, module, data)
+        except KeyError as exc:
+            return exc.args[0], exc.args[1]
+    return None
+
+
+def load_data(data: Any, kwargs: Mapping[str, Any]) -> Any:
+    """A LightningDataModule instance, or whatever the data function returns (train, val loaders)."""
+    return data(**kwargs) if data is not None else None
+
+
+class ModuleObjective:
+    """The objective of a module study: builds the module and the data from the trial's config and
+    trains them with the whole stack (:func:`objectives.fit`)."""
+
+    def __init__(self, module_cls: type, data: Any = None) -> None:
+        self.module_cls, self.data = module_cls, data
+        self.accepts = accepts_of(module_cls, data)
+
+    def __call__(self, params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+        from objectives._fit import fit, seed_everything
+
+        routing = route(params, *self.accepts)
+        seed = routing.stack.get("seed", ctx.seed)
+        seed_everything(int(seed))  # the module's initial weights come from the trial's seed
+        module = self.module_cls(**routing.module)
+        data = load_data(self.data, routing.data)
+        return fit(module, data, routing.stack, ctx)
+
+
+def resolve_module_teacher(spec: Any, student: Any, ctx: TrialContext | None) -> Any:
+    """A frozen teacher for a user's module: a ``.pt`` checkpoint of the student's architecture, an
+    exported ``best.yaml`` of a module study, or ``{module: file.py:Class, checkpoint: PATH, ...kwargs}``."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        if "module" not in spec:
+            raise ValueError("teacher: a mapping of hyperparameters trains a built-in teacher; for your own module "
+                             "give a checkpoint path, an exported best.yaml, or {module: file.py:Class, "
+                             "checkpoint: PATH}")
+        kwargs = {k: v for k, v in spec.items() if k not in ("module", "checkpoint")}
+        teacher = _load_class(str(spec["module"]))(**kwargs)
+        return _load_weights(teacher, spec["checkpoint"])
+    path = Path(str(spec)).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        return _teacher_from_export(path)
+    import copy
+
+    return _load_weights(copy.deepcopy(student), path)  # the student's architecture
+
+
+def _load_class(ref: str, base_dir: Path | None = None) -> Callable[..., Any]:
+    from hpo._objective import load_reference
+
+    return load_reference(ref, base_dir or Path.cwd())
+
+
+def _load_weights(model: Any, path: str | Path) -> Any:
+    from objectives._teacher import read_checkpoint
+
+    path = Path(path).expanduser()
+    ckpt = read_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"teacher: {path} holds a {type(ckpt).__name__}, expected a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"teacher: {path} does not fit {type(model).__name__}: {exc}") from None
+    return model.eval().requires_grad_(False)
+
+
+def _teacher_from_export(path: Path) -> Any:
+    from hpo._export import read_export
+    from hpo._objective import parse_module_study
+
+    best = read_export(path)[0]
+    refs = parse_module_study(best.objective)
+    if refs is None or not best.checkpoint:
+        raise ValueError(f"teacher: {path} is not the export of a module study with a kept checkpoint "
+                         f"(objective {best.objective!r}, checkpoint {best.checkpoint!r})")
+    base = Path(best.space_file).parent if best.space_file else Path.cwd()
+    module_cls = _load_class(refs[0], base)
+    data = _load_class(refs[1], base) if refs[1] else None
+    routing = route(best.config, *accepts_of(module_cls, data))
+    return _load_weights(module_cls(**routing.module), best.checkpoint)
