@@ -458,13 +458,14 @@ class _Validator:
             for p in space:
                 if p.name not in known:
                     self.fail(f"space.{p.name}", f"not a parameter of {name}{did_you_mean(p.name, sorted(known))}")
-            self.check_builtin_metrics(name, metrics)
         if known is not None or module is not None:
             self.check_stack_space(space)
         finite = {p.name: p.finite_values() for p in space if p.choices is not None or p.values is not None}
         problem = check_builtin_values(name, fixed, finite)
         if problem:
             self.fail(*problem)
+        if known is not None:
+            self.check_builtin_metrics(name, metrics)
         return ObjectiveSpec(name, dict(fixed), module, data)
 
     def objective_refs(self, s: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
@@ -474,8 +475,8 @@ class _Validator:
             self.fail("objective.module", "give either objective.name (an objective function) or objective.module "
                       "(a LightningModule class), not both")
         if name is None and module is None:
-            self.fail("objective.name", "missing; give objective.name (an objective function or a built-in) or "
-                      "objective.module (a LightningModule class, file.py:Class)")
+            self.fail("objective.name", "missing; this key is required: an objective function or a built-in, "
+                      "unless objective.module names a LightningModule class (file.py:Class)")
         if data is not None and module is None:
             self.fail("objective.data", "needs objective.module: the data feeds your LightningModule class")
         if module is None:

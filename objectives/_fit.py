@@ -227,10 +227,16 @@ def fit(
     if cfg.devices > 1:
         from objectives import _ddp
 
-        return _ddp.fit_ddp(module, data, cfg, ctx, monitor=monitor, mode=mode,
-                            restore_best=restore_best, callbacks=callbacks)
-    return fit_local(module, data, cfg, ctx, monitor=monitor, mode=mode,
-                     restore_best=restore_best, callbacks=callbacks, world_size=1)
+        result = _ddp.fit_ddp(module, data, cfg, ctx, monitor=monitor, mode=mode,
+                              restore_best=restore_best, callbacks=callbacks)
+    else:
+        result = fit_local(module, data, cfg, ctx, monitor=monitor, mode=mode,
+                           restore_best=restore_best, callbacks=callbacks, world_size=1)
+    if ctx is not None and monitor not in result:
+        # A user's module decides what it logs: say so at the first trial rather than return nothing.
+        raise ValueError(f"study metric {monitor!r} was never logged by {type(module).__name__}; it logged "
+                         f"{sorted(result)}: log it with self.log({monitor!r}, ...) or set study.metric to one of these")
+    return result
 
 
 def _loaders(data: Any) -> tuple[dict[str, Any], list[Any]]:

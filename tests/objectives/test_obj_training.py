@@ -47,18 +47,65 @@ def test_minimized_val_loss_picks_lowest_loss_epoch(make_ctx, tiny):
     assert result["val_loss"] == pytest.approx(min(m["val_loss"] for _, m in ctx.tracker.steps))
 
 
+@pytest.fixture
+def seen_by_model(monkeypatch):
+    """Records what ``ConvNet.forward`` receives in training: ``[(x, autocast dtype or None)]``."""
+    seen = []
+    real = ConvNet.forward
+
+    def forward(self, x):
+        if self.training:
+            dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+            seen.append((x.detach().clone(), dtype))
+        return real(self, x)
+
+    monkeypatch.setattr(ConvNet, "forward", forward)
+    return seen
+
+
+def _share_of_raw_rows(seen, raw: torch.Tensor) -> float:
+    """The share of training inputs that are unchanged rows of the dataset."""
+    rows = {tuple(r.tolist()) for r in raw.flatten(1)}
+    inputs = torch.cat([x for x, _ in seen]).flatten(1)
+    return sum(tuple(r.tolist()) in rows for r in inputs) / len(inputs)
+
+
+@pytest.mark.parametrize("knob", [{"hflip": 1.0}, {"crop_pad": 2}, {"noise_std": 0.1}, {"mixup_alpha": 0.2},
+                                  {"cutmix_alpha": 0.5}])
+def test_each_augmentation_changes_what_the_model_trains_on(make_ctx, tiny, seen_by_model, knob):
+    from objectives._data import load_dataset
+
+    params = dict(tiny, max_epochs=1, seed=3, **knob)
+    objectives.sequence_classifier(params, make_ctx(params))
+    raw = torch.as_tensor(load_dataset("digits", "sequence", 0.2).x)
+    assert _share_of_raw_rows(seen_by_model, raw) < 0.6  # hflip: palindromes and blank rows stay
+
+
+def test_sequence_classifier_trains_on_raw_rows_without_augmentation(make_ctx, tiny, seen_by_model):
+    from objectives._data import load_dataset
+
+    params = dict(tiny, max_epochs=1, seed=3)
+    objectives.sequence_classifier(params, make_ctx(params))
+    raw = torch.as_tensor(load_dataset("digits", "sequence", 0.2).x)
+    assert _share_of_raw_rows(seen_by_model, raw) == 1.0
+
+
 def test_sequence_classifier_and_same_config_reproduces(make_ctx, tiny):
     params = dict(tiny, seed=3, hflip=0.5, crop_pad=2, noise_std=0.1, mixup_alpha=0.2, cutmix_alpha=0.5)
     a = objectives.sequence_classifier(params, make_ctx(params))
     b = objectives.sequence_classifier(params, make_ctx(params))
+    plain = dict(tiny, seed=3)
+    c = objectives.sequence_classifier(plain, make_ctx(plain))
     assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    assert a["train_loss"] != pytest.approx(c["train_loss"], rel=1e-3)  # the augmentations were applied
 
 
-def test_bf16_mixed_trial_completes_on_cpu(make_ctx, tiny):
+def test_bf16_mixed_trial_runs_forward_under_bf16_autocast(make_ctx, tiny, seen_by_model):
     params = dict(tiny, precision="bf16-mixed")
     result = objectives.image_classifier(params, make_ctx(params))
     assert math.isfinite(result["val_loss"]) and result["val_acc"] > 0.2
+    assert seen_by_model and all(dtype == torch.bfloat16 for _, dtype in seen_by_model)
 
 
 def test_16_mixed_on_cpu_falls_back_to_bf16_with_a_warning(make_ctx, tiny):

@@ -1,0 +1,177 @@
+"""Space files with ``objective: {module: ..., data: ...}``: routing, validation, a run; and the
+validation rules the stack's knobs follow in other studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from _helpers import base_space
+from _models import write
+from hpo._context import TrialContext
+from hpo._objective import resolve_objective
+from hpo._spec import load_spec
+from hpo.tracking._base import Tracker
+
+FIXED = {"max_epochs": 1, "threads": 1}
+
+
+def _space(objective, space=None, metric="val_acc", **study):
+    return base_space(
+        study={"direction": "maximize", "metric": metric, "n_trials": 2, "seed": 0, **study},
+        objective=objective,
+        space=space or {"hidden": {"type": "categorical", "choices": [4, 8]}},
+    )
+
+
+def _ctx(spec_config: dict, tmp: Path, metric: str = "val_acc") -> TrialContext:
+    study = optuna.create_study(direction="maximize")
+    return TrialContext(study.ask(), dict(spec_config), dict(spec_config), (metric,), 0, tmp / "trial",
+                        tmp, Tracker())
+
+
+def test_keys_go_to_stack_module_and_data(ns, workdir, write_space, cli, monkeypatch):
+    write(workdir, ns)
+    space = {"hidden": {"type": "categorical", "choices": [5]}, "batch_size": {"type": "categorical", "choices": [24]},
+             "lr": {"type": "categorical", "choices": [0.03]}}
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": FIXED}, space))
+    code, out, err = cli("validate", path)
+    assert code == 0, err
+    spec = load_spec(path)
+    objective = resolve_objective(spec.objective.name, workdir, str(path))
+    built = {}
+    real_fit = __import__("objectives._fit", fromlist=["fit"]).fit
+
+    def fit(module, data, config, ctx):
+        built.update(module=module, data=data, config=config)
+        return real_fit(module, data, config, ctx)
+
+    monkeypatch.setattr("objectives._fit.fit", fit)
+    objective({**FIXED, "hidden": 5, "batch_size": 24, "lr": 0.03}, _ctx({}, workdir))
+    assert built["module"].body.out_features == 5
+    assert built["data"].batch_size == 24
+    assert built["config"] == {**FIXED, "lr": 0.03}
+    assert len(built["module"].seen[0]) == 24  # the data's batch size reached training
+
+
+def test_study_of_a_module_runs_with_a_data_function(ns, workdir, write_space, cli):
+    write(workdir, ns)
+    space = {"hidden": {"type": "categorical", "choices": [4, 8]},
+             "lr_schedule": {"type": "categorical", "choices": ["cosine", "onecycle"]}}
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:loaders", "fixed": FIXED}, space))
+    code, out, err = cli("run", path, "--no-report")
+    assert code == 0, err
+    _assert_all_complete(path)
+
+
+def test_unknown_key_is_refused_listing_what_each_side_takes(ns, workdir, write_space, cli):
+    write(workdir, ns)
+    space = {"widht": {"type": "categorical", "choices": [4, 8]}}
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": FIXED}, space))
+    code, _, err = cli("validate", path)
+    assert code == 2
+    assert "space.widht: neither a knob of hpo's stack nor a parameter of the module or the data" in err
+    assert "the module takes hidden, num_classes; the data takes batch_size, n" in err
+    assert "Traceback" not in err
+
+
+def test_own_optimizer_with_optimizer_knobs_is_refused_at_validate(ns, workdir, write_space, cli):
+    write(workdir, ns)
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    path = write_space(_space({"module": "models.py:OwnOptimizer", "data": "models.py:Data", "fixed": FIXED}, space))
+    code, _, err = cli("validate", path)
+    assert code == 2 and "space.lr: lr cannot reach OwnOptimizer" in err and "optimizer_factory" in err
+
+
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        ({"module": "models.py:Nope"}, "objective.module: cannot load 'models.py:Nope'"),
+        ({"module": "models.py:loaders"}, "objective.module: expected a LightningModule class"),
+        ({"module": "models.py:Net", "name": "objs.py:quadratic"}, "objective.module: give either"),
+        ({"data": "models.py:Data", "name": "objs.py:quadratic"}, "objective.data: needs objective.module"),
+        ({"module": "models.py:Net", "data": "models.py:Net"}, "objective.data: expected a LightningDataModule"),
+        ({"module": "models.py:Net", "fixed": {"lr_schedule": "cosin"}},
+         "objective.fixed.lr_schedule: expected one of constant"),
+    ],
+)
+def test_bad_module_study_is_exit_2(ns, workdir, write_space, cli, objective, message):
+    write(workdir, ns)
+    code, _, err = cli("validate", write_space(_space(objective)))
+    assert code == 2 and message in err, err
+
+
+def test_mixed_lightning_packages_are_refused(workdir, write_space, cli):
+    write(workdir, "pytorch_lightning", "a")
+    write(workdir, "lightning.pytorch", "b")
+    code, _, err = cli("validate", write_space(_space({"module": "a.py:Net", "data": "b.py:Data"})))
+    assert code == 2 and "import both from one package" in err
+
+
+def test_metric_never_logged_fails_the_trial_naming_it(ns, workdir, write_space, cli):
+    write(workdir, ns)
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": FIXED}, metric="val_f1"))
+    assert cli("validate", path)[0] == 0  # a module's metrics are known only once it trains
+    objective = resolve_objective(load_spec(path).objective.name, workdir, str(path))
+    with pytest.raises(ValueError, match=r"study metric 'val_f1' was never logged by Net; it logged .*'val_acc'"):
+        objective({**FIXED, "hidden": 4}, _ctx({}, workdir, metric="val_f1"))
+
+
+# -- the stack's rules apply only where the stack applies ------------------------------------------
+
+
+def test_function_objective_keeps_its_own_params_named_like_builtin_knobs(ns, workdir, write_space, cli):
+    write(workdir, ns)
+    fixed = dict(FIXED, dataset="cifar10", width="wide", batch_size=16)
+    path = write_space(_space({"name": "models.py:function_objective", "fixed": fixed}))
+    assert cli("validate", path)[0] == 0
+    code, out, err = cli("run", path, "--no-report")
+    assert code == 0, err
+    _assert_all_complete(path)
+
+
+def _assert_all_complete(path):
+    from hpo._storage import open_storage
+
+    spec = load_spec(path)
+    study = optuna.load_study(study_name=spec.study.name, storage=open_storage(spec))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2, [t.user_attrs for t in study.trials]
+
+
+def test_function_objective_may_use_optimizer_as_its_own_param(write_space, cli):
+    objective = {"name": "objs.py:record_params", "fixed": {"optimizer": "adam", "dataset": "cifar10"}}
+    path = write_space(base_space(objective=objective, study={"direction": "minimize", "n_trials": 2}))
+    assert cli("validate", path)[0] == 0
+    assert cli("run", path, "--no-report")[0] == 0
+    _assert_all_complete(path)
+
+
+@pytest.mark.parametrize("metric", ["val_accuracy", None])
+def test_builtin_objective_needs_a_metric_it_reports(write_space, cli, metric):
+    doc = base_space(objective={"name": "image_classifier", "fixed": {"max_epochs": 1}},
+                     space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1}})
+    doc["study"].pop("metric")
+    if metric:
+        doc["study"]["metric"] = metric
+    code, _, err = cli("validate", write_space(doc))
+    assert code == 2
+    assert "study.metric: image_classifier reports val_acc, val_loss, train_loss, epoch_time, samples_per_sec" in err
+
+
+@pytest.mark.parametrize("objective", [{"name": "image_classifier"}, {"module": "models.py:Net"}])
+def test_searched_devices_is_refused(ns, workdir, write_space, cli, objective):
+    write(workdir, ns)
+    doc = _space(objective, {"devices": {"type": "categorical", "choices": [1, 2]}})
+    code, _, err = cli("validate", write_space(doc))
+    assert code == 2 and "space.devices: cannot be searched" in err and "objective.fixed" in err
+
+
+def test_example_space_file_validates(workdir, cli):
+    repo = Path(__file__).resolve().parents[2]
+    doc = yaml.safe_load((repo / "search_spaces/your_module.yaml").read_text())
+    assert doc["objective"]["module"]
+    code, out, err = cli("validate", repo / "search_spaces/your_module.yaml")
+    assert code == 0, err
