@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo._keys import CHECKPOINT
+
 if TYPE_CHECKING:
     import optuna
 
@@ -76,7 +78,24 @@ class TrialContext:
         """Whether the study's pruner wants this trial stopped (always False for multi-objective)."""
         return not self.multi_objective and self.trial.should_prune()
 
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """``"maximize"``/``"minimize"``, one per metric; empty when the trial has no study behind it."""
+        study = getattr(self.trial, "study", None)
+        return tuple(d.name.lower() for d in study.directions) if study is not None else ()
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Records ``key: value`` on the trial (shown by ``hpo status``/``best`` and exported)."""
+        self.trial.set_user_attr(key, value)
+
+    def completed_trials(self) -> list[optuna.trial.FrozenTrial]:
+        """The study's finished trials (empty when the trial has no study behind it)."""
+        from optuna.trial import TrialState
+
+        study = getattr(self.trial, "study", None)
+        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if study is not None else []
+
     def set_checkpoint(self, path: str | Path) -> None:
         """Records where this trial's best weights are (kept on the trial and in the tracker)."""
         self.checkpoint = str(path)
-        self.trial.set_user_attr("checkpoint", self.checkpoint)
+        self.set_user_attr(CHECKPOINT, self.checkpoint)

@@ -10,6 +10,10 @@ They return the metrics of the best epoch by the study's metric (``ctx.metrics[0
 ``ctx.report(metrics, step=epoch)``. The best epoch's weights are saved to
 ``ctx.workdir/best.pt`` for the study's best ``keep_checkpoints`` (3) trials.
 
+Any LightningModule gets the same stack: :func:`fit` (or a space file's ``objective.module``)
+applies the knobs named in :data:`STACK_KNOBS` to it; see ``objectives._stack`` for what a module
+and its batches must look like for each.
+
 Importing this package does not import torch; the functions below import it when called.
 """
 
@@ -17,14 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from objectives._config import PARAM_NAMES, TrainConfig
+from objectives._config import PARAM_NAMES, STACK_KNOBS, TrainConfig
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from hpo._context import TrialContext
 
-__all__ = ["PARAM_NAMES", "TrainConfig", "fit", "image_classifier", "sequence_classifier"]
+__all__ = ["PARAM_NAMES", "STACK_KNOBS", "TrainConfig", "fit", "image_classifier", "sequence_classifier"]
 
 
 def image_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:

@@ -25,6 +25,7 @@ import optuna
 import torch
 from torch import nn
 
+from hpo._keys import CHECKPOINT, PRUNED_AT_EPOCH
 from objectives.techniques import adaptive_clip_grad_
 
 if TYPE_CHECKING:
@@ -310,20 +311,13 @@ def keep_best_checkpoints(ctx: TrialContext, value: float | None, path: Path, ke
     the file is deleted). Ranks by the study's (first) direction; ``keep <= 0`` keeps everything.
     Other trials' user attr ``checkpoint`` keeps pointing at the deleted file.
     """
-    if keep <= 0 or value is None:
+    if keep <= 0 or value is None or not ctx.directions:  # no study behind the trial: keep everything
         return True
-    try:
-        study = ctx.trial.study
-        directions = study.directions
-        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    except Exception as exc:  # no study behind the trial (FixedTrial...): keep everything
-        log.debug("checkpoint retention skipped: %s", exc)
-        return True
-    maximize = directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    entries = [(float(value), ctx.trial.number, str(path))]
-    for t in trials:
-        ckpt = t.user_attrs.get("checkpoint")
-        if t.number == ctx.trial.number or not ckpt or not t.values:
+    maximize = ctx.directions[0] == "maximize"
+    entries = [(float(value), ctx.number, str(path))]
+    for t in ctx.completed_trials():
+        ckpt = t.user_attrs.get(CHECKPOINT)
+        if t.number == ctx.number or not ckpt or not t.values:
             continue
         v = t.values[0]
         if v is None or not math.isfinite(v):
@@ -332,7 +326,7 @@ def keep_best_checkpoints(ctx: TrialContext, value: float | None, path: Path, ke
     entries.sort(key=lambda e: (-e[0] if maximize else e[0], e[1]))
     kept = True
     for _, number, ckpt in entries[keep:]:
-        if number == ctx.trial.number:
+        if number == ctx.number:
             kept = False
         try:
             Path(ckpt).unlink(missing_ok=True)
@@ -366,7 +360,7 @@ class _PruningCallback(_EpochOnce):
         if prune:
             self.pruned_at = epoch
             if self.ctx is not None:
-                self.ctx.trial.set_user_attr("pruned_at_epoch", epoch)
+                self.ctx.set_user_attr(PRUNED_AT_EPOCH, epoch)
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 

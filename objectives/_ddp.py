@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hpo._keys import DDP_RANKS
 from objectives._config import TrainConfig
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def fit_ddp(
         ranks = _join(procs, timeout=CHILD_EXIT_TIMEOUT)
         if ctx is not None:
             with contextlib.suppress(Exception):
-                ctx.trial.set_user_attr("ddp_ranks", ranks)
+                ctx.set_user_attr(DDP_RANKS, ranks)
         failed = [r for r in ranks if r.get("status") == "failed"]
         if ok and failed:
             raise RuntimeError(f"DDP rank {failed[0]['rank']} failed: {failed[0].get('error', '')[-2000:]}")

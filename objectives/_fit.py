@@ -71,10 +71,8 @@ def _monitor(ctx: TrialContext | None, monitor: str | None, mode: str | None) ->
         monitor = ctx.metrics[0] if ctx is not None and ctx.metrics else "val_acc"
     if mode is None:
         mode = "min" if "loss" in monitor or "error" in monitor else "max"
-        if ctx is not None and ctx.metrics and monitor == ctx.metrics[0]:
-            with contextlib.suppress(Exception):
-                direction = ctx.trial.study.directions[0]
-                mode = "max" if direction.name == "MAXIMIZE" else "min"
+        if ctx is not None and ctx.metrics and monitor == ctx.metrics[0] and ctx.directions:
+            mode = "max" if ctx.directions[0] == "maximize" else "min"
     return monitor, mode
 
 
