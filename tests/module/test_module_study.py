@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import torch
 import pytest
 import yaml
 
+import objectives
 from _helpers import base_space
 from _models import write
 from hpo._context import TrialContext
@@ -175,3 +177,22 @@ def test_example_space_file_validates(workdir, cli):
     assert doc["objective"]["module"]
     code, out, err = cli("validate", repo / "search_spaces/your_module.yaml")
     assert code == 0, err
+
+
+def test_teacher_from_an_exported_module_study(ns, workdir, write_space, cli, spy):
+    write(workdir, ns)
+    space = {"hidden": {"type": "categorical", "choices": [6]}}
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": FIXED}, space,
+                              n_trials=1))
+    assert cli("run", path, "--no-report")[0] == 0
+    assert cli("export", path, "-o", "best.yaml")[0] == 0
+    exported = yaml.safe_load((workdir / "best.yaml").read_text())
+    objective = resolve_objective(load_spec(path).objective.name, workdir, str(path))
+    student = objective.module_cls(hidden=6)
+    student.load_state_dict(torch.load(exported["checkpoint"], weights_only=True)["state_dict"])
+    losses = []
+    cb = spy(on_train_batch_end=lambda self, tr, m, out, b, i: losses.append(float(out["loss"])))
+    config = dict(FIXED, teacher="best.yaml", distill_alpha=1.0, lr=1e-9)
+    objectives.fit(student, objective.data(32), config, None, callbacks=[cb])
+    # The teacher is the exported trial's network: the same weights as this student, so KL is 0.
+    assert losses[0] == pytest.approx(0.0, abs=1e-6)
