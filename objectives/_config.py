@@ -169,18 +169,26 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PARAM_NAMES: tuple[str, ...] = tuple(_FIELDS)
 
+# The acceleration stack's reserved knobs: hpo applies them to any LightningModule it trains. Listed
+# (not derived) so that a new knob of the built-ins' data or network is not reserved by accident.
+STACK_KNOBS: tuple[str, ...] = (
+    "optimizer", "lr", "weight_decay", "momentum", "max_epochs",
+    "lr_schedule", "warmup_epochs", "step_size", "gamma", "min_lr_ratio",
+    "hflip", "crop_pad", "noise_std", "mixup_alpha", "cutmix_alpha",
+    "precision", "devices", "strategy", "accumulate_grad_batches", "threads",
+    "agc_clip", "agc_exclude", "grad_clip_norm",
+    "teacher", "distill_alpha", "distill_temperature",
+    "seed", "keep_checkpoints",
+)
 # Knobs only the built-in objectives apply: they build the data and the network. For a user's
 # LightningModule these names are free: they go to the module's or the data's constructor.
-BUILTIN_ONLY: tuple[str, ...] = ("dataset", "val_fraction", "batch_size", "width", "depth", "dropout")
-# The acceleration stack's reserved knobs: hpo applies them to any LightningModule it trains.
-STACK_KNOBS: tuple[str, ...] = tuple(n for n in PARAM_NAMES if n not in BUILTIN_ONLY)
+BUILTIN_ONLY: tuple[str, ...] = tuple(n for n in PARAM_NAMES if n not in STACK_KNOBS)
 # Knobs hpo applies by building the optimizer (a module with its own configure_optimizers must take
 # hpo's optimizer_factory), by rewriting batches, and by replacing the loss.
 OPTIMIZER_KNOBS: tuple[str, ...] = ("optimizer", "lr", "weight_decay", "momentum", "lr_schedule",
                                     "warmup_epochs", "step_size", "gamma", "min_lr_ratio")
 AUGMENT_KNOBS: tuple[str, ...] = ("hflip", "crop_pad", "noise_std")
 MIXING_KNOBS: tuple[str, ...] = ("mixup_alpha", "cutmix_alpha")
-DISTILL_KNOBS: tuple[str, ...] = ("teacher", "distill_alpha", "distill_temperature")
 
 _CHOICES = {
     "optimizer": OPTIMIZERS,

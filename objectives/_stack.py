@@ -263,6 +263,12 @@ def stack_installed(module: Any, cfg: TrainConfig):
         patches["configure_optimizers"] = configure
     teacher = teacher_of(module)
     if _set_knobs(cfg, AUGMENT_KNOBS + MIXING_KNOBS) or teacher is not None:
+        if (_set_knobs(cfg, MIXING_KNOBS) or teacher is not None) and not module.automatic_optimization:
+            # hpo's loss is returned to Lightning's optimizer loop, which manual optimization skips.
+            raise StackContractError(
+                f"{', '.join(_set_knobs(cfg, MIXING_KNOBS) + (['teacher'] if teacher is not None else []))} "
+                f"replace the loss of {type(module).__name__}'s training_step, which uses manual optimization "
+                "(automatic_optimization = False); use automatic optimization or leave these knobs out")
         patches["training_step"] = _StackStep(module, cfg, teacher).function()
     for name, value in patches.items():
         module.__dict__[name] = value

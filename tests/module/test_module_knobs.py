@@ -115,6 +115,13 @@ def test_batch_techniques_name_what_the_batch_lacks(models):
         _fit(models.DictBatches(), models.dict_loaders(), mixup_alpha=0.2)
 
 
+def test_mixing_refuses_a_module_with_manual_optimization(models):
+    net = models.Net()
+    net.automatic_optimization = False
+    with pytest.raises(ValueError, match=r"mixup_alpha replace the loss of Net's training_step.*manual optimization"):
+        _fit(net, models.Data(32), mixup_alpha=0.2)
+
+
 def test_spatial_techniques_need_channel_inputs(models):
     from torch.utils.data import DataLoader, TensorDataset
 
