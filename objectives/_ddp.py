@@ -35,7 +35,7 @@ from hpo._keys import DDP_RANKS
 from objectives._config import TrainConfig
 
 if TYPE_CHECKING:
-    from hpo._context import TrialContext
+    from objectives._fit import FitRequest
 
 _ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
 CHILD_EXIT_TIMEOUT = 60.0
@@ -80,20 +80,11 @@ def _module_files(*objs: Any) -> dict[str, str]:
     return out
 
 
-def fit_ddp(
-    module: Any,
-    data: Any,
-    cfg: TrainConfig,
-    ctx: TrialContext | None,
-    *,
-    monitor: str,
-    mode: str,
-    restore_best: bool = False,
-    callbacks: list | None = None,
-) -> dict[str, float]:
+def fit_ddp(request: FitRequest) -> dict[str, float]:
     """Rank 0's side of a ``devices > 1`` fit (see the module docstring)."""
     from objectives._fit import fit_local
 
+    module, data, cfg, ctx = request.module, request.data, request.cfg, request.ctx
     world = int(cfg.devices)
     if torch.cuda.is_available() and world > torch.cuda.device_count():
         raise ValueError(f"devices: {world} requested but only {torch.cuda.device_count()} GPUs are visible")
@@ -102,14 +93,14 @@ def fit_ddp(
         base.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="ddp-", dir=base))
     payload = run_dir / "payload.pt"
-    torch.save({"module": module, "data": data, "callbacks": callbacks or []}, payload)
+    torch.save({"module": module, "data": data, "callbacks": request.callbacks}, payload)
     port = free_port()
     repo_root = str(Path(__file__).resolve().parent.parent)
     common = {
         "payload": str(payload),
         "config": cfg.to_dict(),
-        "monitor": monitor,
-        "mode": mode,
+        "monitor": request.monitor,
+        "mode": request.mode,
         "world_size": world,
         "sys_path": [p for p in sys.path if p],
         "module_files": _module_files(module, data),
@@ -136,8 +127,7 @@ def fit_ddp(
     ok = False
     try:
         with _environ(rank0_env):
-            result = fit_local(module, data, cfg, ctx, monitor=monitor, mode=mode,
-                               restore_best=restore_best, callbacks=callbacks, world_size=world)
+            result = fit_local(request, world_size=world)
         ok = True
         return result
     finally:
@@ -198,7 +188,7 @@ def _child_main(spec_path: str) -> int:
             mspec.loader.exec_module(mod)
     import optuna
 
-    from objectives._fit import fit_local
+    from objectives._fit import FitRequest, fit_local
 
     result: dict[str, Any] = {"rank": spec["rank"], "status": "failed", "epoch": None}
     code = 1
@@ -206,8 +196,9 @@ def _child_main(spec_path: str) -> int:
     try:
         payload = torch.load(spec["payload"], map_location="cpu", weights_only=False)
         cfg = TrainConfig(**spec["config"])
-        fit_local(payload["module"], payload["data"], cfg, None, monitor=spec["monitor"], mode=spec["mode"],
-                  callbacks=payload.get("callbacks") or None, world_size=spec["world_size"])
+        request = FitRequest(payload["module"], payload["data"], cfg, None, spec["monitor"], spec["mode"],
+                             callbacks=payload.get("callbacks") or [])
+        fit_local(request, world_size=spec["world_size"])
         trainer_epoch = payload["module"].trainer.current_epoch if payload["module"]._trainer else None
         result.update(status="complete", epoch=trainer_epoch)
         code = 0

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import importlib
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import importlib
 
 import pytorch_lightning as pl
 import torch
@@ -171,6 +171,21 @@ def _place(loaders: list[Any], accelerator: str, world_size: int) -> None:
             loader.place(device, rank, world_size)
 
 
+@dataclass
+class FitRequest:
+    """One fit: what to train, with which knobs, for which trial, and how to pick the best epoch
+    (what :func:`fit` resolved; :func:`fit_local` and ``_ddp.fit_ddp`` take it as it is)."""
+
+    module: Any
+    data: Any
+    cfg: TrainConfig
+    ctx: TrialContext | None
+    monitor: str
+    mode: str
+    restore_best: bool = False
+    callbacks: list[Any] = field(default_factory=list)
+
+
 def seed_everything(seed: int) -> None:
     pl.seed_everything(int(seed), workers=False, verbose=False)
 
@@ -222,14 +237,13 @@ def fit(
         from objectives._user import resolve_module_teacher
 
         set_teacher(module, resolve_module_teacher(cfg.teacher, module, ctx))
+    request = FitRequest(module, data, cfg, ctx, monitor, mode, restore_best, list(callbacks or []))
     if cfg.devices > 1:
         from objectives import _ddp
 
-        result = _ddp.fit_ddp(module, data, cfg, ctx, monitor=monitor, mode=mode,
-                              restore_best=restore_best, callbacks=callbacks)
+        result = _ddp.fit_ddp(request)
     else:
-        result = fit_local(module, data, cfg, ctx, monitor=monitor, mode=mode,
-                           restore_best=restore_best, callbacks=callbacks, world_size=1)
+        result = fit_local(request)
     if ctx is not None and monitor not in result:
         # A user's module decides what it logs: say so at the first trial rather than return nothing.
         raise ValueError(f"study metric {monitor!r} was never logged by {type(module).__name__}; it logged "
@@ -253,58 +267,30 @@ def _loaders(data: Any) -> tuple[dict[str, Any], list[Any]]:
     return {"train_dataloaders": data}, [data]
 
 
-def fit_local(
-    module: pl.LightningModule,
-    data: Any,
-    cfg: TrainConfig,
-    ctx: TrialContext | None,
-    *,
-    monitor: str,
-    mode: str,
-    restore_best: bool = False,
-    callbacks: list[pl.Callback] | None = None,
-    world_size: int = 1,
-) -> dict[str, float]:
+def fit_local(request: FitRequest, world_size: int = 1) -> dict[str, float]:
     """One process's share of :func:`fit` (the whole of it when ``world_size == 1``)."""
-    ns = namespace_of(module, data)
+    ns = namespace_of(request.module, request.data)
     _cache_hook_signature_checks(ns.__name__)
-    hooks = callback_classes(ns.__name__)
+    cfg = request.cfg
     accelerator = _accelerator()
-    precision = _precision(cfg.precision, accelerator)
-    fit_kwargs, loaders = _loaders(data)
-    best = hooks.BestWeights(ctx, monitor, mode, keep=cfg.keep_checkpoints, restore=restore_best)
+    fit_kwargs, loaders = _loaders(request.data)
     _place(loaders, accelerator, world_size)
-    cbs: list[Any] = [hooks.EpochMetrics()]
-    if cfg.agc_clip > 0:
-        cbs.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
-    cbs += [best, hooks.PruningCallback(ctx)]
-    cbs += list(callbacks or [])
+    callbacks, best = _callbacks(ns.__name__, request)
     own_batches = all(hasattr(ld, "place") for ld in loaders if ld is not None) and bool(loaders)
-    if world_size > 1:
-        environments = importlib.import_module(f"{ns.__name__}.plugins.environments")
-        strategy: Any = ns.strategies.DDPStrategy(
-            cluster_environment=environments.LightningEnvironment(),
-            process_group_backend="nccl" if accelerator == "gpu" else "gloo",
-            timeout=DDP_TIMEOUT,
-        )
-        devices: Any = world_size
-    else:
-        strategy, devices = "auto", 1
-    root = Path(ctx.workdir) if ctx is not None else None
+    root = Path(request.ctx.workdir) if request.ctx is not None else None
     seed_everything(cfg.effective_seed)
     with warnings.catch_warnings(), _cpu_threads(cfg.threads, world_size, accelerator):
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
         trainer = ns.Trainer(
             accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            precision=precision,
+            **_strategy(ns.__name__, accelerator, world_size),
+            precision=_precision(cfg.precision, accelerator),
             max_epochs=cfg.max_epochs,
             accumulate_grad_batches=cfg.accumulate_grad_batches,
             gradient_clip_val=cfg.grad_clip_norm or None,
             gradient_clip_algorithm="norm",
-            callbacks=cbs,
+            callbacks=callbacks,
             logger=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -314,10 +300,36 @@ def fit_local(
             default_root_dir=str(root) if root is not None else None,
             profiler=_no_profiler(ns.__name__)(),
         )
-        with stack_installed(module, cfg):
-            trainer.fit(module, **fit_kwargs)
-    result = best.best_metrics or best.last_metrics
-    return dict(result)
+        with stack_installed(request.module, cfg):
+            trainer.fit(request.module, **fit_kwargs)
+    return dict(best.best_metrics or best.last_metrics)
+
+
+def _callbacks(namespace: str, request: FitRequest) -> tuple[list[Any], Any]:
+    """hpo's callbacks (in their documented order) then the caller's; and the ``BestWeights`` among them."""
+    hooks = callback_classes(namespace)
+    cfg = request.cfg
+    best = hooks.BestWeights(request.ctx, request.monitor, request.mode, keep=cfg.keep_checkpoints,
+                             restore=request.restore_best)
+    out: list[Any] = [hooks.EpochMetrics()]
+    if cfg.agc_clip > 0:
+        out.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
+    out += [best, hooks.PruningCallback(request.ctx), *request.callbacks]
+    return out, best
+
+
+def _strategy(namespace: str, accelerator: str, world_size: int) -> dict[str, Any]:
+    """The Trainer's ``strategy`` and ``devices``: DDP over an externally launched cluster (``_ddp``)."""
+    if world_size <= 1:
+        return {"strategy": "auto", "devices": 1}
+    environments = importlib.import_module(f"{namespace}.plugins.environments")
+    strategies = importlib.import_module(f"{namespace}.strategies")
+    strategy = strategies.DDPStrategy(
+        cluster_environment=environments.LightningEnvironment(),
+        process_group_backend="nccl" if accelerator == "gpu" else "gloo",
+        timeout=DDP_TIMEOUT,
+    )
+    return {"strategy": strategy, "devices": world_size}
 
 
 # -- built-in objectives -----------------------------------------------------------------------
