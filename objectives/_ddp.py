@@ -27,15 +27,14 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from hpo._keys import DDP_RANKS
 from objectives._config import TrainConfig
+from objectives._trainer import FitRequest, fit_local
 
-if TYPE_CHECKING:
-    from objectives._fit import FitRequest
 
 _ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
 CHILD_EXIT_TIMEOUT = 60.0
@@ -82,8 +81,6 @@ def _module_files(*objs: Any) -> dict[str, str]:
 
 def fit_ddp(request: FitRequest) -> dict[str, float]:
     """Rank 0's side of a ``devices > 1`` fit (see the module docstring)."""
-    from objectives._fit import fit_local
-
     module, data, cfg, ctx = request.module, request.data, request.cfg, request.ctx
     world = int(cfg.devices)
     if torch.cuda.is_available() and world > torch.cuda.device_count():
@@ -187,8 +184,6 @@ def _child_main(spec_path: str) -> int:
             sys.modules[name] = mod
             mspec.loader.exec_module(mod)
     import optuna
-
-    from objectives._fit import FitRequest, fit_local
 
     result: dict[str, Any] = {"rank": spec["rank"], "status": "failed", "epoch": None}
     code = 1

@@ -110,7 +110,8 @@ class ModuleObjective:
         self.accepts = accepts_of(module_cls, data)
 
     def __call__(self, params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
-        from objectives._fit import fit, seed_everything
+        from objectives._fit import fit
+        from objectives._trainer import seed_everything
 
         routing = route(params, *self.accepts)
         seed = routing.stack.get("seed", ctx.seed)
