@@ -5,7 +5,7 @@ A ``teacher:`` mapping is completed with the student's ``dataset``, ``val_fracti
 single-process, without
 reporting or pruning, keeping its best epoch. The result is cached under
 ``<study_dir>/teachers/<hash of objective kind + resolved teacher config>/teacher.pt``; an
-inter-process lock (``hpo._lock``) on ``<hash>.lock`` makes concurrent workers wait for the one that trains it.
+``hpo._lock.file_lock`` on ``<hash>.lock`` makes concurrent workers wait for the one that trains it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from hpo._keys import TEACHER_CHECKPOINT
 from hpo._lock import file_lock
 from objectives._config import TrainConfig
 
@@ -148,6 +147,8 @@ def resolve_teacher(
             )
             os.replace(tmp, path)
     if ctx is not None:
+        from hpo._keys import TEACHER_CHECKPOINT
+
         with contextlib.suppress(Exception):
             ctx.set_user_attr(TEACHER_CHECKPOINT, str(path))
             ctx.set_user_attr("teacher_cache", status)
