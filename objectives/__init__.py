@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from hpo._context import TrialContext
 
-__all__ = ["PARAM_NAMES", "STACK_KNOBS", "TrainConfig", "fit", "image_classifier", "sequence_classifier"]
+__all__ = ["PARAM_NAMES", "TrainConfig", "fit", "image_classifier", "sequence_classifier"]
 
 
 def image_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
