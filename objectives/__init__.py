@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from objectives._config import PARAM_NAMES, STACK_KNOBS, TrainConfig
+from objectives._config import PARAM_NAMES, STACK_KNOBS, TrainConfig  # noqa: F401 - STACK_KNOBS is public
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
