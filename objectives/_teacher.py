@@ -93,6 +93,31 @@ def load_checkpoint_model(path: str | os.PathLike, fallback: Mapping[str, Any] |
     return model.eval().requires_grad_(False)
 
 
+def _is_reference(spec: Any) -> bool:
+    """A teacher given as ``{module: file.py:Class, checkpoint: ...}`` or as an exported ``best.yaml``."""
+    if isinstance(spec, Mapping):
+        return "module" in spec
+    return Path(str(spec)).suffix in (".yaml", ".yml")
+
+
+def _referenced_teacher(spec: Any, ctx: TrialContext | None) -> nn.Module:
+    """A module-reference teacher, or the kept checkpoint of an exported trial (of a built-in
+    study: its ``best.pt`` records the architecture; of a module study: its class rebuilds it)."""
+    from objectives._user import resolve_module_teacher
+
+    if isinstance(spec, Mapping):
+        return resolve_module_teacher(spec, None, ctx)
+    from hpo._export import read_export
+    from hpo._objective import parse_module_study
+
+    best = read_export(Path(str(spec)).expanduser())[0]
+    if parse_module_study(best.objective) is not None:
+        return resolve_module_teacher(spec, None, ctx)
+    if not best.checkpoint:
+        raise ValueError(f"teacher: {spec} names no kept checkpoint (trial {best.trial_number} of {best.study_name})")
+    return load_checkpoint_model(best.checkpoint)
+
+
 def train_teacher(kind: str, cfg: TrainConfig) -> tuple[nn.Module, dict[str, float]]:
     """Trains a teacher network (best epoch's weights) without a trial."""
     from objectives._fit import run_classifier
@@ -107,6 +132,8 @@ def resolve_teacher(
     """``None``, a loaded checkpoint, or the study's cached teacher for a hyperparameter mapping."""
     if spec is None:
         return None
+    if _is_reference(spec):
+        return _referenced_teacher(spec, ctx)
     fallback = {
         "input_shape": list(arrays.input_shape),
         "num_classes": arrays.num_classes,

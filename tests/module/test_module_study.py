@@ -196,3 +196,31 @@ def test_teacher_from_an_exported_module_study(ns, workdir, write_space, cli, sp
     objectives.fit(student, objective.data(32), config, None, callbacks=[cb])
     # The teacher is the exported trial's network: the same weights as this student, so KL is 0.
     assert losses[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_builtin_objective_takes_a_teacher_from_an_exported_builtin_study(workdir, write_space, cli):
+    import pytorch_lightning as pl
+
+    from objectives._fit import run_classifier
+
+    tiny = {"dataset": "digits", "max_epochs": 1, "width": 4, "depth": 1, "threads": 1}
+    doc = base_space(study={"direction": "maximize", "metric": "val_acc", "n_trials": 1, "seed": 0},
+                     objective={"name": "image_classifier", "fixed": tiny},
+                     space={"lr": {"type": "categorical", "choices": [0.01]}})
+    path = write_space(doc)
+    assert cli("run", path, "--no-report")[0] == 0
+    assert cli("export", path, "-o", "best.yaml")[0] == 0
+    ckpt = torch.load(yaml.safe_load((workdir / "best.yaml").read_text())["checkpoint"], weights_only=True)
+    calls = []
+
+    class Spy(pl.Callback):
+        def on_train_start(self, trainer, module):
+            for name, value in module.teacher.state_dict().items():
+                torch.testing.assert_close(value, ckpt["state_dict"][f"model.{name}"])
+            module.teacher.register_forward_hook(lambda *args: calls.append("teacher"))
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            calls.append("batch")
+
+    run_classifier("image", dict(tiny, width=8, teacher="best.yaml", distill_alpha=0.5), None, callbacks=[Spy()])
+    assert calls[:4] == ["teacher", "batch", "teacher", "batch"] and calls.count("teacher") == calls.count("batch")
