@@ -159,7 +159,7 @@ def check_module_study(
     optimizer knobs the module's own ``configure_optimizers`` would ignore."""
     from objectives._config import OPTIMIZER_KNOBS
     from objectives._stack import optimizer_problem
-    from objectives._user import accepts_of, unknown_key
+    from objectives._user import accepts_of, missing_required, unknown_key
 
     accepts = accepts_of(module_cls, data)
     for section, names in (("objective.fixed", list(fixed)), ("space", space_names)):
@@ -167,6 +167,9 @@ def check_module_study(
         if problem:
             return f"{section}.{problem[0]}", problem[1]
     names = list(fixed) + space_names
+    missing = missing_required(names, *accepts)
+    if missing:
+        return f"objective.{missing[0]}", missing[1]
     problem = optimizer_problem(module_cls, names)
     if problem:
         knob = next(n for n in names if n in OPTIMIZER_KNOBS)

@@ -33,12 +33,14 @@ class Accepts:
 
     names: frozenset[str]
     var_kw: bool
+    required: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, obj: Any) -> Accepts:
         params = list(inspect.signature(obj).parameters.values())  # a class: its constructor, less self
-        names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        return cls(names, any(p.kind == p.VAR_KEYWORD for p in params))
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        return cls(frozenset(p.name for p in named), any(p.kind == p.VAR_KEYWORD for p in params),
+                   frozenset(p.name for p in named if p.default is p.empty))
 
     def describe(self) -> str:
         names = sorted(self.names)
@@ -93,6 +95,20 @@ def unknown_key(names: Iterable[str], module: Accepts, data: Accepts | None) -> 
             _targets(name, module, data)
         except KeyError as exc:
             return exc.args[0], exc.args[1]
+    return None
+
+
+def missing_required(names: Iterable[str], module: Accepts, data: Accepts | None) -> tuple[str, str] | None:
+    """``(side, problem)`` for a constructor parameter without a default that no key fills."""
+    routed = route({n: None for n in names}, module, data)
+    for side, acc, given in (("module", module, routed.module), ("data", data, routed.data)):
+        if acc is None:
+            continue
+        for name in sorted(acc.required - set(given)):
+            reserved = (f"; {name} is a reserved knob of hpo's stack, so it never reaches the constructor: "
+                        "give the parameter another name or a default") if name in STACK_KNOBS else \
+                f"; set {name} in objective.fixed or space"
+            return side, f"the {side}'s constructor requires {name}{reserved}"
     return None
 
 

@@ -105,6 +105,17 @@ class WithCriterion(Net):
         crit.forward = spy
 
 
+class NeedsWidth(Net):
+    def __init__(self, width, num_classes=3):
+        super().__init__(width, num_classes)
+
+
+class NeedsLr(Net):
+    def __init__(self, lr, hidden=8):
+        super().__init__(hidden)
+        self.lr = lr
+
+
 class DictBatches(Net):
     def training_step(self, batch, batch_idx):
         return F.cross_entropy(self(batch["x"]), batch["y"])

@@ -106,6 +106,21 @@ def test_bad_module_study_is_exit_2(ns, workdir, write_space, cli, objective, me
     assert code == 2 and message in err, err
 
 
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("NeedsWidth", "objective.module: the module's constructor requires width; set width in objective.fixed"),
+        ("NeedsLr", "objective.module: the module's constructor requires lr; lr is a reserved knob of hpo's stack"),
+    ],
+)
+def test_required_constructor_parameter_nobody_sets_is_exit_2(ns, workdir, write_space, cli, module, message):
+    write(workdir, ns)
+    space = {"batch_size": {"type": "categorical", "choices": [16, 32]}}
+    code, _, err = cli("validate", write_space(_space({"module": f"models.py:{module}", "data": "models.py:Data"},
+                                                      space)))
+    assert code == 2 and message in err, err
+
+
 def test_mixed_lightning_packages_are_refused(workdir, write_space, cli):
     write(workdir, "pytorch_lightning", "a")
     write(workdir, "lightning.pytorch", "b")
