@@ -62,9 +62,10 @@ class TrainConfig:
         layer with parameters to run in a forward pass; 0 disables), ``agc_exclude`` (parameter-name
         patterns, ``fnmatch`` style such as ``head.*``, that AGC leaves alone instead of the output
         layer it finds), ``grad_clip_norm`` (global norm clipping; 0 disables).
-    Distillation: ``teacher`` (checkpoint path, or a mapping of teacher hyperparameters trained
-        once per study and cached), ``distill_alpha`` (weight of the soft-target loss),
-        ``distill_temperature``.
+    Distillation: ``teacher`` (a checkpoint path; an exported ``best.yaml``; a module reference
+        ``{module: file.py:Class, checkpoint: PATH, ...constructor kwargs}``; or, for the built-ins,
+        a mapping of teacher hyperparameters trained once per study and cached), ``distill_alpha``
+        (weight of the soft-target loss), ``distill_temperature``.
     Other: ``seed`` (default: the trial's seed), ``keep_checkpoints`` (best.pt files kept for
         the best K trials of the study; 0 keeps all).
     """

@@ -58,14 +58,14 @@ def fit(
     """Trains ``module`` with the knobs of ``config`` and reports every epoch to the trial.
 
     Args:
-        module: any LightningModule that logs its validation metrics with ``self.log`` (the
-            built-in ``ClassifierModule`` logs ``val_loss`` and ``val_acc``).
+        module: any LightningModule, of ``pytorch_lightning`` or ``lightning.pytorch`` (the Trainer
+            and hpo's callbacks come from the same package), that logs its validation metrics with
+            ``self.log`` (the built-in ``ClassifierModule`` logs ``val_loss`` and ``val_acc``).
         data: ``None`` (the module's own dataloaders), a ``LightningDataModule``, a
             ``(train_loader, val_loader)`` pair, or a ``DeviceData`` (the built-ins' tensors).
-        config: a ``TrainConfig`` or a mapping (keys not of ``TrainConfig`` are ignored here).
-            Read: ``max_epochs``, ``precision``, ``devices``, ``strategy``,
-            ``accumulate_grad_batches``, ``grad_clip_norm``, ``agc_clip``, ``seed``,
-            ``keep_checkpoints``.
+        config: a ``TrainConfig`` or a mapping, of which only the stack's reserved knobs
+            (``objectives.STACK_KNOBS``) are read: every one reaches training or is refused with
+            the reason (see ``objectives._stack`` for what a module and its batches must offer).
         ctx: the trial context; ``None`` trains without reporting, pruning or saving.
         monitor: the metric that picks the best epoch; default the study's metric
             (``ctx.metrics[0]``), else ``val_acc``.
