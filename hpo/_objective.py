@@ -159,7 +159,7 @@ def check_module_study(
     optimizer knobs the module's own ``configure_optimizers`` would ignore."""
     from objectives._config import OPTIMIZER_KNOBS
     from objectives._stack import optimizer_problem
-    from objectives._user import accepts_of, missing_required, unknown_key
+    from objectives._user import HYPERPARAMETER_TEACHER, accepts_of, missing_required, unknown_key
 
     accepts = accepts_of(module_cls, data)
     for section, names in (("objective.fixed", list(fixed)), ("space", space_names)):
@@ -170,6 +170,9 @@ def check_module_study(
     missing = missing_required(names, *accepts)
     if missing:
         return f"objective.{missing[0]}", missing[1]
+    teacher = fixed.get("teacher")
+    if isinstance(teacher, Mapping) and "module" not in teacher:
+        return "objective.fixed.teacher", HYPERPARAMETER_TEACHER
     problem = optimizer_problem(module_cls, names)
     if problem:
         knob = next(n for n in names if n in OPTIMIZER_KNOBS)

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from hpo._context import TrialContext
 
 
+HYPERPARAMETER_TEACHER = ("a mapping of hyperparameters trains a built-in teacher; for your own module give a "
+                          "checkpoint path, an exported best.yaml, or {module: file.py:Class, checkpoint: PATH}")
+
+
 @dataclass(frozen=True)
 class Accepts:
     """The keyword parameters a constructor or function takes (``var_kw``: it has ``**kwargs``)."""
@@ -144,9 +148,7 @@ def resolve_module_teacher(spec: Any, student: Any, ctx: TrialContext | None) ->
         return None
     if isinstance(spec, Mapping):
         if "module" not in spec:
-            raise ValueError("teacher: a mapping of hyperparameters trains a built-in teacher; for your own module "
-                             "give a checkpoint path, an exported best.yaml, or {module: file.py:Class, "
-                             "checkpoint: PATH}")
+            raise ValueError(f"teacher: {HYPERPARAMETER_TEACHER}")
         kwargs = {k: v for k, v in spec.items() if k not in ("module", "checkpoint")}
         teacher = _load_class(str(spec["module"]))(**kwargs)
         return _load_weights(teacher, spec["checkpoint"])

@@ -98,6 +98,8 @@ def test_own_optimizer_with_optimizer_knobs_is_refused_at_validate(ns, workdir, 
         ({"module": "models.py:Net", "data": "models.py:Net"}, "objective.data: expected a LightningDataModule"),
         ({"module": "models.py:Net", "fixed": {"lr_schedule": "cosin"}},
          "objective.fixed.lr_schedule: expected one of constant"),
+        ({"module": "models.py:Net", "fixed": {"teacher": {"width": 64}}},
+         "objective.fixed.teacher: a mapping of hyperparameters trains a built-in teacher"),
     ],
 )
 def test_bad_module_study_is_exit_2(ns, workdir, write_space, cli, objective, message):
