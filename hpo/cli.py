@@ -1,6 +1,6 @@
 """The ``hpo`` command. Heavy imports (torch, Lightning, MLflow) happen inside the commands that need them.
 
-Exit codes: 0 success, 2 bad input, 1 anything else, 130/143 interrupted by SIGINT/SIGTERM.
+Exit codes: 0 success, 2 bad input, 1 anything else, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and result.exit_code == 0:
         _write_report(spec, study, None, quiet=True)
     _print_paths(spec)
-    if result.exit_code in (130, 143):
+    if result.exit_code in (129, 130, 143):
         console.print(f"[yellow]interrupted; resume with: hpo run {spec.source}[/yellow]")
     return result.exit_code
 

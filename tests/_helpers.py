@@ -34,6 +34,17 @@ def slow(params, ctx):
         ctx.report(float(step), step=step)
     return params["x"]
 
+def held(params, ctx):
+    """Runs (reporting a step every 50 ms) while a file named ``hold`` exists beside this file."""
+    hold = os.path.join(os.path.dirname(__file__), "hold")
+    step = 0
+    while True:
+        ctx.report(float(step), step=step)
+        step += 1
+        if not os.path.exists(hold):
+            return params["x"]
+        time.sleep(0.05)
+
 def flaky(params, ctx):
     if params["x"] > 0:
         raise RuntimeError("x must not be positive")
@@ -155,3 +166,31 @@ CHROMIUM = os.environ.get("HPO_CHROMIUM", "/usr/bin/chromium")
 # services from this offline machine.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Polls ``predicate`` until it returns something truthy (returned); TimeoutError after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not reached within {timeout:g} s")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def trial_worker_pids(trials: list[Any]) -> set[int]:
+    """The pids recorded in the trials' ``worker`` user attr ("<host>:<pid>")."""
+    return {int(t.user_attrs["worker"].rpartition(":")[2]) for t in trials if "worker" in t.user_attrs}
