@@ -127,6 +127,11 @@ def kill_own_group(grace_s: float, child: subprocess.Popen[bytes]) -> None:
     os.killpg(0, signal.SIGKILL)  # this guard included
 
 
+def guarded(command: list[str]) -> list[str]:
+    """``command`` run under the guard of :func:`guard_main` (start it with a :class:`Lifeline`)."""
+    return [sys.executable, "-m", "hpo._lifeline", "--", *command]
+
+
 def guard_main(argv: list[str]) -> int:
     """``python -m hpo._lifeline -- COMMAND...``: runs COMMAND; if the parent dies, kills the group.
 
