@@ -185,10 +185,9 @@ def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> 
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return _stat_fields(pid)[0] != "Z"
     except OSError:
         return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def trial_worker_pids(trials: list[Any]) -> set[int]:
@@ -199,25 +198,62 @@ def trial_worker_pids(trials: list[Any]) -> set[int]:
 def process_group(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group ``pgid`` (Linux /proc)."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in _pids():
         try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            state, _, pgrp = _stat_fields(pid)[:3]
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
+        if state != "Z" and int(pgrp) == pgid:
+            members.append(int(pid))
     return members
 
 
 def child_pids(pid: int) -> list[int]:
     """The direct children of ``pid`` (Linux /proc)."""
     children = []
-    for entry in Path("/proc").iterdir():
+    for child in _pids():
         try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
-                children.append(int(entry.name))
+            if int(_stat_fields(child)[1]) == pid:
+                children.append(int(child))
         except OSError:
             continue
     return children
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, pgrp, ...]; OSError when gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def _pids() -> list[str]:
+    return [e.name for e in Path("/proc").iterdir() if e.name.isdigit()] if Path("/proc").is_dir() else []
+
+
+def marked_processes(name: str, value: str) -> dict[int, str]:
+    """Live processes whose environment (as they started) holds ``name=value``: pid -> command line.
+
+    Linux /proc only (elsewhere: none). Processes of other users that this one cannot read are skipped.
+    """
+    needle = f"{name}={value}".encode()
+    found: dict[int, str] = {}
+    for pid in _pids():
+        entry = Path("/proc") / pid
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0") or _stat_fields(pid)[0] == "Z":
+                continue
+            found[int(pid)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def ancestors(pid: int) -> set[int]:
+    """``pid`` and every process above it (Linux /proc)."""
+    chain = set()
+    while pid > 0 and pid not in chain:
+        chain.add(pid)
+        try:
+            pid = int(_stat_fields(pid)[1])
+        except OSError:
+            break
+    return chain
