@@ -35,7 +35,8 @@ class Interrupted(KeyboardInterrupt):
 def install_signal_handlers() -> dict[int, Any]:
     """Turns the first SIGINT/SIGTERM/SIGHUP into :class:`Interrupted`; later ones wait for the cleanup.
 
-    Returns the handlers it replaced (see :func:`interrupt_on_signals` to restore them).
+    A SIGHUP that was ignored when the process started stays ignored: ``nohup hpo run ...`` goes on
+    after its terminal closes. Returns the handlers it replaced (see :func:`interrupt_on_signals`).
     """
 
     def handle(signum: int, frame: Any) -> None:
@@ -44,7 +45,11 @@ def install_signal_handlers() -> dict[int, Any]:
             signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES}
+    return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
+
+
+def _nohup(sig: int) -> bool:
+    return sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN
 
 
 @contextlib.contextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 
 import pytest
 from _helpers import base_space, load_trials, pid_alive, start_hpo, trial_worker_pids, wait_until
@@ -92,3 +94,20 @@ def test_exit_codes_are_128_plus_the_signal(signum):
     from hpo._signals import SIGNAL_EXIT_CODES, Interrupted
 
     assert Interrupted(signum).exit_code == SIGNAL_EXIT_CODES[signum] == 128 + int(signum)
+
+
+def test_nohup_keeps_a_run_going_after_sighup(write_space, workdir):
+    """`nohup hpo run ...`: a SIGHUP ignored from the start stays ignored, in the workers too."""
+    path = write_space(held_space(workdir, 3))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir,
+                     preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    victims = wait_until(lambda: running_claimed(path, 2), timeout=120)
+    proc.send_signal(signal.SIGHUP)
+    for pid in trial_worker_pids(victims):
+        os.kill(pid, signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None and all(pid_alive(p) for p in trial_worker_pids(victims))
+    (workdir / "hold").unlink()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert not [t for t in load_trials(path) if t.state.name != "COMPLETE"]
