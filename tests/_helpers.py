@@ -257,3 +257,15 @@ def ancestors(pid: int) -> set[int]:
         except OSError:
             break
     return chain
+
+
+def resume_to_the_end(space: Path, workdir: Path, n_trials: int, *args: str) -> list[Any]:
+    """Runs ``hpo run SPACE ARGS`` to its end; checks it ends with exactly ``n_trials`` COMPLETE and
+    nothing RUNNING or WAITING; returns the trials."""
+    proc = start_hpo("run", space, *args, "--no-report", cwd=workdir)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    trials = load_trials(space)
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == n_trials
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    return trials

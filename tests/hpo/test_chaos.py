@@ -14,6 +14,7 @@ from _helpers import (
     base_space,
     load_trials,
     pid_alive,
+    resume_to_the_end,
     start_hpo,
     trial_worker_pids,
     wait_until,
@@ -107,12 +108,7 @@ def test_chaos_supervisor_killed_and_hung_up_mid_study(write_space, workdir):
     rng = random.Random(2)
     stop_supervisor_mid_study(path, workdir, signal.SIGKILL, rng)
     stop_supervisor_mid_study(path, workdir, signal.SIGHUP, rng)
-    proc = start_hpo("run", path, "--jobs", "3", "--no-report", cwd=workdir)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    trials = load_trials(path)
-    assert len([t for t in trials if t.state.name == "COMPLETE"]) == n_trials
-    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    trials = resume_to_the_end(path, workdir, n_trials, "--jobs", "3")
     reasons = [t.user_attrs["fail_reason"] for t in trials if t.state.name == "FAIL"]
     assert any("died" in r for r in reasons) and any("interrupted" in r for r in reasons), reasons
     assert_no_running_mlflow_runs(workdir, trials)
@@ -129,10 +125,5 @@ def test_chaos_torn_journal_tail_after_a_supervisor_kill(write_space, workdir):
     record = journal.read_bytes().splitlines()[-1]
     with journal.open("ab") as f:  # a writer died half-way through its append; nobody writes now
         f.write(record[: len(record) // 2])
-    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    trials = load_trials(path)
-    assert len([t for t in trials if t.state.name == "COMPLETE"]) == n_trials
-    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    trials = resume_to_the_end(path, workdir, n_trials, "--jobs", "2")
     assert_no_running_mlflow_runs(workdir, trials)

@@ -7,7 +7,15 @@ import signal
 import time
 
 import pytest
-from _helpers import base_space, load_trials, pid_alive, start_hpo, trial_worker_pids, wait_until
+from _helpers import (
+    base_space,
+    load_trials,
+    pid_alive,
+    resume_to_the_end,
+    start_hpo,
+    trial_worker_pids,
+    wait_until,
+)
 
 GONE_WITHIN_S = 15  # a few seconds on an idle machine; the suite's machine is shared and loaded
 
@@ -39,14 +47,9 @@ def assert_interrupted_and_requeued(path, victims: list) -> None:
         assert waiting, f"trial {failed.number} was not re-queued"
 
 
-def assert_resumes_to_exactly(path, workdir, n_trials: int, *args: str) -> None:
+def resume(path, workdir, n_trials: int, *args: str) -> None:
     (workdir / "hold").unlink()
-    rerun = start_hpo("run", path, *args, "--no-report", cwd=workdir)
-    out, _ = rerun.communicate(timeout=240)
-    assert rerun.returncode == 0, out
-    trials = load_trials(path)
-    assert len([t for t in trials if t.state.name == "COMPLETE"]) == n_trials
-    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    resume_to_the_end(path, workdir, n_trials, *args)
 
 
 def test_sigkill_of_the_supervisor_stops_its_workers(write_space, workdir):
@@ -61,7 +64,7 @@ def test_sigkill_of_the_supervisor_stops_its_workers(write_space, workdir):
     assert_interrupted_and_requeued(path, victims)
     log = (workdir / "hpo-runs" / "space" / "workers" / "worker-0.log").read_text()
     assert "the supervisor is gone" in log, log
-    assert_resumes_to_exactly(path, workdir, 6, "--jobs", "2")
+    resume(path, workdir, 6, "--jobs", "2")
 
 
 def test_sighup_of_the_supervisor_stops_its_workers_with_129(write_space, workdir):
@@ -75,7 +78,7 @@ def test_sighup_of_the_supervisor_stops_its_workers_with_129(write_space, workdi
     assert "interrupted; resume with" in out, out
     wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=GONE_WITHIN_S)
     assert_interrupted_and_requeued(path, victims)
-    assert_resumes_to_exactly(path, workdir, 6, "--jobs", "2")
+    resume(path, workdir, 6, "--jobs", "2")
 
 
 def test_sighup_of_a_single_worker_run(write_space, workdir):
