@@ -3,9 +3,11 @@ SIGKILLed and SIGHUPed (its workers stop, a new `hpo run` resumes), a torn journ
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
+import subprocess
 import time
 
 import pytest
@@ -125,5 +127,47 @@ def test_chaos_torn_journal_tail_after_a_supervisor_kill(write_space, workdir):
     record = journal.read_bytes().splitlines()[-1]
     with journal.open("ab") as f:  # a writer died half-way through its append; nobody writes now
         f.write(record[: len(record) // 2])
+    trials = resume_to_the_end(path, workdir, n_trials, "--jobs", "2")
+    assert_no_running_mlflow_runs(workdir, trials)
+
+
+@pytest.fixture
+def small_disk(workdir):
+    """``workdir/hpo-runs`` on a 16 MiB tmpfs of its own (mounting needs root); unmounted afterwards."""
+    disk = workdir / "hpo-runs"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk) -> None:
+    """Writes a file until the disk is full."""
+    with (disk / "filler").open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+
+
+@pytest.mark.slow
+# Not strict: it fails only when the disk fills in the middle of a journal append (a torn record).
+@pytest.mark.xfail(strict=False, reason="needs the `storage` branch: a journal append cut short by a full disk is "
+                                        "repaired on open; drop this marker once it is merged")
+def test_chaos_full_disk_mid_study(small_disk, write_space, workdir):
+    n_trials = 16
+    path = write_space(chaos_space(n_trials))
+    proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
+    wait_until(lambda: completed(path) >= 3, timeout=180)
+    fill(small_disk)
+    try:
+        proc.communicate(timeout=120)  # how it ends is up to the store; that it ends and leaves nothing is not
+        wait_until(lambda: not [p for p in trial_worker_pids(load_trials(path)) if pid_alive(p)], timeout=30)
+    finally:
+        (small_disk / "filler").unlink()
     trials = resume_to_the_end(path, workdir, n_trials, "--jobs", "2")
     assert_no_running_mlflow_runs(workdir, trials)
