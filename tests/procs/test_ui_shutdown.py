@@ -31,6 +31,7 @@ def start_ui(workdir, host: str = "127.0.0.1"):
     return proc, port, guard
 
 
+@pytest.mark.slow  # an MLflow server start per case: ~5 s idle, ~20 s on a loaded machine
 @pytest.mark.parametrize(("signum", "code", "host"), [
     (signal.SIGINT, 130, "127.0.0.1"),
     (signal.SIGTERM, 143, "127.0.0.1"),
