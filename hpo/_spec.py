@@ -469,6 +469,8 @@ class _Validator:
 
     def spec(self, doc: dict[str, Any]) -> StudySpec:
         self.mapping(doc, "", list(_SCHEMA))
+        if isinstance(doc.get("space"), dict):
+            self.check_space_size(doc["space"])  # first: the checks after it take time per value
         sections = {name: self.section(doc, name) for name in _SCHEMA}
         space = self.space(doc.get("space"))
         study = self.study(sections["study"])
@@ -574,7 +576,7 @@ class _Validator:
                               f"(or `choices:`), got a continuous {p.type} range")
                 points *= len(finite)
                 if points > MAX_GRID_POINTS:
-                    self.fail(f"space.{p.name}", f"the grid has up to {points:,} points up to this param; the "
+                    self.fail(f"space.{p.name}", f"the grid reaches {points:,} points at this param; the "
                               f"limit is {MAX_GRID_POINTS:,} (use fewer values or another sampler)")
         if sampler.name in ("cmaes", "gp") and len(study.directions) > 1:
             self.fail("sampler.name", f"{sampler.name} supports a single objective; use nsga2 or tpe "
@@ -621,7 +623,6 @@ class _Validator:
             return ()
         if not isinstance(value, dict):
             self.fail("space", f"expected a mapping of parameter names to specs, got {_kind(value)}")
-        self.check_space_size(value)
         for name in value:
             if not str(name).strip() or not str(name).isprintable():
                 self.fail(f"space.{name}", f"a param name must be printable, non-empty text, got {name!r}")
