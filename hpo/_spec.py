@@ -418,14 +418,15 @@ class _Validator:
     def fail(self, key_path: str, message: str) -> None:
         raise SpecError(self.source, key_path, message)
 
-    def mapping(self, value: Any, key_path: str, allowed: Sequence[str]) -> dict[str, Any]:
+    def mapping(self, value: Any, key_path: str, allowed: Sequence[str] | None = None) -> dict[str, Any]:
+        """``value`` as a mapping with text keys, from ``allowed`` only (any name when None)."""
         if value is None:
             return {}
         if not isinstance(value, dict):
             self.fail(key_path, f"expected a mapping, got {_kind(value)}")
         for key in value:
             where = f"{key_path}.{key}" if key_path else str(key)
-            if key not in allowed:
+            if allowed is not None and key not in allowed:
                 hint = did_you_mean(str(key), list(allowed))
                 self.fail(where, f"unknown key{hint}; known keys: {', '.join(allowed)}")
             if not isinstance(key, str) or not key.strip():
@@ -560,7 +561,7 @@ class _Validator:
         name = self.text(s["name"], f"{kind}.name")
         if name not in registry:
             self.fail(f"{kind}.name", registry.unknown_message(name))
-        options = self.mapping(s["options"], f"{kind}.options", list(s["options"] or {}))
+        options = self.mapping(s["options"], f"{kind}.options")
         problem = check_options(registry, name, options)
         if problem:
             self.fail(f"{kind}.options.{problem[0]}" if problem[0] else f"{kind}.options", problem[1])
@@ -591,7 +592,7 @@ class _Validator:
         problem = check_reference(name, base_dir=Path(self.source).parent)
         if problem:
             self.fail("objective.name", problem)
-        fixed = self.mapping(s["fixed"], "objective.fixed", list(s["fixed"] or {}))
+        fixed = self.mapping(s["fixed"], "objective.fixed")
         for p in space:
             if p.name in fixed:
                 self.fail(f"space.{p.name}", "is also in objective.fixed; keep it in one place")

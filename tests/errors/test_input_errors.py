@@ -7,7 +7,7 @@ the fragments the single error line must contain.
 from __future__ import annotations
 
 import errno
-from pathlib import Path
+import os
 
 import pytest
 import yaml
@@ -26,6 +26,8 @@ MANY_CHOICES = dump(base_space(space={f"p{i}": {"choices": list(range(100))} for
 ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7))
 
+FIFO = object()  # marks the case whose space file is a named pipe
+
 # name: (file content: bytes / str, or None for a folder; key path or "" ; fragments the line must contain)
 CASES = {
     "binary_file": (b"study: {}\n\x00\x01\x02", "", ["binary file", "byte offset 10"]),
@@ -33,6 +35,7 @@ CASES = {
     "empty_file": (b"", "", ["the file is empty", "expected sections"]),
     "only_comments": (b"# nothing yet\n", "", ["the file is empty"]),
     "a_folder": (None, "", ["is a folder", "expected a YAML space file"]),
+    "a_pipe": (FIFO, "", ["not a regular file"]),  # reading it would wait forever for a writer
     "over_1_mb": ("a: " + "x" * 1_000_100 + "\n", "", ["1,000,104 bytes", "at most 1,000,000 bytes"]),
     "too_many_choices": (MANY_CHOICES, "space", ["10,201 params and choices/values", "the limit is 10,000"]),
     "grid_of_a_huge_range": (GRID_OF_HUGE_INT, "space.n", ["1,000,000,000,001 points", "limit is 100,000"]),
@@ -55,6 +58,8 @@ CASES = {
     "study_name_dot": (dump(base_space(study={"name": ".hidden"})), "study.name", ["must not start with '-' or '.'"]),
     "option_key_not_text": (dump(base_space(sampler={"name": "tpe", "options": {1: 2}})), "sampler.options.1",
                             ["expected a key name (text), got 1 (int)"]),
+    "options_not_a_mapping": (dump(base_space(sampler={"name": "tpe", "options": 1})), "sampler.options",
+                              ["expected a mapping, got 1 (int)"]),
     "int_beyond_64_bits": (dump(base_space(study={"n_trials": 10**30})), "study.n_trials",
                            ["expected a number between"]),
     "float_range_too_wide": (dump(base_space(space={"x": {"type": "float", "low": -1e308, "high": 1e308}})),
@@ -82,6 +87,8 @@ def test_bad_space_file_is_one_line_exit_2(name, workdir, cli, one_line_error):
     path = workdir / "space.yaml"
     if content is None:
         path.mkdir()
+    elif content is FIFO:
+        os.mkfifo(path)
     else:
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
     line = one_line_error(cli("validate", path), "space.yaml", *fragments)

@@ -13,6 +13,8 @@ from _helpers import base_space
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from hpo._spec import _SCHEMA
+
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -42,7 +44,38 @@ trees = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=5),
     max_leaves=25,
 )
-documents = st.dictionaries(st.sampled_from(KNOWN_KEYS[:6]) | keys, trees, max_size=7)
+values = st.sampled_from(KNOWN_VALUES) | trees
+
+
+def section(names: list[str]) -> st.SearchStrategy:
+    """A mapping of the section's own keys, so validation goes past the unknown-key check (random
+    keys come from ``trees``)."""
+    return st.dictionaries(st.sampled_from(names), values, max_size=len(names))
+
+
+def patched(patch: dict) -> dict:
+    """A valid space with ``patch``'s sections merged in: most of it passes, the patch is what is tested."""
+    doc = base_space()
+    for name, value in patch.items():
+        doc[name] = {**doc[name], **value} if isinstance(doc.get(name), dict) and isinstance(value, dict) else value
+    return doc
+
+
+params = st.dictionaries(
+    st.sampled_from(["x", "lr", "opt"]) | keys,
+    section(["type", "low", "high", "log", "step", "values", "choices", "when"]) | trees,
+    max_size=4,
+)
+structured = st.fixed_dictionaries({}, optional={
+    "study": section(list(_SCHEMA["study"])),
+    "sampler": section(["name", "options"]),
+    "pruner": section(["name", "options"]),
+    "objective": section(["name", "fixed"]),
+    "space": params,
+    "mlflow": section(list(_SCHEMA["mlflow"])),
+})
+documents = st.one_of(st.dictionaries(st.sampled_from(KNOWN_KEYS[:6]) | keys, trees, max_size=7), structured,
+                      structured.map(patched))
 
 
 def assert_clean(result: tuple[int, str, str], source: str) -> None:
@@ -75,9 +108,12 @@ def test_random_bytes_as_space_file_exit_0_or_2(data, workdir, cli):
     assert_clean(cli("validate", path), path.name)
 
 
-key_paths = st.lists(st.sampled_from(KNOWN_KEYS) | st.text(max_size=8), min_size=1, max_size=4).map(".".join)
+VALID_PATHS = [f"{name}.{key}" for name, keys_ in _SCHEMA.items() for key in keys_] + [
+    f"space.x.{key}" for key in ("type", "low", "high", "log", "step", "values", "choices", "when")]
+key_paths = st.sampled_from(VALID_PATHS) | st.lists(st.sampled_from(KNOWN_KEYS) | st.text(max_size=8),
+                                                    min_size=1, max_size=4).map(".".join)
 set_values = st.one_of(
-    st.text(max_size=30),
+    st.text(max_size=30), st.sampled_from(KNOWN_VALUES),
     trees.map(lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()),
 )
 
@@ -86,6 +122,8 @@ set_values = st.one_of(
 @given(assignments=st.lists(st.tuples(key_paths, set_values), min_size=1, max_size=3))
 @example(assignments=[("study.seed", str(10**400))])
 @example(assignments=[("space..x", "1")])
+@example(assignments=[("sampler.options", "1")])
+@example(assignments=[("objective.fixed", "[a]")])
 @example(assignments=[("objective.name", "nowhere_module:f")])
 def test_random_overrides_exit_0_or_2(assignments, write_space, cli):
     path = write_space(base_space())
