@@ -391,6 +391,15 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _is_among(value: Any, values: Sequence[Any]) -> bool:
+    """``value in values``, without the scan of every value that ``range`` makes for a non-int."""
+    if isinstance(values, range):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a sampled int 5 satisfies `when: {n: 5.0}`
+        return isinstance(value, int) and value in values
+    return value in values
+
+
 def _describe_values(values: Sequence[Any]) -> str:
     if isinstance(values, range):
         return f"(integers {values.start} to {values.stop - 1}, step {values.step})"
@@ -661,7 +670,7 @@ class _Validator:
             if not (choice is None or isinstance(choice, (bool, int, float, str))):
                 self.fail(f"{key_path}[{i}]", f"choices must be strings, numbers, booleans or null, got {_kind(choice)}")
         if len({repr(c) for c in value}) != len(value):
-            self.fail(key_path, f"choices must be distinct, got {value}")
+            self.fail(key_path, f"choices must be distinct, got {_kind(value, 200)}")
         return tuple(value)
 
     def numeric(self, name: str, ptype: str, spec: dict[str, Any], when: tuple) -> ParamSpec:
@@ -710,7 +719,7 @@ class _Validator:
                               f"known: {', '.join(params)}")
                 possible = params[other].finite_values()
                 for v in allowed:
-                    if possible is not None and v not in possible:
+                    if possible is not None and not _is_among(v, possible):
                         self.fail(key, f"{v!r} is not a possible value of {other} {_describe_values(possible)}")
         try:
             _dependency_order(params)

@@ -31,7 +31,8 @@ FIFO = object()  # marks the case whose space file is a named pipe
 # name: (file content: bytes / str, or None for a folder; key path or "" ; fragments the line must contain)
 CASES = {
     "binary_file": (b"study: {}\n\x00\x01\x02", "", ["binary file", "byte offset 10"]),
-    "not_utf8": (b"study: {name: caf\xe9}\n", "", ["not UTF-8", "byte 0xe9 at byte offset 17", "save the file as UTF-8"]),
+    "not_utf8": (b"study: {name: caf\xe9}\n", "", ["not UTF-8", "byte 0xe9 at byte offset 17",
+                                                  "save the file as UTF-8"]),
     "empty_file": (b"", "", ["the file is empty", "expected sections"]),
     "only_comments": (b"# nothing yet\n", "", ["the file is empty"]),
     "a_folder": (None, "", ["is a folder", "expected a YAML space file"]),
@@ -39,6 +40,10 @@ CASES = {
     "over_1_mb": ("a: " + "x" * 1_000_100 + "\n", "", ["1,000,104 bytes", "at most 1,000,000 bytes"]),
     "too_many_choices": (MANY_CHOICES, "space", ["10,201 params and choices/values", "the limit is 10,000"]),
     "grid_of_a_huge_range": (GRID_OF_HUGE_INT, "space.n", ["1,000,000,000,001 points", "limit is 100,000"]),
+    "when_text_on_a_huge_range": (dump(base_space(space={"n": {"type": "int", "low": 0, "high": 10**15},
+                                                          "x": {"type": "float", "low": 0, "high": 1,
+                                                                "when": {"n": "five"}}})),
+                                  "space.x.when.n", ["'five' is not a possible value of n (integers 0 to"]),
     "alias_bomb": (ALIAS_BOMB, "", ["more than 100,000 values", "aliases"]),
     "alias_cycle": ("a: &a [1, *a]\n", "", ["alias refers to a mapping or list that contains it"]),
     "nested_too_deeply": ("a: " + "[" * 3000 + "]" * 3000 + "\n", "", ["nested too deeply"]),

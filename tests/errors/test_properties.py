@@ -90,7 +90,9 @@ def assert_clean(result: tuple[int, str, str], source: str) -> None:
 
 @SETTINGS
 @given(doc=documents)
-@example(doc={"study": {1: "a"}, "space": {"x": {"type": "int", "low": 0, "high": 10**12}}, "sampler": {"name": "grid"}})
+@example(doc=base_space(sampler={"name": "grid"}, space={"n": {"type": "int", "low": 0, "high": 10**12}}))
+@example(doc=base_space(space={"n": {"type": "int", "low": 0, "high": 10**12},
+                               "x": {"type": "float", "low": 0, "high": 1, "when": {"n": "a"}}}))
 @example(doc={"space": {"[/x]": {"choices": ["[/y]"]}}, "objective": {"name": "objs.py:quadratic"}})
 def test_random_space_files_exit_0_or_2(doc, write_space, cli):
     path = write_space(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
