@@ -31,7 +31,8 @@ def check_reference(name: str, base_dir: Path) -> str | None:
         return None
     if match := _FILE_REF.match(name):
         if _find_file(match["file"], base_dir) is None:
-            return f"file {match['file']!r} not found (looked beside the space file and in the current folder)"
+            return (f"file {match['file']!r} not found (looked in {base_dir.resolve()}, the space file's folder, "
+                    f"and in {Path.cwd()})")
         return None
     if match := _MODULE_REF.match(name):
         return None

@@ -171,6 +171,9 @@ _PARAM_KEYS = {
 }
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing duplicate keys (it keeps the last one silently).
 
@@ -181,6 +184,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, str] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # `<<: *defaults`: keys given beside it override the merged ones on purpose
             key = self.construct_object(key_node, deep=deep)
             forms = [("text", str(key))]
             if isinstance(key_node, yaml.ScalarNode):

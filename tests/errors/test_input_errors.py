@@ -74,6 +74,8 @@ CASES = {
     "module_objective_missing": (dump(base_space(objective={"name": "no_such_pkg.mod:fn"})), "objective.name",
                                  ["cannot import module 'no_such_pkg.mod'", "No module named 'no_such_pkg'",
                                   "the Python path"]),
+    "file_objective_missing": (dump(base_space(objective={"name": "nowhere.py:fn"})), "objective.name",
+                               ["file 'nowhere.py' not found (looked in /", "the space file's folder"]),
     "file_objective_no_function": (dump(base_space(objective={"name": "objs.py:nope"})), "objective.name",
                                    ["file 'objs.py' has no attribute 'nope'", "def nope(params, ctx)"]),
     "module_objective_no_function": (dump(base_space(objective={"name": "objs:nope"})), "objective.name",
@@ -167,3 +169,12 @@ def test_validate_imports_the_objective_and_the_readers_do_not(workdir, write_sp
         assert not (workdir / "imported.marker").exists(), reader
     assert cli("validate", path)[0] == 0
     assert (workdir / "imported.marker").exists()
+
+
+def test_yaml_merge_keys_still_work(write_space, cli):
+    """``<<: *anchor`` copies a mapping; a key beside it overrides, which is not a duplicate."""
+    text = BASE.replace("space:\n  x:\n", "space:\n  a: &p {type: float, low: 0.0, high: 1.0}\n"
+                                         "  b: {<<: *p, high: 2.0}\n  x:\n")
+    code, out, err = cli("validate", write_space(text))
+    assert code == 0, err
+    assert "float in [0.0, 2.0]" in out and "float in [0.0, 1.0]" in out
