@@ -63,14 +63,15 @@ def os_error_message(exc: OSError) -> str | None:
     advice = _OS_ERROR_ADVICE.get(exc.errno)
     if advice is None:
         return None
-    if exc.filename is None:
+    filename = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+    if filename is None:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.ENAMETOOLONG):
             return None  # without a path these may be sockets or hpo's own doing: keep the traceback
-        where = f"writing under {Path.cwd()}"
+        where = f"writing under {Path.cwd()}"  # a write() names no file; the run writes below here
     else:
-        where = str(exc.filename)
+        where = filename
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        advice += f" on {disk_of(Path(exc.filename) if exc.filename else Path.cwd())}"
+        advice += f" on {disk_of(Path(filename or Path.cwd()))}"
     return f"{where}: {exc.strerror or os.strerror(exc.errno)}; {advice}"
 
 

@@ -147,6 +147,16 @@ def test_user_os_error_is_one_line_naming_the_path(monkeypatch, cli, one_line_er
                           "check its permissions")
 
 
+def test_disk_full_without_a_file_name_names_the_disk(monkeypatch, workdir, cli, one_line_error):
+    """``os.write`` on a full disk names no file: the line names the folder and its disk instead."""
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(cli_module.COMMANDS, "validate", full)
+    one_line_error(cli("validate", "x.yaml"), f"writing under {workdir}", "No space left on device",
+                   "the disk mounted at /")
+
+
 def test_other_os_errors_keep_their_traceback(monkeypatch, cli):
     """Only the user's paths and disks are bad input; a refused socket is a bug to see in full."""
     def refused(args):
