@@ -55,3 +55,11 @@ def test_objective_that_does_not_import_creates_no_study(workdir, write_space, c
     path = write_space(base_space(objective={"name": "objs.py:missing"}))
     one_line_error(cli("run", path), "objective.name", "file 'objs.py' has no attribute 'missing'")
     assert not (workdir / "hpo-runs").exists()
+
+
+def test_mlflow_file_store_under_a_file(workdir, write_space, cli, one_line_error):
+    """A plain-folder tracking URI (MLflow's file store) is checked like the SQLite store."""
+    (workdir / "afile").write_text("")
+    for uri in (f"{workdir}/afile/mlruns", f"file://{workdir}/afile/mlruns"):
+        one_line_error(cli("run", write_space(base_space(mlflow={"tracking_uri": uri}))),
+                       "cannot write the MLflow store folder", f"{workdir}/afile/mlruns", "Not a directory")
