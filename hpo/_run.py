@@ -36,8 +36,10 @@ class RunResult:
 
 def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     """Creates or resumes the study and runs it to its end, an interrupt, or too many failures."""
+    from hpo._preflight import preflight
     from hpo.tracking import check_reachable, make_tracker
 
+    preflight(spec)  # before anything is created: the objective imports, the folders and stores are writable
     install_signal_handlers()
     started = time.monotonic()
     study = None
