@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+from pathlib import Path
+
 
 class HpoError(Exception):
     """A failure the user can act on; the CLI prints the message and exits with ``exit_code``."""
@@ -29,3 +34,57 @@ class UsageError(HpoError):
     """Bad input that is not a space file: a missing study, a bad export file, a bad flag value."""
 
     exit_code = 2
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n`` → ``\\\\n``), so an error stays one line.
+
+    Example:
+        >>> one_line("study.name: got 'a\\nb'")
+        "study.name: got 'a\\\\nb'"
+    """
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+# errno → what the user can do. OSErrors with these codes come from the user's files and disks
+# (not from a bug in hpo), so the CLI reports them as bad input instead of a traceback.
+_OS_ERROR_ADVICE = {
+    errno.EACCES: "check its permissions, or run from a folder you can write to",
+    errno.EPERM: "check its permissions, or run from a folder you can write to",
+    errno.EROFS: "mount it writable, or run from a writable folder",
+    errno.ENOSPC: "the disk is full; free some space",
+    errno.EDQUOT: "the disk quota is used up; free some space",
+    errno.ENAMETOOLONG: "a file name may have at most 255 bytes; shorten the name",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line naming the path, the cause and what to do; None if ``exc`` is not the user's to fix."""
+    advice = _OS_ERROR_ADVICE.get(exc.errno)
+    if advice is None:
+        return None
+    filename = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+    if filename is None:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.ENAMETOOLONG):
+            return None  # without a path these may be sockets or hpo's own doing: keep the traceback
+        where = f"writing under {Path.cwd()}"  # a write() names no file; the run writes below here
+    else:
+        where = filename
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice += f" on {disk_of(Path(filename or Path.cwd()))}"
+    return f"{where}: {exc.strerror or os.strerror(exc.errno)}; {advice}"
+
+
+def disk_of(path: Path) -> str:
+    """``the disk mounted at /x (12.0 MB free)``: the mount point holding ``path``, for disk-full errors."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    mount = path
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        free = shutil.disk_usage(mount).free
+    except OSError:
+        return f"the disk mounted at {mount}"
+    return f"the disk mounted at {mount} ({free / 1e6:.1f} MB free)"

@@ -47,7 +47,8 @@ def check_reference(name: str, base_dir: Path) -> str | None:
         return None
     if match := _FILE_REF.match(name):
         if _find_file(match["file"], base_dir) is None:
-            return f"file {match['file']!r} not found (looked beside the space file and in the current folder)"
+            return (f"file {match['file']!r} not found (looked in {base_dir.resolve()}, the space file's folder, "
+                    f"and in {Path.cwd()})")
         return None
     if match := _MODULE_REF.match(name):
         return None
@@ -181,10 +182,49 @@ def check_module_study(
     return None
 
 
+def import_problem(name: str, base_dir: Path) -> str | None:
+    """Imports a user objective (``module:attr`` / ``file.py:attr``) and says what is wrong, or None.
+
+    Importing runs the user's code, so only ``hpo validate`` and ``hpo run`` call this; built-in
+    objectives ship with hpo and are not imported here (that would load torch).
+    """
+    if name in OBJECTIVES or parse_module_study(name):
+        return None  # a module study's classes are imported and checked by the spec validator
+    target = _FILE_REF.match(name)
+    what = f"file {target['file']!r}" if target else f"module {name.partition(':')[0]!r}"
+    where = f"looked in {base_dir.resolve()} and {Path.cwd()}" if target else \
+        f"searched {Path.cwd()} and the Python path"
+    try:
+        obj = load_reference(name, base_dir)
+    except ImportError as exc:
+        return f"cannot import {what}: {exc} ({where})"
+    except AttributeError:
+        attr = name.rpartition(":")[2]
+        return f"{what} has no attribute {attr!r}; define `def {attr.rpartition('.')[2]}(params, ctx)` there"
+    except Exception as exc:  # noqa: BLE001 - the user's module failed at import: report it, no traceback
+        return f"importing {what} raised {type(exc).__name__}: {exc}{_user_frame(exc)}"
+    if not callable(obj):
+        return f"{name!r} is {type(obj).__name__}, not a function; expected `def fn(params, ctx)`"
+    return None
+
+
+def _user_frame(exc: BaseException) -> str:
+    """`` (at path.py, line 3)``: where in the user's code an import failed."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" (at {exc.filename}, line {exc.lineno})"
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})" if tb else ""
+
+
 def _find_file(file: str, base_dir: Path) -> Path | None:
     for candidate in (base_dir / file, Path(file)):
-        if candidate.is_file():
-            return candidate.resolve()
+        try:
+            if candidate.is_file():
+                return candidate.resolve()
+        except (OSError, ValueError):  # a name too long for the file system, or with a NUL
+            continue
     return None
 
 
@@ -197,7 +237,11 @@ def _load_from_file(path: Path | None, attr: str) -> Callable[..., Any]:
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]  # a half-run module must not be found by the next attempt
+            raise
     obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part)

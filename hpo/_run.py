@@ -14,17 +14,12 @@ from typing import Any
 
 from rich.console import Console
 
+from hpo._lifeline import Lifeline
 from hpo._progress import StudyProgress
 from hpo._spec import StudySpec
 from hpo._study import recover_orphans
-from hpo._worker import (
-    EXIT_TOO_MANY_FAILURES,
-    SIGNAL_EXIT_CODES,
-    Interrupted,
-    install_signal_handlers,
-    join_study,
-    run_worker,
-)
+from hpo._signals import Interrupted, install_signal_handlers
+from hpo._worker import EXIT_TOO_MANY_FAILURES, join_study, run_worker
 
 POLL_S = 0.5
 CRASH_RESTARTS = 3  # restarts for workers that exit with an error (killed workers always restart)
@@ -41,8 +36,10 @@ class RunResult:
 
 def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     """Creates or resumes the study and runs it to its end, an interrupt, or too many failures."""
+    from hpo._preflight import preflight
     from hpo.tracking import check_reachable, make_tracker
 
+    preflight(spec)  # before anything is created: the objective imports, the folders and stores are writable
     install_signal_handlers()
     started = time.monotonic()
     study = None
@@ -65,7 +62,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         if code != 0 or reason == "study complete":
             recover_orphans(study, spec, tracker)
     except Interrupted as exc:
-        code, reason = SIGNAL_EXIT_CODES[exc.signum], f"interrupted by {signal.Signals(exc.signum).name}"
+        code, reason = exc.exit_code, f"interrupted by {signal.Signals(exc.signum).name}"
     finally:
         tracker.close()
     if code == EXIT_TOO_MANY_FAILURES:
@@ -94,7 +91,12 @@ def gpu_assignment(jobs: int, gpus: list[str], per_trial: int) -> list[str | Non
 
 
 class Supervisor:
-    """Starts ``jobs`` worker processes, replaces dead ones, forwards Ctrl-C/SIGTERM, shows progress."""
+    """Starts ``jobs`` worker processes, replaces dead ones, forwards Ctrl-C/SIGTERM/SIGHUP, shows progress.
+
+    Workers run in sessions of their own (a Ctrl-C in the terminal reaches only the supervisor,
+    which forwards it), so nothing the kernel does ends them with the supervisor: they watch its
+    :class:`~hpo._lifeline.Lifeline` and stop (failing and re-queuing their trials) when it dies.
+    """
 
     def __init__(self, spec: StudySpec, jobs: int, study: object, progress: StudyProgress, tracker: object) -> None:
         self.spec, self.jobs, self.study, self.progress, self.tracker = spec, jobs, study, progress, tracker
@@ -105,24 +107,27 @@ class Supervisor:
         devices = spec.objective.fixed.get("devices", 1)
         self.gpus = gpu_assignment(jobs, gpu_ids(), devices if isinstance(devices, int) else 1)
         self.crash_restarts = 0
+        self.lifeline: Lifeline | None = None
 
     def start(self, index: int) -> subprocess.Popen:
+        assert self.lifeline is not None, "start workers inside run()"
         env = dict(os.environ)
         if self.gpus[index] is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[index]
-        log = open(self.logs_dir / f"worker-{index}.log", "a")  # noqa: SIM115 - kept open by the child
-        return subprocess.Popen(
-            [sys.executable, "-m", "hpo._worker", str(self.spec_file), str(index)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        with open(self.logs_dir / f"worker-{index}.log", "a") as log:  # the child keeps its own copy
+            return subprocess.Popen(
+                [sys.executable, "-m", "hpo._worker", str(self.spec_file), str(index)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self.lifeline.popen_kwargs(env),
+            )
 
     def run(self) -> tuple[int, str]:
-        procs = {i: self.start(i) for i in range(self.jobs)}
-        try:
-            return self._watch(procs)
-        except Interrupted as exc:
-            self._stop(procs, exc.signum)
-            raise
+        with Lifeline() as self.lifeline:
+            procs = {i: self.start(i) for i in range(self.jobs)}
+            try:
+                return self._watch(procs)
+            except Interrupted as exc:
+                self._stop(procs, exc.signum)
+                raise
 
     def _watch(self, procs: dict[int, subprocess.Popen]) -> tuple[int, str]:
         done: set[int] = set()

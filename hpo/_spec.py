@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+import stat
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,18 @@ class ParamSpec:
         """Whether this param exists given the params sampled so far."""
         return all(name in params and params[name] in allowed for name, allowed in self.when)
 
-    def finite_values(self) -> tuple[Any, ...] | None:
-        """The param's values when the set is finite (choices, values, or a stepped int range)."""
+    def finite_values(self) -> Sequence[Any] | None:
+        """The param's values when the set is finite (choices, values, or a stepped int range).
+
+        An int range comes back as a ``range``: it may hold billions of values, of which a grid
+        uses all (see :data:`MAX_GRID_POINTS`) and a ``when`` check only tests membership.
+        """
         if self.choices is not None:
             return self.choices
         if self.values is not None:
             return self.values
         if self.type == "int" and not self.log:
-            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            return range(int(self.low), int(self.high) + 1, int(self.step or 1))
         return None
 
     def describe(self) -> str:
@@ -172,48 +177,154 @@ _PARAM_KEYS = {
 }
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing duplicate keys (it keeps the last one silently)."""
+    """PyYAML's safe loader, refusing duplicate keys (it keeps the last one silently).
+
+    Keys are compared by value and by text: ``1`` and ``"1"`` (or ``true`` and ``"true"``) are
+    different Python keys but the same name once they reach a param, an option or a --set path.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
+        seen: dict[Any, str] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # `<<: *defaults`: keys given beside it override the merged ones on purpose
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            forms = [("text", str(key))]
+            if isinstance(key_node, yaml.ScalarNode):
+                forms.append(("text", key_node.value))
+            if isinstance(key, Hashable):  # an unhashable key is refused by PyYAML just below
+                forms.append(("value", key))
+            clash = next((seen[f] for f in forms if f in seen), None)
+            if clash is not None:
+                same = "" if clash == _key_text(key_node, key) else f" (the same key as {clash})"
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                    None, None, f"duplicate key {_key_text(key_node, key)}{same}", key_node.start_mark
                 )
-            seen.add(key)
+            seen.update(dict.fromkeys(forms, _key_text(key_node, key)))
         return super().construct_mapping(node, deep=deep)
 
 
+def _key_text(node: yaml.Node, key: Any) -> str:
+    """How a key was written: ``'1'`` for ``1``, ``'"1"'`` for a quoted ``"1"``."""
+    if isinstance(node, yaml.ScalarNode):
+        return repr(f"{node.style}{node.value}{node.style}" if node.style in ("'", '"') else node.value)
+    return repr(str(key))
+
+
+MAX_FILE_BYTES = 1_000_000  # a space file is a page of settings; data belongs elsewhere
+MAX_VALUES = 100_000        # values in the whole document after YAML aliases are expanded
+MAX_SPACE_ITEMS = 10_000    # params plus all their choices/values
+MAX_GRID_POINTS = 100_000   # every grid point becomes a queued trial in the study's storage
+
+# Exceptions PyYAML lets through for well-formed but unconstructible text (``2020-13-45`` is a
+# date with month 13, ``!!int 0b``, 10,000 nested brackets).
+_YAML_VALUE_ERRORS = (ValueError, OverflowError, RecursionError)
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Loads a YAML file with the safe loader; errors name the file and the line."""
+    """Loads a YAML space file with the safe loader; errors name the file and what is wrong.
+
+    Refuses what is not a regular file, files over :data:`MAX_FILE_BYTES`, binary and non-UTF-8
+    files (naming the byte offset) and YAML that cannot be constructed.
+    """
     path = Path(path)
+    source = str(path)
+    data = _read_bytes(path)
+    if b"\0" in data:
+        raise SpecError(source, "", f"looks like a binary file (a NUL byte at byte offset {data.index(0)}); "
+                        "expected a YAML text file")
     try:
-        text = path.read_text()
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(source, "", f"not UTF-8 text: byte {data[exc.start]:#04x} at byte offset {exc.start} "
+                        "cannot be decoded; save the file as UTF-8") from None
+    return parse_yaml(text, source, "")
+
+
+def _read_bytes(path: Path) -> bytes:
+    source = str(path)
+    try:
+        info = path.stat()
     except FileNotFoundError:
-        raise SpecError(str(path), "", "file not found; check the path") from None
-    except OSError as exc:
-        raise SpecError(str(path), "", f"cannot read the file: {exc.strerror}") from None
+        raise SpecError(source, "", "file not found; check the path") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise SpecError(source, "", f"cannot read the file: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SpecError(source, "", "is a folder; expected a YAML space file")
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError(source, "", "is not a regular file (a device or pipe?); expected a YAML space file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise SpecError(source, "", f"is {info.st_size:,} bytes; a space file may have at most "
+                        f"{MAX_FILE_BYTES:,} bytes (keep data in the objective, not the space file)")
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        with path.open("rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot read the file: {exc.strerror}") from None
+
+
+def parse_yaml(text: str, source: str, key_path: str) -> Any:
+    """Parses YAML text (a file or a --set value); any failure is a SpecError naming ``source``."""
+    try:
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(str(path), "", f"not valid YAML{where}: {problem}") from None
+        raise SpecError(source, key_path, f"not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise SpecError(source, key_path, "not a usable YAML document: nested too deeply") from None
+    except _YAML_VALUE_ERRORS as exc:
+        raise SpecError(source, key_path, f"not a usable YAML value: {exc} (quote it to keep it as text)") from None
+    _check_value_count(doc, source, key_path)
+    return doc
+
+
+def _check_value_count(doc: Any, source: str, key_path: str) -> None:
+    """Refuses documents that expand to over :data:`MAX_VALUES` values or refer to themselves.
+
+    YAML aliases (``*name``) let a few lines stand for an exponentially large or cyclic tree,
+    which would later hang or crash whatever copies or serialises it.
+    """
+    count = 0
+    on_path: set[int] = set()  # ids of the containers from the root down to the current node
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        count += 1
+        if count > MAX_VALUES:
+            raise SpecError(source, key_path, f"the document has more than {MAX_VALUES:,} values "
+                            "(YAML aliases included); simplify it")
+        if isinstance(node, (dict, list)):
+            if id(node) in on_path:
+                raise SpecError(source, key_path, "a YAML alias refers to a mapping or list that contains it; "
+                                "expected a tree")
+            on_path.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in ([*node, *node.values()] if isinstance(node, dict) else node))
 
 
 def parse_set(assignment: str) -> tuple[str, Any]:
     """Splits ``key.path=value``; the value is parsed as YAML (``0.1`` → float, ``[a, b]`` → list)."""
     key, sep, value = assignment.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise SpecError("--set", assignment, "expected key.path=value, e.g. --set study.seed=1")
+    if any(not part.strip() for part in key.split(".")):
+        raise SpecError("--set", key, "expected dot-separated key names, e.g. study.seed; found an empty name")
+    if not value.strip():
+        return key, None
     try:
-        return key.strip(), yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        return key.strip(), value
+        return key, parse_yaml(value, "--set", key)
+    except SpecError:
+        return key, value  # not usable YAML (`a: b: c`, `2020-13-45`): taken as the plain string
 
 
 def apply_override(doc: dict[str, Any], key_path: str, value: Any) -> None:
@@ -271,8 +382,47 @@ def spec_from_dict(
     return _Validator(source).spec(doc)
 
 
-def _kind(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+_MAX_INT = 2**63 - 1
+MAX_NAME_BYTES = 255  # one path component on Linux and macOS file systems
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a folder name on every system hpo runs on, or None."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"must be at most {MAX_NAME_BYTES} bytes (it names a folder), has {size}"
+    if any(ch in name for ch in "/\\"):
+        return "must not contain path separators"
+    if not name.isprintable():
+        return "must not contain control characters (newlines, tabs, ...)"
+    if name.startswith(("-", ".")):
+        return "must not start with '-' or '.' (it would read as a command-line flag or a hidden folder)"
+    if name != name.strip():
+        return "must not start or end with spaces"
+    return None
+
+
+def _is_among(value: Any, values: Sequence[Any]) -> bool:
+    """``value in values``, without the scan of every value that ``range`` makes for a non-int."""
+    if isinstance(values, range):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a sampled int 5 satisfies `when: {n: 5.0}`
+        return isinstance(value, int) and value in values
+    return value in values
+
+
+def _describe_values(values: Sequence[Any]) -> str:
+    if isinstance(values, range):
+        return f"(integers {values.start} to {values.stop - 1}, step {values.step})"
+    return str(list(values))
+
+
+def _kind(value: Any, limit: int = 80) -> str:
+    """``'abc' (str)``, cut to ``limit`` characters: an error message stays one readable line."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 5] + " ...."
+    return f"{text} ({type(value).__name__})"
 
 
 def _is_number(value: Any) -> bool:
@@ -288,16 +438,19 @@ class _Validator:
     def fail(self, key_path: str, message: str) -> None:
         raise SpecError(self.source, key_path, message)
 
-    def mapping(self, value: Any, key_path: str, allowed: Sequence[str]) -> dict[str, Any]:
+    def mapping(self, value: Any, key_path: str, allowed: Sequence[str] | None = None) -> dict[str, Any]:
+        """``value`` as a mapping with text keys, from ``allowed`` only (any name when None)."""
         if value is None:
             return {}
         if not isinstance(value, dict):
             self.fail(key_path, f"expected a mapping, got {_kind(value)}")
         for key in value:
-            if key not in allowed:
+            where = f"{key_path}.{key}" if key_path else str(key)
+            if allowed is not None and key not in allowed:
                 hint = did_you_mean(str(key), list(allowed))
-                self.fail(f"{key_path}.{key}" if key_path else str(key),
-                          f"unknown key{hint}; known keys: {', '.join(allowed)}")
+                self.fail(where, f"unknown key{hint}; known keys: {', '.join(allowed)}")
+            if not isinstance(key, str) or not key.strip():
+                self.fail(where, f"expected a key name (text), got {_kind(key)}; quote it in the file")
         return value
 
     def section(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -317,6 +470,8 @@ class _Validator:
         ok = isinstance(value, int) if integer else _is_number(value)
         if isinstance(value, bool) or not ok:
             self.fail(key_path, f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}")
+        if isinstance(value, int) and abs(value) > _MAX_INT:  # beyond a float and the stores' 64-bit ints
+            self.fail(key_path, f"expected a number between {-_MAX_INT} and {_MAX_INT}, got {_kind(value)}")
         if not math.isfinite(value):
             self.fail(key_path, f"expected a finite number, got {value}")
         if positive and value <= 0:
@@ -335,6 +490,8 @@ class _Validator:
 
     def spec(self, doc: dict[str, Any]) -> StudySpec:
         self.mapping(doc, "", list(_SCHEMA))
+        if isinstance(doc.get("space"), dict):
+            self.check_space_size(doc["space"])  # first: the checks after it take time per value
         sections = {name: self.section(doc, name) for name in _SCHEMA}
         space = self.space(doc.get("space"))
         study = self.study(sections["study"])
@@ -349,9 +506,7 @@ class _Validator:
 
     def study(self, s: dict[str, Any]) -> StudySettings:
         name = s["name"] or Path(self.source).stem
-        self.text(name, "study.name")
-        if any(ch in name for ch in "/\\\0") or name in (".", ".."):
-            self.fail("study.name", f"must not contain path separators, got {name!r}")
+        self.study_name(name, from_file=not s["name"])
         directions, metrics = self.objectives_of(s)
         n_trials = self.number(s["n_trials"], "study.n_trials", integer=True, positive=True)
         timeout = s["timeout"]
@@ -383,6 +538,15 @@ class _Validator:
             trial_timeout = self.number(trial_timeout, "study.trial_timeout", positive=True)
         return StudySettings(name, directions, metrics, n_trials, timeout, seed, storage, failures, retries,
                              interval, grace, fsync, trial_timeout)
+
+    def study_name(self, name: Any, from_file: bool) -> None:
+        """The name becomes a folder under hpo-runs/ and the MLflow experiment: one safe path component."""
+        self.text(name, "study.name")
+        problem = _name_problem(name)
+        if problem:
+            origin = f" (taken from the file name {Path(self.source).name!r})" if from_file else ""
+            self.fail("study.name", f"{problem}, got {_kind(name)}{origin}; set study.name to a plain name such as "
+                      "'mnist-lr'")
 
     def objectives_of(self, s: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if s["directions"] is not None or s["metrics"] is not None:
@@ -417,7 +581,7 @@ class _Validator:
         name = self.text(s["name"], f"{kind}.name")
         if name not in registry:
             self.fail(f"{kind}.name", registry.unknown_message(name))
-        options = self.mapping(s["options"], f"{kind}.options", list(s["options"] or {}))
+        options = self.mapping(s["options"], f"{kind}.options")
         problem = check_options(registry, name, options)
         if problem:
             self.fail(f"{kind}.options.{problem[0]}" if problem[0] else f"{kind}.options", problem[1])
@@ -425,10 +589,16 @@ class _Validator:
 
     def check_sampler_fits(self, sampler: ComponentSpec, study: StudySettings, space: tuple[ParamSpec, ...]) -> None:
         if sampler.name == "grid":
+            points = 1
             for p in space:
-                if p.finite_values() is None:
+                finite = p.finite_values()
+                if finite is None:
                     self.fail(f"space.{p.name}", "grid search needs a finite set: give `values: [...]` "
                               f"(or `choices:`), got a continuous {p.type} range")
+                points *= len(finite)
+                if points > MAX_GRID_POINTS:
+                    self.fail(f"space.{p.name}", f"the grid reaches {points:,} points at this param; the "
+                              f"limit is {MAX_GRID_POINTS:,} (use fewer values or another sampler)")
         if sampler.name in ("cmaes", "gp") and len(study.directions) > 1:
             self.fail("sampler.name", f"{sampler.name} supports a single objective; use nsga2 or tpe "
                       "with `directions:`")
@@ -443,7 +613,7 @@ class _Validator:
             problem = check_reference(name, base_dir=Path(self.source).parent)
             if problem:
                 self.fail("objective.name", problem)
-        fixed = self.mapping(s["fixed"], "objective.fixed", list(s["fixed"] or {}))
+        fixed = self.mapping(s["fixed"], "objective.fixed")
         for p in space:
             if p.name in fixed:
                 self.fail(f"space.{p.name}", "is also in objective.fixed; keep it in one place")
@@ -522,9 +692,19 @@ class _Validator:
             return ()
         if not isinstance(value, dict):
             self.fail("space", f"expected a mapping of parameter names to specs, got {_kind(value)}")
+        for name in value:
+            if not str(name).strip() or not str(name).isprintable():
+                self.fail(f"space.{name}", f"a param name must be printable, non-empty text, got {name!r}")
         params = {str(name): self.param(str(name), spec) for name, spec in value.items()}
         self.check_conditions(params)
         return tuple(_dependency_order(params))
+
+    def check_space_size(self, space: dict[Any, Any]) -> None:
+        items = len(space) + sum(len(spec.get(key) or ()) for spec in space.values() if isinstance(spec, dict)
+                                 for key in ("choices", "values") if isinstance(spec.get(key), list))
+        if items > MAX_SPACE_ITEMS:
+            self.fail("space", f"has {items:,} params and choices/values in total; the limit is "
+                      f"{MAX_SPACE_ITEMS:,} (search a range with low/high instead of listing values)")
 
     def param(self, name: str, spec: Any) -> ParamSpec:
         key = f"space.{name}"
@@ -549,7 +729,7 @@ class _Validator:
             if not (choice is None or isinstance(choice, (bool, int, float, str))):
                 self.fail(f"{key_path}[{i}]", f"choices must be strings, numbers, booleans or null, got {_kind(choice)}")
         if len({repr(c) for c in value}) != len(value):
-            self.fail(key_path, f"choices must be distinct, got {value}")
+            self.fail(key_path, f"choices must be distinct, got {_kind(value, 200)}")
         return tuple(value)
 
     def numeric(self, name: str, ptype: str, spec: dict[str, Any], when: tuple) -> ParamSpec:
@@ -570,6 +750,8 @@ class _Validator:
         high = self.number(spec["high"], f"{key}.high", integer=integer)
         if high < low:
             self.fail(f"{key}.high", f"must be >= low ({low}), got {high}")
+        if not math.isfinite(float(high) - float(low)):
+            self.fail(f"{key}.high", f"the range from {low} to {high} is too wide for a float")
         log = self.boolean(spec.get("log", False), f"{key}.log")
         step = spec.get("step")
         if log and low <= 0:
@@ -596,8 +778,8 @@ class _Validator:
                               f"known: {', '.join(params)}")
                 possible = params[other].finite_values()
                 for v in allowed:
-                    if possible is not None and v not in possible:
-                        self.fail(key, f"{v!r} is not a possible value of {other} {list(possible)}")
+                    if possible is not None and not _is_among(v, possible):
+                        self.fail(key, f"{v!r} is not a possible value of {other} {_describe_values(possible)}")
         try:
             _dependency_order(params)
         except ValueError as exc:

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo._context import TrialContext
+from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
+from hpo._signals import SIGNAL_EXIT_CODES, Interrupted, install_signal_handlers  # also imported from here
 from hpo._space import suggest
 from hpo._spec import StudySpec, spec_from_dict
 from hpo._study import (
@@ -41,27 +43,7 @@ if TYPE_CHECKING:
 
 EXIT_TOO_MANY_FAILURES = 3
 WAIT_FOR_OTHERS_S = 1.0
-SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class Interrupted(KeyboardInterrupt):
-    """Raised in the main thread by SIGINT/SIGTERM; remembers which signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def install_signal_handlers() -> None:
-    """Turns the first SIGINT/SIGTERM into :class:`Interrupted`; later ones wait for the cleanup."""
-
-    def handle(signum: int, frame: Any) -> None:
-        for sig in SIGNAL_EXIT_CODES:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    for sig in SIGNAL_EXIT_CODES:
-        signal.signal(sig, handle)
+ORPHAN_GRACE_S = 30.0  # a worker whose supervisor died exits hard if its cleanup takes longer
 
 
 @dataclass
@@ -105,7 +87,7 @@ def run_worker(
     too many trials fail in a row.
 
     Raises:
-        Interrupted: on SIGINT/SIGTERM, after the running trial was failed and re-queued.
+        Interrupted: on SIGINT/SIGTERM/SIGHUP, after the running trial was failed and re-queued.
     """
     objective = resolve_objective(spec.objective.name, Path(spec.source).parent, spec.source)
     started = time.monotonic()
@@ -207,10 +189,16 @@ def release_memory() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry of a ``--jobs`` worker process: ``python -m hpo._worker SPEC_JSON INDEX``."""
+    """Entry of a ``--jobs`` worker process: ``python -m hpo._worker SPEC_JSON INDEX``.
+
+    The worker stops as on SIGTERM (its running trial failed and re-queued) when its supervisor
+    dies, however it dies: the supervisor's :class:`hpo._lifeline.Lifeline` closes.
+    """
     from hpo.tracking import make_tracker
 
     install_signal_handlers()
+    watch_parent(interrupt_self(ORPHAN_GRACE_S, SIGNAL_EXIT_CODES[signal.SIGTERM],
+                                "the supervisor is gone; stopping this worker"))
     spec_json, index = (argv or sys.argv[1:])[:2]
     payload = json.loads(Path(spec_json).read_text())
     spec = spec_from_dict(payload["raw"], source=payload["source"])
@@ -220,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.stop_reason, flush=True)
         return outcome.exit_code
     except Interrupted as exc:
-        return SIGNAL_EXIT_CODES[exc.signum]
+        return exc.exit_code
     finally:
         tracker.close()
 

@@ -1,6 +1,6 @@
 """The ``hpo`` command. Heavy imports (torch, Lightning, MLflow) happen inside the commands that need them.
 
-Exit codes: 0 success, 2 bad input, 1 anything else, 130/143 interrupted by SIGINT/SIGTERM.
+Exit codes: 0 success, 2 bad input, 1 anything else, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from hpo._errors import HpoError, SpecError, UsageError
+from hpo._errors import HpoError, SpecError, UsageError, one_line, os_error_message
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -118,21 +118,26 @@ def load(args: argparse.Namespace) -> Any:
 
 @command("validate")
 def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
+    from hpo._preflight import check_objective_imports
+
     spec = load(args)
+    check_objective_imports(spec)
     s = spec.study
-    console.print(f"[green]{spec.source}: valid[/green]")
+    # Names and values come from the user's file: escaped, so `[/x]` prints as text, not Rich markup.
+    console.print(f"[green]{escape(spec.source)}: valid[/green]")
     goal = ", ".join(f"{d} {m}" for d, m in zip(s.directions, s.metrics))
-    console.print(f"study {s.name!r}: {goal}; {s.n_trials} trials; sampler {spec.sampler.name} "
-                  f"{spec.sampler.options or ''}; pruner {spec.pruner.name} {spec.pruner.options or ''}")
-    console.print(f"objective {spec.objective.name}; fixed {spec.objective.fixed or '{}'}")
+    console.print(escape(f"study {s.name!r}: {goal}; {s.n_trials} trials; sampler {spec.sampler.name} "
+                         f"{spec.sampler.options or ''}; pruner {spec.pruner.name} {spec.pruner.options or ''}"))
+    console.print(escape(f"objective {spec.objective.name}; fixed {spec.objective.fixed or '{}'}"))
     table = Table(title="Search space")
     table.add_column("param")
     table.add_column("type")
     table.add_column("range / choices")
     for p in spec.space:
-        table.add_row(p.name, p.type, p.describe())
+        table.add_row(escape(p.name), p.type, escape(p.describe()))
     console.print(table)
     if spec.sampler.name == "grid":
         from hpo._space import grid_points
@@ -158,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and result.exit_code == 0:
         _write_report(spec, study, None, quiet=True)
     _print_paths(spec)
-    if result.exit_code in (130, 143):
+    if result.exit_code in (129, 130, 143):
         console.print(f"[yellow]interrupted; resume with: hpo run {spec.source}[/yellow]")
     return result.exit_code
 
@@ -322,16 +327,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        err_console.print("nothing was run; fix the file and try again (`hpo validate` checks it)")
-        return exc.exit_code
+        return _fail(f"{exc}; nothing was run (`hpo validate` checks a space file)", exc.exit_code)
     except HpoError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        # The user's folders and disks (read-only, full, no permission, name too long): their
+        # problem to fix, so one line naming the path; any other OSError is a bug and keeps its traceback.
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        return _fail(message, 2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
 
+
+def _fail(message: str, code: int) -> int:
+    """Prints ``error: message`` as one line (user text is never read as Rich markup) and returns ``code``."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "red"), " ", one_line(message)), soft_wrap=True)
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

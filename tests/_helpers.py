@@ -34,6 +34,17 @@ def slow(params, ctx):
         ctx.report(float(step), step=step)
     return params["x"]
 
+def held(params, ctx):
+    """Runs (reporting a step every 50 ms) while a file named ``hold`` exists beside this file."""
+    hold = os.path.join(os.path.dirname(__file__), "hold")
+    step = 0
+    while True:
+        ctx.report(float(step), step=step)
+        step += 1
+        if not os.path.exists(hold):
+            return params["x"]
+        time.sleep(0.05)
+
 def flaky(params, ctx):
     if params["x"] > 0:
         raise RuntimeError("x must not be positive")
@@ -155,3 +166,106 @@ CHROMIUM = os.environ.get("HPO_CHROMIUM", "/usr/bin/chromium")
 # services from this offline machine.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Polls ``predicate`` until it returns something truthy (returned); TimeoutError after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not reached within {timeout:g} s")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def trial_worker_pids(trials: list[Any]) -> set[int]:
+    """The pids recorded in the trials' ``worker`` user attr ("<host>:<pid>")."""
+    return {int(t.user_attrs["worker"].rpartition(":")[2]) for t in trials if "worker" in t.user_attrs}
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` (Linux /proc)."""
+    members = []
+    for pid in _pids():
+        try:
+            state, _, pgrp = _stat_fields(pid)[:3]
+        except OSError:
+            continue
+        if state != "Z" and int(pgrp) == pgid:
+            members.append(int(pid))
+    return members
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux /proc)."""
+    children = []
+    for child in _pids():
+        try:
+            if int(_stat_fields(child)[1]) == pid:
+                children.append(int(child))
+        except OSError:
+            continue
+    return children
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, pgrp, ...]; OSError when gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def _pids() -> list[str]:
+    return [e.name for e in Path("/proc").iterdir() if e.name.isdigit()] if Path("/proc").is_dir() else []
+
+
+def marked_processes(name: str, value: str) -> dict[int, str]:
+    """Live processes whose environment (as they started) holds ``name=value``: pid -> command line.
+
+    Linux /proc only (elsewhere: none). Processes of other users that this one cannot read are skipped.
+    """
+    needle = f"{name}={value}".encode()
+    found: dict[int, str] = {}
+    for pid in _pids():
+        entry = Path("/proc") / pid
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0") or _stat_fields(pid)[0] == "Z":
+                continue
+            found[int(pid)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def ancestors(pid: int) -> set[int]:
+    """``pid`` and every process above it (Linux /proc)."""
+    chain = set()
+    while pid > 0 and pid not in chain:
+        chain.add(pid)
+        try:
+            pid = int(_stat_fields(pid)[1])
+        except OSError:
+            break
+    return chain
+
+
+def resume_to_the_end(space: Path, workdir: Path, n_trials: int, *args: str) -> list[Any]:
+    """Runs ``hpo run SPACE ARGS`` to its end; checks it ends with exactly ``n_trials`` COMPLETE and
+    nothing RUNNING or WAITING; returns the trials."""
+    proc = start_hpo("run", space, *args, "--no-report", cwd=workdir)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    trials = load_trials(space)
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == n_trials
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    return trials

@@ -1,15 +1,60 @@
-"""Shared fixtures: a scratch folder per test, space files, a plain-Python objective, the CLI."""
+"""Shared fixtures: a scratch folder per test, space files, a plain-Python objective, the CLI,
+and a check that the session leaves no process running."""
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from _helpers import OBJECTIVES_PY
+from _helpers import OBJECTIVES_PY, ancestors, marked_processes
+
+# Every process the tests start inherits this variable (also those that escape into sessions of
+# their own, which a walk of the process tree would miss); at the end none may still run.
+SESSION_MARKER = "HPO_TEST_SESSION"
+LEAK_GRACE_S = float(os.environ.get("HPO_TEST_LEAK_GRACE_S", "10"))  # processes that are still exiting
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[SESSION_MARKER] = uuid.uuid4().hex  # an inner pytest gets its own
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_running():
+    """Fails the session when a process started during it still runs at its end (then kills it).
+
+    Set up before, so torn down after, the session's own servers (PostgreSQL, Chromium).
+    """
+    yield
+    leaked = left_running(os.environ[SESSION_MARKER], LEAK_GRACE_S)
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if leaked:
+        lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(leaked.items()))
+        pytest.fail(f"{len(leaked)} process(es) started by this test session still ran at its end "
+                    f"(killed now):\n{lines}", pytrace=False)
+
+
+def left_running(marker: str, grace_s: float) -> dict[int, str]:
+    """The processes marked with this session's ``marker`` still alive after ``grace_s``, but this
+    process and those above it."""
+    mine = ancestors(os.getpid())
+    deadline = time.monotonic() + grace_s
+    while True:
+        leaked = {pid: cmd for pid, cmd in marked_processes(SESSION_MARKER, marker).items() if pid not in mine}
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.2)
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -15,6 +15,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from hpo._lifeline import Lifeline, guarded
+from hpo._signals import interrupt_on_signals
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 NO_AUTH_WARNING = (
@@ -105,7 +108,12 @@ def server_command(
 
 
 class UiServer:
-    """A running ``mlflow server`` child process; stop it with :meth:`stop` (or ``with``)."""
+    """A running ``mlflow server`` child process; stop it with :meth:`stop` (or ``with``).
+
+    The server runs under a guard (``python -m hpo._lifeline``) in a process group of its own;
+    the guard kills that group when this process dies without calling :meth:`stop`, even by
+    SIGKILL, so no server is ever left listening.
+    """
 
     def __init__(
         self,
@@ -122,10 +130,21 @@ class UiServer:
         self.url = base_url(host, self.port)
         self._log = log if log is not None else tempfile.TemporaryFile()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lifeline: Lifeline | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 90.0) -> UiServer:
-        """Starts the server and waits until it answers ``/health``; raises if it does not."""
+        """Starts the server and waits until it answers ``/health``; raises if it does not.
+
+        Does nothing when the server already runs (``with UiServer(...).start() as s`` is one server).
+        """
         from hpo.tracking._mlflow import prepare_store
+
+        if self.running:
+            return self
 
         # Create the schema first (with the multi-process lock), not inside the server.
         prepare_store(self.tracking_uri)
@@ -133,13 +152,14 @@ class UiServer:
         # The background job runner (GenAI judges, trace rollups) starts ~8 processes; browsing
         # runs does not need it. Set the variable to true to get it back.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        self._lifeline = Lifeline()
         self.proc = subprocess.Popen(
-            server_command(self.tracking_uri, self.host, self.port, self.artifacts_dir),
+            guarded(server_command(self.tracking_uri, self.host, self.port, self.artifacts_dir)),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the whole group
-            env=env,
+            **self._lifeline.popen_kwargs(env),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -183,9 +203,11 @@ class UiServer:
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
+        if self._lifeline is not None:
+            self._lifeline.close()
 
     def __enter__(self) -> UiServer:
-        return self.start()
+        return self.start()  # a no-op after an explicit start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -205,7 +227,8 @@ def serve_ui(
     is used instead. A tracking server URI (``http://...``) is already a UI: its URL is printed.
 
     Returns:
-        0 when the server stopped by itself cleanly, 130 after Ctrl-C, 1 when it failed.
+        0 when the server stopped by itself cleanly, 1 when it failed, 130/143/129 after
+        SIGINT (Ctrl-C)/SIGTERM/SIGHUP. The server is stopped on every way out.
     """
     from hpo.tracking._mlflow import is_remote, sqlite_path
 
@@ -227,30 +250,35 @@ def serve_ui(
         port = new
     server = UiServer(tracking_uri, host=host, port=port, artifacts_dir=artifacts_dir)
     print(f"starting the MLflow UI on {server.url} (store: {tracking_uri}) ...", flush=True)
+    # SIGTERM (kill, docker stop) and SIGHUP (the terminal closed) stop the server as Ctrl-C does.
+    with interrupt_on_signals():
+        try:
+            return _serve(server, tracking_uri, experiment)
+        except KeyboardInterrupt as exc:
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                print("\nstopping the MLflow UI ...", file=sys.stderr)
+            return getattr(exc, "exit_code", 130)
+        finally:
+            server.stop()
+
+
+def _serve(server: UiServer, tracking_uri: str, experiment: str | None) -> int:
+    """Starts ``server``, prints the experiment's URL and waits until the server exits."""
     try:
         server.start()
-    except KeyboardInterrupt:
-        server.stop()
-        return 130
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    exp_id = None
     try:
-        exp_id = None
-        try:
-            exp_id = find_experiment_id(tracking_uri, experiment)
-        except Exception as exc:  # noqa: BLE001
-            print(f"warning: could not look up experiment {experiment!r}: {exc}", file=sys.stderr)
-        if experiment and exp_id is None:
-            print(f"(no experiment named {experiment!r} yet; run a study first)", file=sys.stderr)
-        print(f"MLflow UI: {experiment_url(server.url, exp_id)}", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        assert server.proc is not None
-        code = server.proc.wait()
-        print(f"the MLflow server exited with code {code}:\n{server.output_tail(2000)}", file=sys.stderr)
-        return 0 if code == 0 else 1
-    except KeyboardInterrupt:
-        print("\nstopping the MLflow UI ...", file=sys.stderr)
-        return 130
-    finally:
-        server.stop()
+        exp_id = find_experiment_id(tracking_uri, experiment)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: could not look up experiment {experiment!r}: {exc}", file=sys.stderr)
+    if experiment and exp_id is None:
+        print(f"(no experiment named {experiment!r} yet; run a study first)", file=sys.stderr)
+    print(f"MLflow UI: {experiment_url(server.url, exp_id)}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+    assert server.proc is not None
+    code = server.proc.wait()
+    print(f"the MLflow server exited with code {code}:\n{server.output_tail(2000)}", file=sys.stderr)
+    return 0 if code == 0 else 1

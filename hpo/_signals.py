@@ -1,0 +1,69 @@
+"""The signals that stop hpo cleanly: Ctrl-C (SIGINT), SIGTERM (``kill``, ``docker stop``) and
+SIGHUP (the terminal closed), each turned into :class:`Interrupted` in the main thread.
+
+Exit codes follow the shell's 128 + signal number: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+# SIGHUP does not exist on Windows.
+SIGNAL_EXIT_CODES: dict[int, int] = {
+    sig: 128 + int(sig)
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+    if sig is not None
+}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread by SIGINT/SIGTERM/SIGHUP; remembers which signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return SIGNAL_EXIT_CODES[self.signum]
+
+
+def install_signal_handlers() -> dict[int, Any]:
+    """Turns the first SIGINT/SIGTERM/SIGHUP into :class:`Interrupted`; later ones wait for the cleanup.
+
+    A SIGHUP that was ignored when the process started stays ignored: ``nohup hpo run ...`` goes on
+    after its terminal closes. Returns the handlers it replaced (see :func:`interrupt_on_signals`).
+    """
+
+    def handle(signum: int, frame: Any) -> None:
+        # Ignored, not queued: a second Ctrl-C must not cut the cleanup (fail + re-queue) short.
+        for sig in SIGNAL_EXIT_CODES:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
+
+
+def _nohup(sig: int) -> bool:
+    return sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """:func:`install_signal_handlers` for a block, then the previous handlers again.
+
+    Outside the main thread (where Python cannot set handlers) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = install_signal_handlers()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
