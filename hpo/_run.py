@@ -18,11 +18,13 @@ from hpo._progress import StudyProgress
 from hpo._spec import StudySpec
 from hpo._study import recover_orphans
 from hpo._worker import (
+    EXIT_STUCK_TRIAL,
     EXIT_TOO_MANY_FAILURES,
     SIGNAL_EXIT_CODES,
     Interrupted,
     install_signal_handlers,
     join_study,
+    no_complete_trial,
     run_worker,
 )
 
@@ -57,13 +59,15 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
             progress.mark_seen(study.get_trials(deepcopy=False))
             progress.update(study, force=True)
             if jobs == 1:
-                outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s))
+                outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
                 code, reason = outcome.exit_code, outcome.stop_reason
             else:
                 code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
             progress.update(study, force=True)
         if code != 0 or reason == "study complete":
             recover_orphans(study, spec, tracker)
+        if code == 0 and (why := no_complete_trial(study)):
+            code, reason = 1, why
     except Interrupted as exc:
         code, reason = SIGNAL_EXIT_CODES[exc.signum], f"interrupted by {signal.Signals(exc.signum).name}"
     finally:
@@ -146,8 +150,8 @@ class Supervisor:
         return 0, "study complete"
 
     def _may_restart(self, returncode: int) -> bool:
-        if returncode < 0:  # killed by a signal: the trial is re-queued and a new worker takes over
-            return True
+        if returncode < 0 or returncode == EXIT_STUCK_TRIAL:  # killed, or ended itself over a stuck
+            return True  # trial (already failed): a new worker takes over
         self.crash_restarts += 1
         return self.crash_restarts <= CRASH_RESTARTS
 

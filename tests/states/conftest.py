@@ -1,0 +1,59 @@
+"""Fixtures of the wrong-state tests: a space whose objective comes from ``stateobjs.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _helpers import base_space
+
+STATE_OBJECTIVES = '''
+import os, signal, sys, time
+
+def exits(params, ctx):
+    """sys.exit(0) in trials listed in fixed 'bad' (every trial when absent), else returns x."""
+    if ctx.number in params.get("bad", [ctx.number]):
+        sys.exit(0)
+    return params["x"]
+
+def spins(params, ctx):
+    """A pure-Python endless loop in the trials listed in 'bad'."""
+    if ctx.number in params["bad"]:
+        while True:
+            pass
+    return params["x"]
+
+def sleeps(params, ctx):
+    """time.sleep(100) in the trials listed in 'bad'."""
+    if ctx.number in params["bad"]:
+        time.sleep(100)
+    return params["x"]
+
+def deaf(params, ctx):
+    """Blocks SIGALRM, then sleeps: only the watchdog can end these trials."""
+    if ctx.number in params["bad"]:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(100)
+    return params["x"]
+
+def hard_exit(params, ctx):
+    """os._exit(3) in trial 1 (a crash no Python code sees)."""
+    if ctx.number == 1:
+        os._exit(3)
+    return params["x"]
+'''
+
+
+@pytest.fixture
+def state_space(workdir: Path, write_space):
+    """Writes ``stateobjs.py`` and a space running ``stateobjs.py:<objective>``; returns its path."""
+    (workdir / "stateobjs.py").write_text(STATE_OBJECTIVES)
+
+    def write(objective: str, n_trials: int = 3, fixed: dict[str, Any] | None = None, **study: Any) -> Path:
+        settings = {"direction": "minimize", "metric": "value", "n_trials": n_trials, "seed": 0,
+                    "max_consecutive_failures": 10, **study}
+        return write_space(base_space(objective={"name": f"stateobjs.py:{objective}", "fixed": fixed or {}},
+                                      study=settings))
+
+    return write
