@@ -26,6 +26,7 @@ from hpo._worker import (
     join_study,
     no_complete_trial,
     run_worker,
+    settle_parent,
 )
 
 POLL_S = 0.5
@@ -53,6 +54,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
     try:
         study, recovered = join_study(spec, tracker)
+        settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
         if recovered:
             console.print(f"re-queued trials {recovered}: their worker had died")
         with StudyProgress(spec, console) as progress:
@@ -66,6 +68,8 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
             progress.update(study, force=True)
         if code != 0 or reason == "study complete":
             recover_orphans(study, spec, tracker)
+        if reason == "study complete":
+            settle_parent(study, tracker, complete=True)
         if code == 0 and (why := no_complete_trial(study)):
             code, reason = 1, why
     except Interrupted as exc:

@@ -84,11 +84,23 @@ def trial_seed(study_seed: int | None, number: int) -> int:
 
 def connect_tracker(study: optuna.Study, spec: StudySpec, tracker: Tracker) -> None:
     """Finds the study's parent record, creating it once under the study lock."""
+    from hpo.tracking import open_parent_run
+
     with study_lock(spec):
-        parent = study.user_attrs.get("mlflow_parent_run_id")
-        created = tracker.start_study(study_info(spec), parent)
-        if created is not None and created != parent:  # new, or the old parent run was deleted
-            study.set_user_attr("mlflow_parent_run_id", created)
+        open_parent_run(tracker, study_info(spec), study)
+
+
+def settle_parent(study: optuna.Study, tracker: Tracker, complete: bool) -> None:
+    """Closes the study's tracker record when no trial of the study runs: FINISHED when the study
+    is ``complete``, else KILLED.
+
+    A worker that dies (``os._exit``, SIGKILL, a stuck trial) never closes the record itself;
+    ``hpo run`` calls this once it has recovered such workers' trials, and again at the end.
+    """
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tracker.close_parent("FINISHED" if complete else "KILLED")
 
 
 def join_study(spec: StudySpec, tracker: Tracker, worker_index: int = 0) -> tuple[optuna.Study, list[int]]:

@@ -25,9 +25,8 @@ def spins(params, ctx):
     return params["x"]
 
 def sleeps(params, ctx):
-    """time.sleep(100) in the trials listed in 'bad'."""
-    if ctx.number in params["bad"]:
-        time.sleep(100)
+    """time.sleep(100) in the trials listed in 'bad', else sleeps 'pause' seconds (default 0)."""
+    time.sleep(100 if ctx.number in params["bad"] else params.get("pause", 0))
     return params["x"]
 
 def deaf(params, ctx):
@@ -42,6 +41,14 @@ def hard_exit(params, ctx):
     if ctx.number == 1:
         os._exit(3)
     return params["x"]
+
+def parent_status(params, ctx):
+    """1.0 while the study's MLflow parent run is RUNNING, else 0.0."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient("sqlite:///" + os.path.abspath("hpo-runs/mlflow.db"))
+    (parent,) = client.search_runs([client.get_experiment_by_name("space").experiment_id],
+                                   "tags.`hpo.role` = 'parent'")
+    return 1.0 if parent.info.status == "RUNNING" else 0.0
 '''
 
 
@@ -50,10 +57,27 @@ def state_space(workdir: Path, write_space):
     """Writes ``stateobjs.py`` and a space running ``stateobjs.py:<objective>``; returns its path."""
     (workdir / "stateobjs.py").write_text(STATE_OBJECTIVES)
 
-    def write(objective: str, n_trials: int = 3, fixed: dict[str, Any] | None = None, **study: Any) -> Path:
+    def write(objective: str, n_trials: int = 3, fixed: dict[str, Any] | None = None, mlflow: bool = False,
+              **study: Any) -> Path:
         settings = {"direction": "minimize", "metric": "value", "n_trials": n_trials, "seed": 0,
                     "max_consecutive_failures": 10, **study}
         return write_space(base_space(objective={"name": f"stateobjs.py:{objective}", "fixed": fixed or {}},
-                                      study=settings))
+                                      study=settings, mlflow={"enabled": mlflow}))
 
     return write
+
+
+def mlflow_runs(workdir: Path) -> list[Any]:
+    """Every run of the default MLflow store under ``workdir/hpo-runs`` (experiment ``space``)."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir}/hpo-runs/mlflow.db")
+    experiment = client.get_experiment_by_name("space")
+    return client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=5000)
+
+
+@pytest.fixture
+def runs_in_mlflow(workdir: Path):
+    """``runs_in_mlflow()``: every run of the study's default MLflow store."""
+    return lambda: mlflow_runs(workdir)
