@@ -169,7 +169,8 @@ def no_complete_trial(study: optuna.Study) -> str | None:
     failed = [t for t in trials if t.state == TrialState.FAIL]
     last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start, default=None)
     detail = f"; last error: {last.user_attrs.get(keys.FAIL_REASON, '')}" if last is not None else ""
-    return f"no trial completed ({len(failed)} failed, {len(trials) - len(failed)} other){detail}"
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    return f"no trial completed ({len(failed)} failed, {pruned} pruned){detail}"
 
 
 def others_running(study: optuna.Study) -> bool:
@@ -218,15 +219,16 @@ def run_trial(
             trial.set_user_attr(keys.PRUNED_AT_EPOCH, ctx.last_step)
         frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         tracker.end_trial("PRUNED", None, pruned_at_step=trial.user_attrs.get(keys.PRUNED_AT_EPOCH))
-    except KeyboardInterrupt as exc:  # our Interrupted (SIGINT/SIGTERM) or a real Ctrl-C
-        reason = f"interrupted ({type(exc).__name__}: {exc})"
-        running = study._storage.get_trial(trial._trial_id)
-        if fail_running_trial(study, running, reason):
-            requeue(study, running, spec, reason, counts=False)
-        tracker.end_trial("KILLED", None, reason=reason)
-        raise
-    except (Exception, SystemExit, TrialTimeout) as exc:  # noqa: BLE001 - fails only this trial
-        reason = failure_reason(exc)
+    except (Exception, KeyboardInterrupt, SystemExit, TrialTimeout) as exc:  # noqa: BLE001
+        interrupt = interrupt_behind(exc)
+        if interrupt is not None:  # our Interrupted (SIGINT/SIGTERM) or a real Ctrl-C
+            reason = f"interrupted ({type(interrupt).__name__}: {interrupt})"
+            running = study._storage.get_trial(trial._trial_id)
+            if fail_running_trial(study, running, reason):
+                requeue(study, running, spec, reason, counts=False)
+            tracker.end_trial("KILLED", None, reason=reason)
+            raise interrupt from None
+        reason = failure_reason(exc)  # anything else fails this trial only
         (workdir / "error.txt").write_text(traceback.format_exc())
         trial.set_user_attr(keys.FAIL_REASON, reason[:4000])
         frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -238,6 +240,19 @@ def run_trial(
         del ctx
         release_memory()
     return frozen
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt that ``exc`` is, or that a framework turned into ``SystemExit``, else None.
+
+    Lightning answers a KeyboardInterrupt (our :class:`Interrupted` included) with a graceful
+    shutdown and ``sys.exit(1)``; that exit is still the user's Ctrl-C/SIGTERM, not the
+    objective's own ``sys.exit``, so the trial is re-queued and the study stops.
+    """
+    seen: BaseException | None = exc
+    while isinstance(seen, SystemExit):
+        seen = seen.__cause__ or seen.__context__
+    return seen if isinstance(seen, KeyboardInterrupt) else None
 
 
 def failure_reason(exc: BaseException) -> str:

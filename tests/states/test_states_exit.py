@@ -44,3 +44,16 @@ def test_a_rerun_of_a_study_without_a_complete_trial_exits_1(state_space, cli):
     assert cli("run", path, "--no-report")[0] == 1
     code, out, _ = cli("run", path, "--no-report")
     assert code == 1 and "no trial completed (2 failed" in out
+
+
+def test_an_interrupt_turned_into_sys_exit_by_the_framework_still_stops_the_study(state_space, workdir):
+    """Lightning catches KeyboardInterrupt and calls sys.exit(1): that is the user's signal, not
+    the objective's own exit, so the trial is re-queued and hpo run ends as interrupted."""
+    path = state_space("lightning_like", n_trials=4)
+    proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    trials = {t.number: t for t in load_trials(path)}
+    assert trials[0].state.name == "COMPLETE" and trials[1].state.name == "FAIL"
+    assert trials[1].user_attrs["fail_reason"] == "interrupted (Interrupted: SIGTERM)"
+    assert [t.user_attrs.get("retry_of") for t in trials.values() if t.state.name == "WAITING"] == [1]
