@@ -59,6 +59,34 @@ def lightning_like(params, ctx):
     except KeyboardInterrupt:
         sys.exit(1)
     return params["x"]
+
+def lightning_sleeps(params, ctx):
+    """Trains a one-weight Lightning model; in the trials listed in 'bad' its training steps hang."""
+    import pytorch_lightning as pl
+    import torch
+
+    bad = ctx.number in params["bad"]
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            with open(os.path.join(str(ctx.workdir), "steps.log"), "a") as f:
+                f.write(f"{batch_idx}\\n")
+            if bad and batch_idx == 1:
+                time.sleep(100)
+            return ((self.w - batch[0]) ** 2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(8, 1)), batch_size=2)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(Tiny(), data)
+    return params["x"]
 '''
 
 

@@ -62,3 +62,18 @@ def test_the_alarm_interrupts_the_block_and_the_previous_handler_comes_back():
             time.sleep(5)
     assert signal.getsignal(signal.SIGALRM) is before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_limit_stops_lightning_training_mid_epoch(state_space, cli, workdir):
+    """Lightning re-raises TrialTimeout (it only swallows KeyboardInterrupt): the hung trial's
+    training stopped at its second step, and the next trial trained in full."""
+    import pytorch_lightning  # noqa: F401 - imported here, not inside the first trial's time limit
+
+    path = state_space("lightning_sleeps", n_trials=3, fixed={"bad": [1]}, trial_timeout=3)
+    code, out, _ = cli("run", path, "--no-report")
+    assert code == 0, out
+    trials = load_trials(path)
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[1].user_attrs["fail_reason"] == "trial exceeded trial_timeout of 3 s"
+    steps = {n: (workdir / f"hpo-runs/space/trials/{n:05d}/steps.log").read_text().split() for n in range(3)}
+    assert steps == {0: ["0", "1", "2", "3"], 1: ["0", "1"], 2: ["0", "1", "2", "3"]}
