@@ -13,8 +13,11 @@ def running(runs) -> list[str]:
                   and r.info.lifecycle_stage == "active")
 
 
-def test_deleting_mlflow_db_mid_study_leaves_no_run_running(state_space, workdir, runs_in_mlflow):
-    path = state_space("sleeps", n_trials=6, fixed={"bad": [], "pause": 0.4}, mlflow=True)
+def test_deleting_mlflow_db_mid_study_leaves_no_run_running(write_space, workdir, runs_in_mlflow):
+    from _helpers import base_space
+
+    path = write_space(base_space(objective={"name": "objs.py:slow", "fixed": {"sleep": 0.05}}, mlflow={},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 8, "seed": 0}))
     proc = start_hpo("run", path, "--no-report", cwd=workdir)
     deadline = time.monotonic() + 60
     while len([t for t in _trials(path) if t.state.name == "COMPLETE"]) < 2:
