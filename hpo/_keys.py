@@ -24,6 +24,7 @@ TEACHER_CHECKPOINT = "teacher_checkpoint"
 
 # --- study user attrs -------------------------------------------------------------------------
 MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run
+STUDY_UUID = "study_uuid"              # the study's own identity; its MLflow runs carry it as a tag
 STUDY_FIXED = "fixed"                  # objective.fixed at creation
 STUDY_SEED = "seed"                    # study.seed at creation
 STUDY_SPEC = "spec"                    # the whole space file at creation (the raw mapping)

@@ -31,15 +31,16 @@ def write_report(spec: StudySpec, study: Any, output_dir: Path | None = None) ->
 
 def log_study_artifact(spec: StudySpec, study: Any, path: Path) -> None:
     """Attaches a file to the study's MLflow parent run, when there is one."""
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if not spec.mlflow.enabled or parent is None:
-        return
+    from hpo import _keys as keys
+
+    if not spec.mlflow.enabled or study.user_attrs.get(keys.MLFLOW_PARENT_RUN_ID) is None:
+        return  # checked first: MLflow takes a second to import
     from hpo._study import study_info
-    from hpo.tracking import make_tracker
+    from hpo.tracking import make_tracker, open_parent_run
 
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
     try:
-        tracker.start_study(study_info(spec), parent)
-        tracker.log_artifact(str(path))
+        if open_parent_run(tracker, study_info(spec), study, create=False) is not None:
+            tracker.log_artifact(str(path))
     finally:
         tracker.close()

@@ -19,7 +19,14 @@ from hpo._progress import StudyProgress
 from hpo._spec import StudySpec
 from hpo._study import recover_orphans
 from hpo._signals import Interrupted, install_signal_handlers
-from hpo._worker import EXIT_TOO_MANY_FAILURES, join_study, run_worker
+from hpo._worker import (
+    EXIT_STUCK_TRIAL,
+    EXIT_TOO_MANY_FAILURES,
+    join_study,
+    no_complete_trial,
+    run_worker,
+    settle_parent,
+)
 
 POLL_S = 0.5
 CRASH_RESTARTS = 3  # restarts for workers that exit with an error (killed workers always restart)
@@ -48,19 +55,24 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
     try:
         study, recovered = join_study(spec, tracker)
+        settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
         if recovered:
             console.print(f"re-queued trials {recovered}: their worker had died")
         with StudyProgress(spec, console) as progress:
             progress.mark_seen(study.get_trials(deepcopy=False))
             progress.update(study, force=True)
             if jobs == 1:
-                outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s))
+                outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
                 code, reason = outcome.exit_code, outcome.stop_reason
             else:
                 code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
             progress.update(study, force=True)
         if code != 0 or reason == "study complete":
             recover_orphans(study, spec, tracker)
+        if reason == "study complete":
+            settle_parent(study, tracker, complete=True)
+        if code == 0 and (why := no_complete_trial(study)):
+            code, reason = 1, why
     except Interrupted as exc:
         code, reason = exc.exit_code, f"interrupted by {signal.Signals(exc.signum).name}"
     finally:
@@ -151,8 +163,8 @@ class Supervisor:
         return 0, "study complete"
 
     def _may_restart(self, returncode: int) -> bool:
-        if returncode < 0:  # killed by a signal: the trial is re-queued and a new worker takes over
-            return True
+        if returncode < 0 or returncode == EXIT_STUCK_TRIAL:  # killed, or ended itself over a stuck
+            return True  # trial (already failed): a new worker takes over
         self.crash_restarts += 1
         return self.crash_restarts <= CRASH_RESTARTS
 

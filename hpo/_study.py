@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,11 +140,18 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
+    """Refuses a spec the existing study cannot go on with (directions, space; see hpo._compat_space)."""
     stored = [d.name.lower() for d in study.directions]
     if stored != list(spec.study.directions):
         raise UsageError(f"study {spec.study.name!r} already exists with directions {stored}, but the space "
                          f"file asks for {list(spec.study.directions)}; rename the study or delete "
                          f"{spec.study_dir}")
+    from hpo._compat_space import check_space
+
+    accepted = check_space(study, spec)
+    if accepted:  # Optuna goes on with these; say so, since the study now mixes two spaces
+        print(f"warning: study {spec.study.name!r} goes on with a changed space: {'; '.join(accepted)}",
+              file=sys.stderr, flush=True)
 
 
 LOST_PREFIX = "hpo:lost:"

@@ -65,14 +65,14 @@ def _fixed(cfg: Any) -> dict[str, Any]:
 def _tracker(cfg: Any, tracking_uri: str | None) -> Any:
     """Logs the retrain as a run under the study's MLflow parent (a new parent if that is gone)."""
     from hpo import __version__
-    from hpo.tracking import make_tracker
+    from hpo.tracking import make_tracker, open_parent_run
 
     enabled = cfg.experiment is not None or tracking_uri is not None
     tracker = make_tracker(tracking_uri or cfg.tracking_uri, cfg.experiment or cfg.study_name, enabled)
     info = {"study_name": cfg.study_name, "experiment": cfg.experiment or cfg.study_name,
             "objective": cfg.objective, "metrics": list(cfg.metrics), "directions": list(cfg.directions),
             "git_sha": cfg.git_sha, "hpo_version": __version__}
-    tracker.start_study(info, cfg.mlflow_parent_run_id)
+    open_parent_run(tracker, info, parent_run_id=cfg.mlflow_parent_run_id)
     return tracker
 
 

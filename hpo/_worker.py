@@ -8,8 +8,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo import _keys as keys
 from hpo._context import TrialContext
+from hpo._deadline import TrialDeadline, TrialTimeout
 from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
 from hpo._signals import SIGNAL_EXIT_CODES, Interrupted, install_signal_handlers  # also imported from here
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
     from hpo.tracking import Tracker
 
 EXIT_TOO_MANY_FAILURES = 3
+EXIT_STUCK_TRIAL = 4  # a trial ignored its trial_timeout: the worker ended itself (always restarted)
+STUCK_RECORD_TIMEOUT_S = 30.0
 WAIT_FOR_OTHERS_S = 1.0
 ORPHAN_GRACE_S = 30.0  # a worker whose supervisor died exits hard if its cleanup takes longer
 
@@ -60,11 +66,23 @@ def trial_seed(study_seed: int | None, number: int) -> int:
 
 def connect_tracker(study: optuna.Study, spec: StudySpec, tracker: Tracker) -> None:
     """Finds the study's parent record, creating it once under the study lock."""
+    from hpo.tracking import open_parent_run
+
     with study_lock(spec):
-        parent = study.user_attrs.get("mlflow_parent_run_id")
-        created = tracker.start_study(study_info(spec), parent)
-        if created is not None and created != parent:  # new, or the old parent run was deleted
-            study.set_user_attr("mlflow_parent_run_id", created)
+        open_parent_run(tracker, study_info(spec), study)
+
+
+def settle_parent(study: optuna.Study, tracker: Tracker, complete: bool) -> None:
+    """Closes the study's tracker record when no trial of the study runs: FINISHED when the study
+    is ``complete``, else KILLED.
+
+    A worker that dies (``os._exit``, SIGKILL, a stuck trial) never closes the record itself;
+    ``hpo run`` calls this once it has recovered such workers' trials, and again at the end.
+    """
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tracker.close_parent("FINISHED" if complete else "KILLED")
 
 
 def join_study(spec: StudySpec, tracker: Tracker, worker_index: int = 0) -> tuple[optuna.Study, list[int]]:
@@ -82,9 +100,13 @@ def run_worker(
     tracker: Tracker,
     study: optuna.Study,
     on_trial_end: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    stuck_exit_code: int = EXIT_STUCK_TRIAL,
 ) -> WorkerOutcome:
     """Runs trials of a joined study (:func:`join_study`) until it is done, the timeout passes or
     too many trials fail in a row.
+
+    ``stuck_exit_code`` is the exit status of this process when a trial ignores its time limit
+    (:func:`run_trial`): a supervised worker's tells the supervisor to start another one.
 
     Raises:
         Interrupted: on SIGINT/SIGTERM/SIGHUP, after the running trial was failed and re-queued.
@@ -103,7 +125,7 @@ def run_worker(
             recover_orphans(study, spec, tracker)
             time.sleep(WAIT_FOR_OTHERS_S)
             continue
-        frozen = run_trial(study, trial, spec, objective, tracker)
+        frozen = run_trial(study, trial, spec, objective, tracker, stuck_exit_code)
         count += 1
         if on_trial_end is not None:
             on_trial_end(study, frozen)
@@ -111,9 +133,26 @@ def run_worker(
             continue
         failures = consecutive_failures(study.get_trials(deepcopy=False), lost_trials(study))
         if failures >= spec.study.max_consecutive_failures:
-            reason = frozen.user_attrs.get("fail_reason", "")
+            reason = frozen.user_attrs.get(keys.FAIL_REASON, "")
             return WorkerOutcome(count, f"stopped after {failures} failed trials in a row; last error: {reason}",
                                  EXIT_TOO_MANY_FAILURES)
+
+
+def no_complete_trial(study: optuna.Study) -> str | None:
+    """Why a run that ended normally must still not exit 0: no trial of the study completed.
+
+    Returns None when some trial completed.
+    """
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    last = max(failed, key=lambda t: t.datetime_complete or t.datetime_start, default=None)
+    detail = f"; last error: {last.user_attrs.get(keys.FAIL_REASON, '')}" if last is not None else ""
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    return f"no trial completed ({len(failed)} failed, {pruned} pruned){detail}"
 
 
 def others_running(study: optuna.Study) -> bool:
@@ -123,10 +162,18 @@ def others_running(study: optuna.Study) -> bool:
 
 
 def run_trial(
-    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, objective: Callable[..., Any], tracker: Tracker
+    study: optuna.Study,
+    trial: optuna.Trial,
+    spec: StudySpec,
+    objective: Callable[..., Any],
+    tracker: Tracker,
+    stuck_exit_code: int = EXIT_STUCK_TRIAL,
 ) -> FrozenTrial:
     """Runs one trial to a final state; on interrupt, fails and re-queues it, then re-raises.
 
+    An objective that raises (``sys.exit`` included) or runs past ``study.trial_timeout`` fails
+    this trial only, for good (not re-queued). One that cannot be interrupted at its time limit
+    ends the process with ``stuck_exit_code`` after recording the failure (:func:`_end_stuck_trial`).
     A trial another process already ended (it took this worker for dead, failed and re-queued the
     trial) is left as that process left it: ``skip_if_finished``.
     """
@@ -137,32 +184,35 @@ def run_trial(
     params = suggest(trial, spec.space)
     config = {**spec.objective.fixed, **params}
     seed = trial_seed(spec.study.seed, trial.number)
-    trial.set_user_attr("seed", seed)
+    trial.set_user_attr(keys.SEED, seed)
     workdir = spec.study_dir / "trials" / f"{trial.number:05d}"
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = TrialContext(trial, params, config, spec.study.metrics, seed, workdir, spec.study_dir, tracker)
     run_id = tracker.start_trial(trial.number, params, spec.objective.fixed)
     if run_id:
-        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr(keys.MLFLOW_RUN_ID, run_id)
+    deadline = TrialDeadline(spec.study.trial_timeout,
+                             lambda reason: _end_stuck_trial(study, trial, reason, stuck_exit_code))
     try:
-        with get_heartbeat_thread(trial._trial_id, study._storage):
+        with get_heartbeat_thread(trial._trial_id, study._storage), deadline:
             values = run_objective(objective, ctx)
     except optuna.TrialPruned:
-        if "pruned_at_epoch" not in trial.user_attrs and ctx.last_step is not None:
-            trial.set_user_attr("pruned_at_epoch", ctx.last_step)
+        if keys.PRUNED_AT_EPOCH not in trial.user_attrs and ctx.last_step is not None:
+            trial.set_user_attr(keys.PRUNED_AT_EPOCH, ctx.last_step)
         frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        tracker.end_trial("PRUNED", None, pruned_at_step=trial.user_attrs.get("pruned_at_epoch"))
-    except (KeyboardInterrupt, SystemExit) as exc:
-        reason = f"interrupted ({type(exc).__name__}: {exc})"
-        running = study._storage.get_trial(trial._trial_id)
-        if fail_running_trial(study, running, reason):
-            requeue(study, running, spec, reason, counts=False)
-        tracker.end_trial("KILLED", None, reason=reason)
-        raise
-    except Exception as exc:  # noqa: BLE001 - any objective error fails only this trial
-        reason = f"{type(exc).__name__}: {exc}"
+        tracker.end_trial("PRUNED", None, pruned_at_step=trial.user_attrs.get(keys.PRUNED_AT_EPOCH))
+    except (Exception, KeyboardInterrupt, SystemExit, TrialTimeout) as exc:  # noqa: BLE001
+        interrupt = interrupt_behind(exc)
+        if interrupt is not None:  # our Interrupted (SIGINT/SIGTERM) or a real Ctrl-C
+            reason = f"interrupted ({type(interrupt).__name__}: {interrupt})"
+            running = study._storage.get_trial(trial._trial_id)
+            if fail_running_trial(study, running, reason):
+                requeue(study, running, spec, reason, counts=False)
+            tracker.end_trial("KILLED", None, reason=reason)
+            raise interrupt from None
+        reason = failure_reason(exc)  # anything else fails this trial only
         (workdir / "error.txt").write_text(traceback.format_exc())
-        trial.set_user_attr("fail_reason", reason[:4000])
+        trial.set_user_attr(keys.FAIL_REASON, reason[:4000])
         frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         tracker.end_trial("FAIL", None, reason=reason)
     else:
@@ -172,6 +222,52 @@ def run_trial(
         del ctx
         release_memory()
     return frozen
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt that ``exc`` is, or that a framework turned into ``SystemExit``, else None.
+
+    Lightning answers a KeyboardInterrupt (our :class:`Interrupted` included) with a graceful
+    shutdown and ``sys.exit(1)``; that exit is still the user's Ctrl-C/SIGTERM, not the
+    objective's own ``sys.exit``, so the trial is re-queued and the study stops.
+    """
+    seen: BaseException | None = exc
+    while isinstance(seen, SystemExit):
+        seen = seen.__cause__ or seen.__context__
+    return seen if isinstance(seen, KeyboardInterrupt) else None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why the objective failed its trial.
+
+    ``sys.exit`` in an objective fails the trial like any error: treating it as a request to
+    stop the study would end ``hpo run`` with success while no trial completed.
+    """
+    if isinstance(exc, SystemExit):
+        return f"objective called sys.exit({'' if exc.code is None else repr(exc.code)})"
+    if isinstance(exc, TrialTimeout):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _end_stuck_trial(study: optuna.Study, trial: optuna.Trial, reason: str, exit_code: int) -> None:
+    """From the watchdog thread: fails the trial that ignored its time limit, then ends the process.
+
+    The trial is not re-queued (its params would hang again). With ``--jobs N`` the supervisor
+    starts a new worker; with ``--jobs 1`` the next ``hpo run`` resumes the study and closes the
+    trial's MLflow run from this record.
+    """
+    def record() -> None:
+        running = study._storage.get_trial(trial._trial_id)
+        fail_running_trial(study, running, reason)
+
+    # The stuck main thread may hold a storage lock: record from a thread of its own and give up
+    # waiting for it after a while, so the process ends in any case.
+    writer = threading.Thread(target=record, daemon=True)
+    writer.start()
+    writer.join(STUCK_RECORD_TIMEOUT_S)
+    print(f"trial {trial.number} failed: {reason}; stopping this worker", file=sys.stderr, flush=True)
+    os._exit(exit_code)
 
 
 def release_memory() -> None:

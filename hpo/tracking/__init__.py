@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.tracking._base import Tracker, TrialOutcome
+from hpo.tracking._parent import open_parent_run, study_uuid
 
 if TYPE_CHECKING:
     from hpo.tracking._mlflow import MlflowTracker
@@ -29,7 +30,9 @@ __all__ = [
     "default_tracking_uri",
     "find_free_port",
     "make_tracker",
+    "open_parent_run",
     "serve_ui",
+    "study_uuid",
 ]
 
 

@@ -64,6 +64,14 @@ class Tracker:
         """
         return 0
 
+    def close_parent(self, status: str) -> None:
+        """Ends the study-level record with ``status`` (FINISHED or KILLED) if it is still running
+        (FINISHED also replaces KILLED).
+
+        Called when no process of the study runs a trial anymore (its workers died, or the study
+        is complete); the next ``start_trial`` marks the record running again.
+        """
+
     def log_artifact(self, path: str) -> None:
         """Attaches a file (dashboard, exported config) to the study-level record."""
 

@@ -6,7 +6,8 @@ so any number of worker processes, on any number of machines, can write one stor
 
 What lands in MLflow (see also ``CONTRACT.md``):
 
-* **Parent run** (run name = the study name), tags ``hpo.study``, ``hpo.role=parent``,
+* **Parent run** (run name = the study name), tags ``hpo.study``, ``hpo.study_uuid`` (the
+  Optuna study's identity, on every run of the study), ``hpo.role=parent``,
   ``sampler``, ``pruner``, ``objective``, ``space_file``, ``space_sha256``, ``git_sha``
   (also as ``mlflow.source.git.commit``), ``hpo_version``, ``metrics``, ``directions``;
   artifacts: the space file (when the parent is created), and whatever
@@ -19,7 +20,11 @@ What lands in MLflow (see also ``CONTRACT.md``):
   MLflow's limit are cut (with a ``...[truncated]`` marker). Every epoch's metrics with
   ``step=epoch``; the final objective value(s) as ``final.<metric>`` (e.g. ``final.val_acc``),
   logged at the trial's last step. MLflow status: FINISHED for COMPLETE and PRUNED, FAILED for
-  FAIL, KILLED for KILLED.
+  FAIL, KILLED for KILLED. The parent is RUNNING while trials run; FINISHED when the study is
+  complete or its last worker stops, KILLED when ``hpo run`` finds it RUNNING with no worker left.
+
+``reconcile`` finds a study's runs by ``hpo.study``/``hpo.study_uuid`` across the experiment, not
+by parent, so trial runs of a deleted parent are closed too.
 
 Writes of per-epoch metrics never block training: :meth:`MlflowTracker.log_metrics` only queues
 them; a background thread sends them, one ``log_batch`` per call (several queued calls for one
@@ -27,6 +32,10 @@ run are merged into one ``log_batch`` when the store lags behind), retrying with
 the store is busy (SQLite's "database is locked") or briefly unreachable. ``end_trial`` and
 ``close`` wait for the queue to drain, and an ``atexit`` hook closes trackers left open, so a
 normal exit loses nothing.
+
+The pieces, one concern per module: ``_names`` (keys and values as MLflow accepts them),
+``_retry`` (which store errors are retried, and how), ``_store`` (the store's location and
+first set-up), ``_writer`` (the background writer); this module is the tracker itself.
 """
 
 from __future__ import annotations
@@ -35,337 +44,40 @@ import atexit
 import contextlib
 import logging
 import math
-import os
-import queue
-import random
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from hpo.tracking._base import Tracker, TrialOutcome
+from hpo.tracking._names import (
+    MAX_TAG_VAL_LENGTH,
+    final_metric_names,
+    param_items,
+    sanitize_key,
+    to_float,
+    truncate,
+)
+from hpo.tracking._retry import _is_busy, _is_transient, with_retries
+from hpo.tracking._store import is_remote, prepare_store, sqlite_path
+from hpo.tracking._writer import _Batch, _Writer
+
+# Importable from here as before the split (tests, benchmarks, the UI module).
+from hpo.tracking._names import MAX_PARAM_VAL_LENGTH, TRUNCATION_MARK  # noqa: E402, F401
+from hpo.tracking._retry import RETRIES  # noqa: E402, F401
 
 _log = logging.getLogger(__name__)
-
-#: MLflow's limits (mlflow.utils.validation), repeated here so importing this module stays cheap.
-MAX_PARAM_VAL_LENGTH = 6000
-MAX_TAG_VAL_LENGTH = 8000
-MAX_KEY_LENGTH = 250
-MAX_METRICS_PER_BATCH = 1000
-TRUNCATION_MARK = "...[truncated]"
 
 #: Trial state -> MLflow run status.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 
-FINAL_PREFIX = "final."
-FIXED_PREFIX = "fixed."
+#: The tag naming the Optuna study a run belongs to (study user attr ``study_uuid``): a study's
+#: name alone is not unique, since a deleted study's name can be used again in the experiment.
+STUDY_UUID_TAG = "hpo.study_uuid"
 
-_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
-
-
-# --------------------------------------------------------------------------------------------
-# helpers (pure, importable without mlflow)
-# --------------------------------------------------------------------------------------------
-
-
-def truncate(value: str, limit: int) -> str:
-    """Cuts ``value`` to at most ``limit`` characters, marking the cut."""
-    if len(value) <= limit:
-        return value
-    return value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
-
-
-def sanitize_key(key: str) -> str:
-    """Makes ``key`` a valid MLflow param/metric/tag name (bad characters become ``_``)."""
-    key = _BAD_KEY_CHARS.sub("_", str(key)).strip("/") or "_"
-    # MLflow rejects names that normalize to another path ("a//b", "a/./b", "..").
-    key = re.sub(r"/+", "/", key)
-    key = "/".join(p if p not in (".", "..") else "_" for p in key.split("/"))
-    return key[:MAX_KEY_LENGTH]
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flattens nested mappings with dots: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def param_items(params: Mapping[str, Any], fixed: Mapping[str, Any]) -> dict[str, str]:
-    """The params a trial's run records: sampled ones as is, fixed ones under ``fixed.``."""
-    out: dict[str, str] = {}
-    for prefix, source in (("", params), (FIXED_PREFIX, fixed)):
-        for key, value in flatten(source or {}).items():
-            out[sanitize_key(prefix + key)] = truncate(str(value), MAX_PARAM_VAL_LENGTH)
-    return out
-
-
-def final_metric_names(metrics: list[str] | tuple[str, ...] | None, n: int) -> list[str]:
-    """``final.<metric>`` for each objective value (``final.value_<i>`` when names are missing)."""
-    names = list(metrics or [])
-    if len(names) != n:
-        names = ["value"] if n == 1 else [f"value_{i}" for i in range(n)]
-    return [sanitize_key(FINAL_PREFIX + m) for m in names]
-
-
-def _to_float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-_BUSY = (
-    "database is locked",
-    "database is busy",
-    "database table is locked",
-    "could not serialize access",
-    "deadlock detected",
-)
-_UNREACHABLE = (
-    "connection refused",
-    "connection reset",
-    "timed out",
-    "max retries exceeded",
-    "server closed the connection",
-    "temporarily_unavailable",
-)
-
-
-def _is_busy(exc: BaseException) -> bool:
-    """A database-busy error: the transaction was rolled back, so retrying cannot duplicate."""
-    text = str(exc).lower()
-    return any(s in text for s in _BUSY)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Whether a tracking-store error is worth retrying (busy database, server hiccup)."""
-    text = str(exc).lower()
-    return _is_busy(exc) or any(s in text for s in _UNREACHABLE)
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///...`` URI (None for other URIs or in-memory DBs)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    raw = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
-    if not raw or raw == ":memory:":
-        return None
-    return Path(raw)
-
-
-def is_remote(tracking_uri: str) -> bool:
-    return tracking_uri.startswith(("http://", "https://", "databricks"))
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock on ``path`` (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-_PREPARED: set[str] = set()
-_PREPARED_LOCK = threading.Lock()
-
-
-def prepare_store(tracking_uri: str) -> None:
-    """Creates the tracking store's tables once, safely when many processes start together.
-
-    For SQLite, MLflow runs its schema migrations in whatever process first opens a fresh
-    database; several workers doing so at once collide. This holds a file lock next to the
-    database while one process creates it, and switches the file to WAL journaling, which lets
-    readers (the UI, ``hpo status``) and one writer work at the same time.
-    """
-    for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is noise in `hpo run`
-        logging.getLogger(name).setLevel(logging.WARNING)
-    db = sqlite_path(tracking_uri)
-    if db is None:
-        return
-    with _PREPARED_LOCK:
-        if tracking_uri in _PREPARED:
-            return
-        db = db.expanduser().resolve()
-        with _file_lock(db.with_name(db.name + ".lock")):
-            import sqlite3
-
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-            SqlAlchemyStore(tracking_uri, (db.parent / "mlflow-artifacts").as_uri())
-            con = sqlite3.connect(db, timeout=60)
-            try:
-                con.execute("PRAGMA journal_mode=WAL")
-            finally:
-                con.close()
-        _PREPARED.add(tracking_uri)
-
-
-#: How many times a store call was retried in this process (tests and benchmarks read it).
-RETRIES = {"count": 0}
-
-
-def with_retries(
-    fn: Callable[[], Any],
-    what: str,
-    attempts: int = 12,
-    base: float = 0.05,
-    retry_if: Callable[[BaseException], bool] = _is_transient,
-) -> Any:
-    """Calls ``fn`` until it succeeds, retrying transient store errors with jittered backoff."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds
-            if attempt == attempts or not retry_if(exc):
-                raise
-            RETRIES["count"] += 1
-            delay = min(5.0, base * 2 ** (attempt - 1)) * (0.5 + random.random())
-            _log.debug("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --------------------------------------------------------------------------------------------
-# the background writer
-# --------------------------------------------------------------------------------------------
-
-
-class _Batch:
-    __slots__ = ("metrics", "params", "tags", "last_write")
-
-    def __init__(self) -> None:
-        self.metrics: list[Any] = []
-        self.params: list[Any] = []
-        self.tags: list[Any] = []
-        self.last_write = 0.0
-
-
-class _Writer:
-    """One daemon thread that writes queued run data, in order, with retries.
-
-    Metrics/params of a run are coalesced: a run is written at most once per ``interval``
-    seconds (counted from its first queued item), so fast epochs cost one ``log_batch`` per
-    interval instead of one per epoch, and a trial shorter than the interval one in all. An
-    ``end`` item writes what is pending for the run together with its final metrics and tags
-    in one ``log_batch``, then sets its status.
-    """
-
-    def __init__(
-        self,
-        send: Callable[[str, list[Any], list[Any], list[Any]], None],
-        terminate: Callable[[str, str], None],
-        interval: float,
-    ) -> None:
-        self._send = send
-        self._terminate = terminate
-        self.interval = interval
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._pid = os.getpid()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.errors: list[str] = []
-
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
-                self._queue, self._pid, self._thread = queue.Queue(), os.getpid(), None
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="hpo-mlflow-writer", daemon=True)
-                self._thread.start()
-
-    def put(self, item: tuple[Any, ...]) -> None:
-        self._ensure_thread()
-        self._queue.put(item)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Waits until everything queued so far is written (or given up on)."""
-        if self._thread is None or self._pid != os.getpid():
-            return True
-        done = threading.Event()
-        self._ensure_thread()
-        self._queue.put(("flush", done))
-        return done.wait(timeout)
-
-    def _loop(self) -> None:
-        q = self._queue
-        pending: dict[str, _Batch] = {}
-        while True:
-            now = time.monotonic()
-            due = [
-                b.last_write + self.interval - now
-                for b in pending.values()
-                if b.metrics or b.params or b.tags
-            ]
-            try:
-                item = q.get(timeout=max(0.0, min(due)) if due else None)
-            except queue.Empty:
-                item = None
-            if item is not None:
-                kind = item[0]
-                if kind == "flush":
-                    for run_id in list(pending):
-                        self._write(run_id, pending.pop(run_id))
-                    item[1].set()
-                    continue
-                run_id = item[1]
-                batch = pending.get(run_id)
-                if batch is None:  # a new run: its first write waits an interval too
-                    batch = pending[run_id] = _Batch()
-                    batch.last_write = time.monotonic()
-                if kind == "data":
-                    batch.metrics += item[2]
-                    batch.params += item[3]
-                    batch.tags += item[4]
-                elif kind == "end":
-                    batch.metrics += item[2]
-                    batch.tags += item[3]
-                    self._write(run_id, pending.pop(run_id), status=item[4])
-                    continue
-            now = time.monotonic()
-            for run_id, batch in list(pending.items()):
-                if (batch.metrics or batch.params or batch.tags) and now - batch.last_write >= self.interval:
-                    self._write(run_id, batch)
-                    batch.last_write = time.monotonic()
-                    batch.metrics, batch.params, batch.tags = [], [], []
-
-    def _write(self, run_id: str, batch: _Batch, status: str | None = None) -> None:
-        try:
-            if batch.metrics or batch.params or batch.tags:
-                with_retries(
-                    lambda: self._send(run_id, batch.metrics, batch.params, batch.tags), "log_batch", attempts=15
-                )
-            if status is not None:
-                with_retries(lambda: self._terminate(run_id, status), "set_terminated", attempts=15)
-        except Exception as exc:  # noqa: BLE001 - never let tracking kill training
-            msg = (
-                f"could not write {len(batch.metrics)} metric values, {len(batch.params)} params, "
-                f"{len(batch.tags)} tags{' and the end' if status else ''} of MLflow run {run_id}: {exc}"
-            )
-            self.errors.append(msg)
-            _log.warning(msg)
-
-
-# --------------------------------------------------------------------------------------------
-# the tracker
-# --------------------------------------------------------------------------------------------
 
 _OPEN_TRACKERS: weakref.WeakSet[MlflowTracker] = weakref.WeakSet()
 
@@ -434,6 +146,7 @@ class MlflowTracker(Tracker):
         self._ran_trials = False  # this tracker created the parent or ran trials under it
         self.experiment_id: str | None = None
         self.study_name: str | None = None
+        self.study_uuid: str | None = None
         self.metric_names: list[str] = []
         self._client_obj: Any = None
         self._trials: dict[int, _TrialRun] = {}  # thread id -> open trial
@@ -509,6 +222,7 @@ class MlflowTracker(Tracker):
 
     def start_study(self, study_info: Mapping[str, Any], parent_run_id: str | None = None) -> str | None:
         self.study_name = str(study_info.get("study_name") or "study")
+        self.study_uuid = study_info.get("study_uuid")
         self.metric_names = [str(m) for m in (study_info.get("metrics") or [])]
         if parent_run_id:
             run = self._existing_run(parent_run_id)
@@ -522,6 +236,7 @@ class MlflowTracker(Tracker):
         self.experiment_id = self._get_or_create_experiment(str(name))
         tags = {
             "hpo.study": self.study_name,
+            **self._identity_tags(),
             "hpo.role": "parent",
             "mlflow.runName": self.study_name,
             "mlflow.note.content": f"hpo study `{self.study_name}`; one nested run per trial.",
@@ -581,6 +296,7 @@ class MlflowTracker(Tracker):
             "mlflow.parentRunId": self.parent_run_id,
             "mlflow.runName": name,
             "hpo.study": self.study_name or "",
+            **self._identity_tags(),
             "hpo.role": role,
             "trial_number": str(number),
             "state": "RUNNING",
@@ -604,7 +320,7 @@ class MlflowTracker(Tracker):
         now = int(time.time() * 1000)
         batch = []
         for key, value in metrics.items():
-            number = _to_float(value)
+            number = to_float(value)
             if number is None:
                 _log.debug("metric %s=%r is not a number; not logged", key, value)
                 continue
@@ -648,7 +364,7 @@ class MlflowTracker(Tracker):
             return 0
         live = {int(n) for n in live_trial_numbers}
         fixed = 0
-        for run in self._running_children():
+        for run in self.study_runs(running_only=True):
             try:
                 number = int(run.data.tags.get("trial_number", ""))
             except ValueError:
@@ -666,6 +382,16 @@ class MlflowTracker(Tracker):
             fixed += 1
         return fixed
 
+    def close_parent(self, status: str) -> None:
+        parent = self.parent_run_id
+        if parent is None:
+            return
+        run = self._existing_run(parent)
+        # A complete study is FINISHED, also when an earlier look found it KILLED (its workers gone).
+        if run is not None and run.info.status in ("RUNNING", "KILLED" if status == "FINISHED" else "RUNNING"):
+            self._call("set_terminated", lambda: self.client.set_terminated(parent, status=status))
+        self._parent_status = status  # so that this tracker's next start_trial sets it RUNNING again
+
     def _last_step(self, run: Any) -> int:
         """The last step the run logged its study metric at (0 if none): where final values go."""
         if not self.metric_names or self.metric_names[0] not in run.data.metrics:
@@ -682,7 +408,7 @@ class MlflowTracker(Tracker):
         if outcome.values is not None:
             vals = list(outcome.values) if isinstance(outcome.values, (list, tuple)) else [outcome.values]
             for name, value in zip(final_metric_names(self.metric_names, len(vals)), vals):
-                number = _to_float(value)
+                number = to_float(value)
                 if number is not None and not math.isnan(number):
                     metrics.append(Metric(name, number, now, int(step)))
         tags = [RunTag("state", outcome.state)]
@@ -697,6 +423,10 @@ class MlflowTracker(Tracker):
         filt = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
         if running_only:
             filt += " and attributes.status = 'RUNNING'"
+        return self._search(filt)
+
+    def _search(self, filt: str) -> list[Any]:
+        """The runs of the study's experiment matching ``filt`` (all pages)."""
         runs: list[Any] = []
         token = None
         while True:
@@ -708,6 +438,30 @@ class MlflowTracker(Tracker):
             token = page.token
             if not token:
                 return runs
+
+    def study_runs(self, running_only: bool = False) -> list[Any]:
+        """Every trial run this study ever created, under any parent (all pages).
+
+        A parent run can go (deleted in the UI, or the store deleted while a worker still wrote
+        to it); its trial runs stay, tagged with the study. Runs of another study of the same
+        name (tagged with another ``hpo.study_uuid``) are not this study's; runs written before
+        that tag existed count when they are children of the current parent.
+        """
+        name = (self.study_name or "").replace("'", "\\'")
+        filt = f"tags.`hpo.study` = '{name}'" + (" and attributes.status = 'RUNNING'" if running_only else "")
+        return [run for run in self._search(filt) if self._is_ours(run)]
+
+    def _is_ours(self, run: Any) -> bool:
+        tags = run.data.tags
+        if tags.get("hpo.role") == "parent":
+            return False
+        uuid = tags.get(STUDY_UUID_TAG)
+        if uuid is not None and self.study_uuid is not None:
+            return uuid == self.study_uuid
+        return tags.get("mlflow.parentRunId") == self.parent_run_id
+
+    def _identity_tags(self) -> dict[str, str]:
+        return {STUDY_UUID_TAG: str(self.study_uuid)} if self.study_uuid else {}
 
     def _running_children(self) -> list[Any]:
         return self.child_runs(running_only=True)
