@@ -20,7 +20,7 @@ OBJECTIVES.register("resnet_classifier", "objectives:resnet_classifier")
 
 # Parameter names and checks of the built-ins, from a module that does not import torch (fast validation).
 _BUILTIN_PARAMS = "objectives._config:PARAM_NAMES"
-_BUILTIN_CONFIG = "objectives._config:objective_config"
+_BUILTIN_CONFIG = "objectives._config:TrainConfig"
 
 _FILE_REF = re.compile(r"^(?P<file>.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
 _MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)$")
@@ -58,16 +58,16 @@ def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[s
     """
     if name not in OBJECTIVES:
         return None
-    configure = import_object(_BUILTIN_CONFIG)
+    config = import_object(_BUILTIN_CONFIG)
     try:
-        configure(name, dict(fixed))
+        config.for_objective(name, dict(fixed))
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         return f"objective.fixed.{key}", problem
     for param, values in choices.items():
         for value in values:
             try:
-                configure(name, {**fixed, param: value})
+                config.for_objective(name, {**fixed, param: value})
             except ValueError as exc:
                 return f"space.{param}", str(exc).partition(": ")[2]
     return None

@@ -60,10 +60,9 @@ def resnet_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str,
 
         objective: {name: resnet_classifier, fixed: {dataset: "imagefolder:data/cifar10", depth: 20}}
     """
-    from objectives._config import objective_config
     from objectives._fit import run_classifier
 
-    result, _ = run_classifier("image", objective_config("resnet_classifier", params), ctx)
+    result, _ = run_classifier("image", TrainConfig.for_objective("resnet_classifier", params), ctx)
     return result
 
 

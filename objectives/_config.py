@@ -143,8 +143,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in _FIELDS.values():
             _check(f.name, getattr(self, f.name))
-        if self.arch == "resnet":
-            resnet_blocks(self.depth)
         if isinstance(self.teacher, Mapping):
             # Frozen and hashable enough: keep a plain dict copy, validated as a config of its own.
             teacher = dict(self.teacher)
@@ -155,6 +153,8 @@ class TrainConfig:
             except ValueError as exc:
                 raise ValueError(f"teacher.{exc}") from None
             object.__setattr__(self, "teacher", teacher)
+        if self.arch == "resnet":
+            resnet_blocks(self.depth)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> TrainConfig:
@@ -182,6 +182,19 @@ class TrainConfig:
             # A default value changes nothing (and to_dict() round-trips carry every key).
             if key in _ONLY_FOR and known[key] != _FIELDS[key].default and not _ONLY_FOR[key][0](config):
                 raise ValueError(f"{key}: only read with {_ONLY_FOR[key][1]}; remove it here (got {known[key]!r})")
+        return config
+
+    @classmethod
+    def for_objective(cls, objective: str, params: Mapping[str, Any]) -> TrainConfig:
+        """The config of built-in ``objective`` for a trial's params: its defaults
+        (:data:`OBJECTIVE_DEFAULTS`) under ``params``, and a check that it can build the
+        architecture asked for (``ValueError`` naming the key if not)."""
+        config = cls.from_params({**OBJECTIVE_DEFAULTS.get(objective, {}), **params})
+        archs = OBJECTIVE_ARCHS.get(objective, ARCHS)
+        if config.arch not in archs:
+            raise ValueError(f"arch: expected {' or '.join(archs)} for {objective}, got {config.arch!r}")
+        if objective == "sequence_classifier" and config.dataset.startswith("imagefolder:"):
+            raise ValueError("dataset: imagefolder:PATH holds images; use image_classifier or resnet_classifier")
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,14 +311,3 @@ def _check(key: str, value: Any) -> None:
             op = "<=" if high_incl else "<"
             raise ValueError(f"{key}: expected a value {op} {high}, got {value!r}")
 
-
-def objective_config(objective: str, params: Mapping[str, Any]) -> TrainConfig:
-    """The config of built-in ``objective`` for a trial's params: its defaults under ``params``, and
-    a check that it can build the architecture asked for (``ValueError`` naming the key if not)."""
-    config = TrainConfig.from_params({**OBJECTIVE_DEFAULTS.get(objective, {}), **params})
-    archs = OBJECTIVE_ARCHS.get(objective, ARCHS)
-    if config.arch not in archs:
-        raise ValueError(f"arch: expected {' or '.join(archs)} for {objective}, got {config.arch!r}")
-    if objective == "sequence_classifier" and config.dataset.startswith("imagefolder:"):
-        raise ValueError("dataset: imagefolder:PATH holds images; use image_classifier or resnet_classifier")
-    return config

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import objectives
-from objectives._config import TrainConfig, objective_config
+from objectives._config import TrainConfig
 from objectives._resnet import ResNet
 
 
@@ -27,13 +27,13 @@ from objectives._resnet import ResNet
 )
 def test_bad_knobs_are_refused(objective, params, message):
     with pytest.raises(ValueError, match=message):
-        objective_config(objective, params)
+        TrainConfig.for_objective(objective, params)
 
 
 def test_resnet_classifier_defaults_are_resnet20_width16():
-    cfg = objective_config("resnet_classifier", {"dataset": "digits"})
+    cfg = TrainConfig.for_objective("resnet_classifier", {"dataset": "digits"})
     assert (cfg.arch, cfg.depth, cfg.width, cfg.shortcut) == ("resnet", 20, 16, "A")
-    assert objective_config("resnet_classifier", {"depth": 56, "width": 8}).depth == 56
+    assert TrainConfig.for_objective("resnet_classifier", {"depth": 56, "width": 8}).depth == 56
     assert TrainConfig().arch == "convnet"  # the other built-ins are unchanged
 
 
