@@ -55,3 +55,21 @@ def test_config_builds_the_resnet_and_checkpoint_hparams_rebuild_it():
     again = build_model(dict(net.hparams))
     assert isinstance(again, ResNet)
     again.load_state_dict(net.state_dict())  # same architecture, key for key
+
+
+def test_a_bare_state_dict_teacher_of_a_resnet_student_loads_as_a_resnet(tmp_path):
+    import numpy as np
+
+    from objectives._data import ArrayData
+    from objectives._teacher import resolve_teacher
+
+    student = TrainConfig(arch="resnet", depth=8, width=4, shortcut="B")
+    teacher = ResNet((3, 8, 8), 3, depth=8, width=4, shortcut="B")
+    path = tmp_path / "teacher.pt"
+    torch.save(teacher.state_dict(), path)  # no architecture recorded: the student's is assumed
+    arrays = ArrayData(np.zeros((4, 3, 8, 8), np.float32), np.zeros(4, np.int64),
+                       np.zeros((2, 3, 8, 8), np.float32), np.zeros(2, np.int64), 3)
+    loaded = resolve_teacher(str(path), student, "image", None, arrays)
+    assert isinstance(loaded, ResNet) and loaded.hparams["shortcut"] == "B"
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(loaded(x), teacher.eval()(x))
