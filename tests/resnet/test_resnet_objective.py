@@ -48,7 +48,7 @@ def test_validate_refuses_a_bad_resnet_depth_with_one_line(cli, write_space):
     code, _, err = cli("validate", write_space(doc))
     assert code == 2
     first = err.strip().splitlines()[0]
-    assert "space.yaml: space.depth: expected 6n+2" in first and first.endswith("got 33")
+    assert "space.yaml: space.depth: expected 6n+2" in first and "got 33" in first
     assert "Traceback" not in err
     doc["space"]["depth"]["choices"] = [20, 32]
     code, _, err = cli("validate", write_space(doc))
