@@ -57,7 +57,7 @@ def test_validate_refuses_a_bad_resnet_depth_with_one_line(cli, write_space):
 
 def test_resnet_classifier_trains_a_resnet_on_an_image_folder(image_folder, make_ctx):
     root = image_folder(classes=("a", "b", "c"), per_class=24, size=(8, 8))
-    params = {"dataset": f"imagefolder:{root}", "depth": 8, "width": 4, "max_epochs": 4, "batch_size": 16,
+    params = {"dataset": f"imagefolder:{root}", "image_size": 6, "depth": 8, "width": 4, "max_epochs": 4, "batch_size": 16,
               "lr": 0.01, "val_fraction": 0.25, "threads": 1}
     seen: list[torch.nn.Module] = []
     original = ResNet.forward
@@ -71,7 +71,7 @@ def test_resnet_classifier_trains_a_resnet_on_an_image_folder(image_folder, make
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ResNet, "forward", spy)
         result = objectives.resnet_classifier(params, ctx)
-    assert seen and set(seen) == {(8, (3, 8, 8))}
+    assert seen and set(seen) == {(8, (3, 6, 6))}  # resized from 8x8 by the image_size knob
     assert len(seen) == 4 * (54 // 16)  # 4 epochs of full training batches (54 training images)
     assert result["val_acc"] > 0.6  # chance is 1/3
     ckpt = torch.load(ctx.workdir / "best.pt", weights_only=True)
