@@ -57,9 +57,9 @@ def test_validate_refuses_a_bad_resnet_depth_with_one_line(cli, write_space):
 
 def test_resnet_classifier_trains_a_resnet_on_an_image_folder(image_folder, make_ctx):
     root = image_folder(classes=("a", "b", "c"), per_class=24, size=(8, 8))
-    params = {"dataset": f"imagefolder:{root}", "image_size": 6, "depth": 8, "width": 4, "max_epochs": 4, "batch_size": 16,
-              "lr": 0.01, "val_fraction": 0.25, "threads": 1}
-    seen: list[torch.nn.Module] = []
+    params = {"dataset": f"imagefolder:{root}", "image_size": 6, "depth": 8, "width": 4, "max_epochs": 4,
+              "batch_size": 16, "lr": 0.01, "val_fraction": 0.25, "threads": 1}
+    seen: list[tuple[int, tuple[int, ...]]] = []
     original = ResNet.forward
 
     def spy(self, x):  # the network that actually sees the training batches
