@@ -1,130 +1,322 @@
-"""Training throughput of the built-in objective (Lightning) vs a hand-written PyTorch loop.
+"""Training throughput under hpo's trainer (``objectives.fit``) vs a plain ``Trainer.fit`` vs a
+hand-written PyTorch loop, on the same module, data, batch size and optimiser (AdamW).
 
-Both train the same ``ConvNet`` on the same device-resident digits tensors, batched by index
-with the same batch size, with AdamW; only the training part of each epoch is timed (the
-objective's own ``samples_per_sec`` metric on the Lightning side, a wall clock around the loop
-on the plain side). Warm-up epochs are discarded; runs are interleaved and repeated, and each
-side's fastest epoch over all repeats is kept (the least disturbed one on a shared machine). On a shared machine wall-clock rates swing with the load of
-other processes, so the table also gives samples per CPU-second of this process (``process_time``),
-which other processes' load affects far less; the ``cpu ratio`` is the Lightning overhead.
+Workloads (``--workloads``, comma-separated):
 
-    python benchmarks/throughput.py [--epochs 6 --warmup 2 --repeats 3 --models 32x2x64,64x2x256 --threads 0]
+* ``convnet-WxDxB``: the built-in ``image_classifier`` network on digits (device-resident tensors,
+  batched by index), width W, depth D, batch B;
+* ``resnet``: the built-in ``resnet_classifier`` network (``--resnet-depth``, width 16) on
+  synthetic 3x32x32 images, 10 classes, 384 training images, batch 32;
+* ``user``: the example user package ``examples/my_models`` (``SmallCNN(width=64)`` written with
+  ``import lightning as L``, ``DigitsDataModule(batch_size=64)`` with ordinary DataLoaders).
+
+Sides: ``hpo`` (``objectives.fit``: hpo's callbacks, Trainer settings and Lightning patches),
+``lightning`` (the module's own Lightning package, ``Trainer.fit`` with logging, progress bar,
+checkpointing and model summary off and no hpo callback or patch; the module gets an AdamW
+``configure_optimizers`` where it has none), ``raw`` (zero_grad/forward/cross-entropy/
+backward/step over the same batches, under bf16 autocast with ``--precision bf16-mixed``). ``--patches`` adds ``hpo-unpatched``: hpo with its two
+patches of Lightning internals (the cached ``is_param_in_hook_signature`` and the no-op
+profiler) undone, to show what they earn.
+
+Every run is its own process (Lightning patches are process-wide), with ``--threads`` torch
+threads. Only the training part of each epoch is timed, by epoch hooks on the Lightning sides
+(no per-step hook of the benchmark's own); warm-up epochs are dropped and a run's rate is its
+fastest epoch (the least disturbed on a shared machine). Runs are interleaved over
+``--repeats`` rounds; the table gives each side's median rate and spread (min-max) over the
+rounds, the mean step time of the raw loop, and the ratios of the medians. ``cpu`` rates use
+this process's CPU time, which other processes' load affects far less than the wall clock.
+
+    python benchmarks/throughput.py [--workloads convnet-32x2x64,convnet-64x2x256,resnet,user]
+        [--epochs 6 --warmup 2 --repeats 3 --threads 1 --precision 32-true --patches]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from objectives._callbacks import collect_metrics  # noqa: E402
-from objectives._config import TrainConfig  # noqa: E402
-from objectives._data import load_dataset, make_device_data  # noqa: E402
-from objectives._fit import build_classifier, fit  # noqa: E402
-from objectives._models import ConvNet  # noqa: E402
+SIDES = ("hpo", "lightning", "raw")
+RESNET_IMAGES, RESNET_BATCH = 384, 32
+USER_WIDTH, USER_BATCH = 64, 64
+LR = 1e-3
 
 
-class _PerEpoch(pl.Callback):
-    """The objective's own samples_per_sec metric, plus samples per CPU-second of this process.
-
-    Epoch hooks only: a per-step hook here would charge the benchmark's own cost to Lightning.
-    """
-
-    def __init__(self, samples_per_epoch: int) -> None:
-        self.samples = samples_per_epoch
-        self.rates: list[float] = []
-        self.cpu_rates: list[float] = []
-        self._c0 = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._c0 = time.process_time()
-
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self.cpu_rates.append(self.samples / (time.process_time() - self._c0))
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        self.rates.append(collect_metrics(trainer)["samples_per_sec"])
+# -- workloads: (module, data, batches-for-the-raw-loop, samples per training epoch) ------------------
 
 
-def lightning_rate(cfg: TrainConfig, warmup: int) -> tuple[float, float]:
-    module, data = build_classifier("image", cfg)
-    rec = _PerEpoch(min(len(data.train) * cfg.batch_size, len(data.train.x)))  # the ragged last batch is dropped
-    fit(module, data, cfg, None, callbacks=[rec])
-    return max(rec.rates[warmup:]), max(rec.cpu_rates[warmup:])
+def _convnet(spec: str):
+    from objectives._config import TrainConfig
+    from objectives._data import load_dataset
+
+    width, depth, batch = (int(v) for v in spec.split("x"))
+    cfg = TrainConfig(dataset="digits", width=width, depth=depth, batch_size=batch, lr=LR, seed=0)
+    arrays = load_dataset("digits", "image", cfg.val_fraction)
+    return _builtin(cfg, arrays)
 
 
-def plain_rate(cfg: TrainConfig, warmup: int, device: torch.device) -> tuple[float, float]:
-    arrays = load_dataset(cfg.dataset, "image", cfg.val_fraction)
-    torch.manual_seed(cfg.effective_seed)
-    model = ConvNet(arrays.input_shape, arrays.num_classes, cfg.width, cfg.depth, cfg.dropout).to(device)
+def _resnet(depth: int):
+    import numpy as np
+
+    from objectives._config import TrainConfig
+    from objectives._data import ArrayData
+
+    rng = np.random.default_rng(0)
+    n_val = RESNET_IMAGES // 4
+    y = rng.integers(0, 10, RESNET_IMAGES + n_val)
+    means = rng.normal(0, 1, (10, 3, 1, 1)).astype(np.float32)
+    x = (means[y] + rng.normal(0, 1, (len(y), 3, 32, 32))).astype(np.float32)
+    arrays = ArrayData(x[:RESNET_IMAGES], y[:RESNET_IMAGES], x[RESNET_IMAGES:], y[RESNET_IMAGES:], 10, "synthetic")
+    cfg = TrainConfig(dataset="digits", arch="resnet", depth=depth, width=16, batch_size=RESNET_BATCH, lr=LR, seed=0)
+    return _builtin(cfg, arrays)
+
+
+def _builtin(cfg, arrays):
+    """The built-in ClassifierModule (AdamW, constant LR) on device-resident batches."""
+    import torch
+
+    from objectives._data import make_device_data
+    from objectives._models import build_network
+    from objectives._module import ClassifierModule
+
+    torch.manual_seed(0)
+    model = build_network(arrays.input_shape, arrays.num_classes, cfg)
+    module = ClassifierModule(model, cfg, arrays.num_classes)
     data = make_device_data(arrays, cfg.batch_size, cfg.effective_seed)
-    data.train.place(device)
+    return module, data, data.train, len(data.train) * cfg.batch_size, cfg
+
+
+def _user():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from my_models import DigitsDataModule, SmallCNN
+
+    from objectives._config import TrainConfig
+
+    torch.manual_seed(0)
+    module = SmallCNN(width=USER_WIDTH, dropout=0.0)
+    data = DigitsDataModule(batch_size=USER_BATCH)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    cfg = TrainConfig(lr=LR, seed=0)
+    return module, data, loader, len(loader) * USER_BATCH, cfg
+
+
+def build(workload: str, resnet_depth: int):
+    if workload.startswith("convnet-"):
+        return _convnet(workload[len("convnet-"):])
+    if workload == "resnet":
+        return _resnet(resnet_depth)
+    if workload == "user":
+        return _user()
+    raise SystemExit(f"unknown workload {workload!r}: expected convnet-WxDxB, resnet or user")
+
+
+# -- one side, in a child process ----------------------------------------------------------------------
+
+
+def _timer(ns):
+    """An epoch-hooks-only callback of the module's Lightning package: per-epoch wall and CPU time."""
+
+    class EpochTimer(ns.Callback):
+        def __init__(self) -> None:
+            self.epochs: list[tuple[float, float]] = []
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self._t, self._c = time.perf_counter(), time.process_time()
+
+        def on_validation_start(self, trainer, pl_module) -> None:
+            if not trainer.sanity_checking:
+                self.epochs.append((time.perf_counter() - self._t, time.process_time() - self._c))
+
+    return EpochTimer()
+
+
+def _namespace(module):
+    import importlib
+
+    for cls in type(module).__mro__:
+        if cls.__name__ == "LightningModule":
+            return importlib.import_module(cls.__module__.split(".core")[0])
+    raise TypeError(f"{type(module).__name__} is not a LightningModule")
+
+
+def _unpatch_lightning() -> None:
+    """Undoes hpo's two patches of Lightning internals (for ``hpo-unpatched``), whichever layout
+    ``objectives._fit`` has: the patches' installers become no-ops and the originals come back."""
+    import contextlib
+    import importlib
+
+    import objectives._fit as fit_mod
+
+    for ns in ("pytorch_lightning", "lightning.pytorch"):
+        with contextlib.suppress(ImportError):
+            original = importlib.import_module(f"{ns}.utilities.signature_utils").is_param_in_hook_signature
+            for loop in ("training_epoch_loop", "evaluation_loop"):
+                importlib.import_module(f"{ns}.loops.{loop}").is_param_in_hook_signature = original
+    if hasattr(fit_mod, "_cache_hook_signature_checks"):
+        fit_mod._cache_hook_signature_checks = lambda *a, **k: None
+    if hasattr(fit_mod, "_no_profiler"):  # a per-namespace factory
+        fit_mod._no_profiler = lambda ns: importlib.import_module(f"{ns}.profilers").PassThroughProfiler
+    elif hasattr(fit_mod, "_NoProfiler"):
+        from pytorch_lightning.profilers import PassThroughProfiler
+
+        fit_mod._NoProfiler = PassThroughProfiler
+
+
+def _fit_hpo(module, data, cfg, epochs: int, unpatched: bool):
+    from objectives._fit import fit
+
+    if unpatched:
+        _unpatch_lightning()
+    timer = _timer(_namespace(module))
+    fit(module, data, cfg.replace(max_epochs=epochs, keep_checkpoints=0), None, callbacks=[timer])
+    return timer.epochs
+
+
+def _fit_lightning(module, data, cfg, epochs: int):
+    import torch
+
+    assert "objectives._fit" not in sys.modules, "plain Lightning must run without hpo's patches"
+    ns = _namespace(module)
+    if type(module).configure_optimizers is ns.LightningModule.configure_optimizers:  # none of its own
+        module.configure_optimizers = lambda: torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=0.0)
+    timer = _timer(ns)
+    trainer = ns.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, precision=cfg.precision,
+                         logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[timer])
+    if hasattr(data, "train") and hasattr(data, "val"):
+        trainer.fit(module, data.train, data.val)
+    else:
+        trainer.fit(module, datamodule=data)
+    return timer.epochs
+
+
+def _fit_raw(module, batches, cfg, epochs: int):
+    import torch
+    import torch.nn.functional as F
+
+    model = getattr(module, "model", module)  # the built-ins' network, or the user module itself
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bf16 = cfg.precision == "bf16-mixed"
-    rates, cpu_rates = [], []
-    for _ in range(cfg.max_epochs):
+    out = []
+    for _ in range(epochs):
         model.train()
-        n = 0
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        for x, y in data.train:
+        t, c = time.perf_counter(), time.process_time()
+        for x, y in batches:
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
             loss.backward()
             opt.step()
-            n += len(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates.append(n / (time.perf_counter() - t0))
-        cpu_rates.append(n / (time.process_time() - c0))
-    return max(rates[warmup:]), max(cpu_rates[warmup:])
+        out.append((time.perf_counter() - t, time.process_time() - c))
+    return out
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    workload, side = args.child
+    module, data, batches, samples, cfg = build(workload, args.resnet_depth)
+    cfg = cfg.replace(threads=args.threads, precision=args.precision)
+    try:
+        if side == "raw":
+            epochs = _fit_raw(module, batches, cfg, args.epochs)
+        elif side == "lightning":
+            epochs = _fit_lightning(module, data, cfg, args.epochs)
+        else:
+            epochs = _fit_hpo(module, data, cfg, args.epochs, unpatched=side == "hpo-unpatched")
+    except TypeError as exc:  # e.g. a lightning.pytorch module before hpo drives that package
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return
+    kept = epochs[args.warmup:]
+    wall, cpu = min(t for t, _ in kept), min(c for _, c in kept)
+    print(json.dumps({"rate": samples / wall, "cpu_rate": samples / cpu, "ms_step": 1000 * cpu / len(batches)}))
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+
+
+def _run_child(argv: list[str], workload: str, side: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, *argv, "--child", workload, side]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # CPU figures: fit() would take a visible GPU
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.0f} [{min(values):.0f}-{max(values):.0f}]"
+
+
+def _ratio(a: list[float], b: list[float]) -> str:
+    return f"{statistics.median(a) / statistics.median(b):.3f}" if a and b else "n/a"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--workloads", default="convnet-32x2x64,convnet-64x2x256,resnet,user")
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--models", default="32x2x64,64x2x256",
-                    help="comma-separated WIDTHxDEPTHxBATCH_SIZE configurations")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads on every side")
+    ap.add_argument("--resnet-depth", type=int, default=20)
+    ap.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
+    ap.add_argument("--patches", action="store_true", help="add the hpo-unpatched side")
+    ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.child:
+        child(args)
+        return
+    passed = ["--epochs", str(args.epochs), "--warmup", str(args.warmup), "--threads", str(args.threads),
+              "--resnet-depth", str(args.resnet_depth), "--precision", args.precision]
+    sides = SIDES + (("hpo-unpatched",) if args.patches else ())
+    workloads = args.workloads.split(",")
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {(w, s): [] for w in workloads for s in sides}
+    for _ in range(args.repeats):  # interleaved: every side sees the same spread of machine load
+        for workload in workloads:
+            for side in sides:
+                results[workload, side].append(_run_child(passed, workload, side))
+    print(f"CPU, {args.precision}, {args.epochs} epochs ({args.warmup} warm-up), fastest epoch per run, median [min-max] of "
+          f"{args.repeats} interleaved runs; torch threads {args.threads}; load average before/after: "
+          f"{_LOAD_BEFORE} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for key, unit in (("rate", "samples/s (wall)"), ("cpu_rate", "samples per CPU-second")):
+        print(f"\n{unit}")
+        head = f"{'workload':<18}{'raw ms/step':>12}" + "".join(f"{s:>22}" for s in sides)
+        head += f"{'hpo/lightning':>15}{'hpo/raw':>9}" + (f"{'hpo/unpatched':>15}" if args.patches else "")
+        print(head)
+        for workload in workloads:
+            vals = {s: [r[key] for r in results[workload, s] if key in r] for s in sides}
+            steps = [r["ms_step"] for r in results[workload, "raw"] if "ms_step" in r]
+            row = f"{workload:<18}{(f'{statistics.median(steps):.2f}' if steps else 'n/a'):>12}"
+            row += "".join(f"{_cell(vals[s]):>22}" for s in sides)
+            row += f"{_ratio(vals['hpo'], vals['lightning']):>15}{_ratio(vals['hpo'], vals['raw']):>9}"
+            if args.patches:
+                row += f"{_ratio(vals['hpo'], vals['hpo-unpatched']):>15}"
+            print(row, flush=True)
+    errors = {f"{w}/{s}": r["error"] for (w, s), rs in results.items() for r in rs if "error" in r}
+    for where, error in sorted(errors.items()):
+        print(f"{where}: {error}")
 
-    rows = [("cpu", "32-true"), ("cpu", "bf16-mixed")]
-    if torch.cuda.is_available():
-        rows += [("cuda", "32-true"), ("cuda", "bf16-mixed")]
-    print(f"image_classifier on digits, {args.epochs} epochs ({args.warmup} warm-up), fastest epoch of "
-          f"{args.repeats} interleaved repeats; "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"{'model WxDxB':<13}{'device':<7}{'precision':<12}{'lightning s/s':>15}{'plain s/s':>12}{'ratio':>8}"
-          f"{'lightning s/cpu-s':>19}{'plain s/cpu-s':>15}{'cpu ratio':>11}")
-    models = [tuple(int(v) for v in m.split("x")) for m in args.models.split(",")]
-    for (width, depth, batch_size), (device_type, precision) in [(m, r) for m in models for r in rows]:
-        cfg = TrainConfig(dataset="digits", width=width, depth=depth, batch_size=batch_size,
-                          max_epochs=args.epochs, precision=precision, seed=0, keep_checkpoints=0)
-        if device_type == "cpu" and torch.cuda.is_available():
-            continue  # fit() trains on the GPU whenever one is visible
-        light, plain = [], []
-        for _ in range(args.repeats):  # interleaved: both sides see the same machine load
-            light.append(lightning_rate(cfg, args.warmup))
-            plain.append(plain_rate(cfg, args.warmup, torch.device(device_type)))
-        lr, pr = max(r for r, _ in light), max(r for r, _ in plain)
-        lc, pc = max(c for _, c in light), max(c for _, c in plain)
-        print(f"{f'{width}x{depth}x{batch_size}':<13}{device_type:<7}{precision:<12}{lr:>15.0f}{pr:>12.0f}{lr / pr:>8.2f}"
-              f"{lc:>19.0f}{pc:>15.0f}{lc / pc:>11.2f}", flush=True)
 
+_LOAD_BEFORE = " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 if __name__ == "__main__":
     main()

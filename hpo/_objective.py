@@ -16,6 +16,7 @@ from hpo._registry import Registry, import_object
 OBJECTIVES: Registry[Any] = Registry("objective")
 OBJECTIVES.register("image_classifier", "objectives:image_classifier")
 OBJECTIVES.register("sequence_classifier", "objectives:sequence_classifier")
+OBJECTIVES.register("resnet_classifier", "objectives:resnet_classifier")
 
 # Parameter names and checks of the built-ins, from a module that does not import torch (fast validation).
 _BUILTIN_PARAMS = "objectives._config:PARAM_NAMES"
@@ -82,14 +83,14 @@ def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[s
         choices = {k: v for k, v in choices.items() if k in stack}
     config = import_object(_BUILTIN_CONFIG)
     try:
-        config.from_params(dict(fixed))
+        config.for_objective(name, dict(fixed))
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         return f"objective.fixed.{key}", problem
     for param, values in choices.items():
         for value in values:
             try:
-                config.from_params({**fixed, param: value})
+                config.for_objective(name, {**fixed, param: value})
             except ValueError as exc:
                 return f"space.{param}", str(exc).partition(": ")[2]
     return None

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from hpo._context import TrialContext
 
-__all__ = ["PARAM_NAMES", "TrainConfig", "fit", "image_classifier", "sequence_classifier"]
+__all__ = ["PARAM_NAMES", "TrainConfig", "fit", "image_classifier", "resnet_classifier", "sequence_classifier"]
 
 
 def image_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
@@ -53,6 +53,21 @@ def sequence_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[st
     from objectives._fit import run_objective
 
     return run_objective("sequence", params, ctx)
+
+
+def resnet_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str, float]:
+    """A CIFAR-style ResNet (6n+2 layers, He et al. 2016) on images; every knob of
+    ``image_classifier``, with ``arch: resnet``, ``depth: 20`` and ``width: 16`` by default and
+    ``shortcut: A`` (zero-padded identity) or ``B`` (1x1 projection).
+
+    Example (space file)::
+
+        objective: {name: resnet_classifier, fixed: {dataset: "imagefolder:data/cifar10", depth: 20}}
+    """
+    from objectives._fit import run_classifier
+
+    result, _ = run_classifier("image", TrainConfig.for_objective("resnet_classifier", params), ctx)
+    return result
 
 
 def fit(module: Any, data: Any = None, config: Any = None, ctx: TrialContext | None = None, **kwargs: Any):

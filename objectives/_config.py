@@ -27,6 +27,28 @@ LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 STRATEGIES = ("auto", "ddp")
 BUILTIN_DATASETS = ("digits", "mnist1d")
+DATASET_PREFIXES = ("npz:", "imagefolder:")
+ARCHS = ("convnet", "resnet")
+SHORTCUTS = ("A", "B")
+# Keys only one architecture / dataset type reads: giving them otherwise is an error, not a no-op.
+_ONLY_FOR = {
+    "shortcut": (lambda c: c.arch == "resnet", "arch: resnet"),
+    "image_size": (lambda c: c.dataset.startswith("imagefolder:"), "an imagefolder:PATH dataset"),
+}
+# Defaults a built-in objective puts under the space file's values, and the architectures it takes.
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {"resnet_classifier": {"arch": "resnet", "depth": 20, "width": 16}}
+OBJECTIVE_ARCHS: dict[str, tuple[str, ...]] = {
+    "image_classifier": ARCHS,
+    "sequence_classifier": ("convnet",),
+    "resnet_classifier": ("resnet",),
+}
+
+
+def resnet_blocks(depth: int) -> int:
+    """``n`` of a 6n+2-layer ResNet; raises ``ValueError`` for another depth."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth: expected 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110) for arch resnet, got {depth}")
+    return (depth - 2) // 6
 
 
 @dataclass(frozen=True)
@@ -37,12 +59,17 @@ class TrainConfig:
 
     Data:
         dataset: ``digits`` (scikit-learn 8x8 digits), ``mnist1d`` (generated locally, cached
-            under ``$XDG_CACHE_HOME/hpo`` or ``~/.cache/hpo``) or ``npz:PATH``.
+            under ``$XDG_CACHE_HOME/hpo`` or ``~/.cache/hpo``), ``npz:PATH`` or
+            ``imagefolder:PATH`` (one subfolder of images per class; see ``objectives._imagefolder``).
+        image_size: ``imagefolder`` only: images are resized to ``image_size`` squared (0: the
+            first image's size).
         val_fraction: share of the training arrays held out for validation when the dataset
             has no validation split of its own (``digits``; ``npz`` without ``x_val``).
         batch_size: training batch size per device.
-    Model: ``width`` (channels of the first block), ``depth`` (conv blocks), ``dropout`` (before the
-        classifier).
+    Model: ``arch`` (``convnet``: the small conv net; ``resnet``: a CIFAR ResNet, as in
+        ``resnet_classifier``), ``width`` (channels of the first block), ``depth`` (conv blocks;
+        for ``resnet`` the layer count 6n+2: 20, 32, 44, 56, 110), ``shortcut`` (``resnet`` only:
+        ``A`` zero-padded identity or ``B`` 1x1 projection), ``dropout`` (before the classifier).
     Optimiser: ``optimizer`` (``adamw``/``sgd``), ``lr``, ``weight_decay``, ``momentum`` (SGD
         momentum; AdamW's beta1), ``max_epochs``.
     LR decay (stepped every optimizer step): ``lr_schedule``, ``warmup_epochs`` (may be
@@ -74,7 +101,10 @@ class TrainConfig:
     dataset: str = "digits"
     val_fraction: float = 0.2
     batch_size: int = 64
+    image_size: int = 0
     # model
+    arch: str = "convnet"
+    shortcut: str = "A"
     width: int = 32
     depth: int = 2
     dropout: float = 0.0
@@ -131,6 +161,8 @@ class TrainConfig:
             except ValueError as exc:
                 raise ValueError(f"teacher.{exc}") from None
             object.__setattr__(self, "teacher", teacher)
+        if self.arch == "resnet":
+            resnet_blocks(self.depth)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> TrainConfig:
@@ -153,7 +185,25 @@ class TrainConfig:
                 f"{key}: unknown parameter{did_you_mean(key, list(PARAM_NAMES))}; "
                 f"known: {', '.join(PARAM_NAMES)}"
             )
-        return cls(**known)
+        config = cls(**known)
+        for key in known:
+            # A default value changes nothing (and to_dict() round-trips carry every key).
+            if key in _ONLY_FOR and known[key] != _FIELDS[key].default and not _ONLY_FOR[key][0](config):
+                raise ValueError(f"{key}: only read with {_ONLY_FOR[key][1]}; remove it here (got {known[key]!r})")
+        return config
+
+    @classmethod
+    def for_objective(cls, objective: str, params: Mapping[str, Any]) -> TrainConfig:
+        """The config of built-in ``objective`` for a trial's params: its defaults
+        (:data:`OBJECTIVE_DEFAULTS`) under ``params``, and a check that it can build the
+        architecture asked for (``ValueError`` naming the key if not)."""
+        config = cls.from_params({**OBJECTIVE_DEFAULTS.get(objective, {}), **params})
+        archs = OBJECTIVE_ARCHS.get(objective, ARCHS)
+        if config.arch not in archs:
+            raise ValueError(f"arch: expected {' or '.join(archs)} for {objective}, got {config.arch!r}")
+        if objective == "sequence_classifier" and config.dataset.startswith("imagefolder:"):
+            raise ValueError("dataset: imagefolder:PATH holds images; use image_classifier or resnet_classifier")
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """The config as ``{key: value}`` (round-trips through ``from_params``)."""
@@ -196,8 +246,10 @@ _CHOICES = {
     "lr_schedule": LR_SCHEDULES,
     "precision": PRECISIONS,
     "strategy": STRATEGIES,
+    "arch": ARCHS,
+    "shortcut": SHORTCUTS,
 }
-_INTS = {"batch_size", "width", "depth", "max_epochs", "step_size", "crop_pad", "devices",
+_INTS = {"batch_size", "image_size", "width", "depth", "max_epochs", "step_size", "crop_pad", "devices",
          "accumulate_grad_batches", "keep_checkpoints", "threads"}
 _FLOATS = {"val_fraction", "dropout", "lr", "weight_decay", "momentum", "warmup_epochs", "gamma",
            "min_lr_ratio", "hflip", "noise_std", "mixup_alpha", "cutmix_alpha", "agc_clip",
@@ -206,6 +258,7 @@ _FLOATS = {"val_fraction", "dropout", "lr", "weight_decay", "momentum", "warmup_
 _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "val_fraction": (0.0, False, 1.0, False),
     "batch_size": (1, True, None, False),
+    "image_size": (0, True, None, False),
     "width": (1, True, None, False),
     "depth": (1, True, None, False),
     "dropout": (0.0, True, 1.0, False),
@@ -262,13 +315,14 @@ def _check(key: str, value: Any) -> None:
             hint = did_you_mean(str(value), list(_CHOICES[key])) if isinstance(value, str) else ""
             raise ValueError(f"{key}: expected one of {', '.join(_CHOICES[key])}, got {_found(value)}{hint}")
     elif key == "dataset":
-        if not isinstance(value, str) or not (value in BUILTIN_DATASETS or value.startswith("npz:")):
+        if not isinstance(value, str) or not (value in BUILTIN_DATASETS or value.startswith(DATASET_PREFIXES)):
             hint = did_you_mean(value, list(BUILTIN_DATASETS)) if isinstance(value, str) else ""
             raise ValueError(
-                f"dataset: expected one of digits, mnist1d or npz:PATH, got {_found(value)}{hint}"
+                f"dataset: expected one of digits, mnist1d, npz:PATH or imagefolder:PATH, got {_found(value)}{hint}"
             )
-        if value.startswith("npz:") and not value[4:]:
-            raise ValueError("dataset: expected npz:PATH with a path after 'npz:', got 'npz:'")
+        prefix = next((p for p in DATASET_PREFIXES if value.startswith(p)), "")
+        if prefix and value == prefix:
+            raise ValueError(f"dataset: expected {prefix}PATH with a path after {prefix!r}, got {value!r}")
     elif key == "teacher":
         if value is not None and not isinstance(value, (str, Mapping)) and not hasattr(value, "__fspath__"):
             raise ValueError(
@@ -291,3 +345,4 @@ def _check(key: str, value: Any) -> None:
         if high is not None and (value > high or (value == high and not high_incl)):
             op = "<=" if high_incl else "<"
             raise ValueError(f"{key}: expected a value {op} {high}, got {value!r}")
+

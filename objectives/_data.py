@@ -12,6 +12,8 @@ mnist1d       (1, 1, 40): a 1-pixel  (1, 40)
               signal and ``hflip``/
               ``crop_pad`` act on it
 npz:PATH      x (N,H,W) or (N,C,H,W) x (N,L) or (N,C,L)
+imagefolder:  (C, S, S): see         refused
+PATH          ``objectives._imagefolder``
 ============  =====================  ==========================
 
 Validation: ``mnist1d`` uses the generator's own held-out split (1000 of 5000 samples),
@@ -59,10 +61,16 @@ def cache_dir() -> Path:
     return Path(base) / "hpo"
 
 
-def load_dataset(dataset: str, kind: str, val_fraction: float = 0.2) -> ArrayData:
-    """Loads ``dataset`` shaped for ``kind`` (``"image"`` or ``"sequence"``); memoised per process."""
+def load_dataset(dataset: str, kind: str, val_fraction: float = 0.2, *, image_size: int = 0) -> ArrayData:
+    """Loads ``dataset`` shaped for ``kind`` (``"image"`` or ``"sequence"``); memoised per process.
+
+    ``image_size`` is read by ``imagefolder:PATH`` only (0: the first image's size)."""
     if kind not in ("image", "sequence"):
         raise ValueError(f"kind: expected 'image' or 'sequence', got {kind!r}")
+    if dataset.startswith("imagefolder:"):  # memoised by its own folder fingerprint
+        from objectives._imagefolder import load_imagefolder
+
+        return load_imagefolder(dataset[len("imagefolder:"):], kind, val_fraction, image_size)
     key = (dataset, kind, float(val_fraction))
     if dataset.startswith("npz:"):
         path = Path(dataset[4:]).expanduser()
@@ -80,7 +88,7 @@ def load_dataset(dataset: str, kind: str, val_fraction: float = 0.2) -> ArrayDat
     elif dataset.startswith("npz:"):
         data = _npz(dataset[4:], kind, val_fraction)
     else:
-        raise ValueError(f"dataset: expected one of digits, mnist1d or npz:PATH, got {dataset!r}")
+        raise ValueError(f"dataset: expected one of digits, mnist1d, npz:PATH or imagefolder:PATH, got {dataset!r}")
     with _MEMO_LOCK:
         _MEMO[key] = data
     return data

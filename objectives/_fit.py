@@ -109,14 +109,14 @@ def fit(
 def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None):
     """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``."""
     from objectives._data import load_dataset, make_device_data
-    from objectives._models import ConvNet
+    from objectives._models import build_network
     from objectives._module import ClassifierModule
     from objectives._teacher import resolve_teacher
 
-    arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction)
+    arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction, image_size=cfg.image_size)
     teacher = resolve_teacher(cfg.teacher, cfg, kind, ctx, arrays)
     seed_everything(cfg.effective_seed)
-    model = ConvNet(arrays.input_shape, arrays.num_classes, cfg.width, cfg.depth, cfg.dropout)
+    model = build_network(arrays.input_shape, arrays.num_classes, cfg)
     module = ClassifierModule(model, cfg, arrays.num_classes, teacher=teacher)
     data = make_device_data(arrays, cfg.batch_size, cfg.effective_seed)
     return module, data

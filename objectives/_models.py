@@ -72,8 +72,21 @@ class ConvNet(nn.Module):
         return self.classifier(self.dropout(torch.flatten(x, 1)))
 
 
-def build_model(hparams: dict[str, Any]) -> ConvNet:
-    """Rebuilds a :class:`ConvNet` from its ``hparams`` (as stored in checkpoints)."""
+def build_network(input_shape: tuple[int, ...], num_classes: int, cfg: Any) -> nn.Module:
+    """The network ``cfg.arch`` names (a ``TrainConfig``), for data of ``input_shape``."""
+    if cfg.arch == "resnet":
+        from objectives._resnet import ResNet
+
+        return ResNet.from_config(input_shape, num_classes, cfg)
+    return ConvNet(input_shape, num_classes, cfg.width, cfg.depth, cfg.dropout)
+
+
+def build_model(hparams: dict[str, Any]) -> nn.Module:
+    """Rebuilds a network from its ``hparams`` (as stored in checkpoints)."""
+    if hparams.get("arch") == "resnet":
+        from objectives._resnet import ResNet
+
+        return ResNet.from_hparams(hparams)
     return ConvNet(
         tuple(hparams["input_shape"]),
         hparams["num_classes"],

@@ -140,6 +140,8 @@ def resolve_teacher(
         "width": student.width,
         "depth": student.depth,
         "dropout": student.dropout,
+        "arch": student.arch,
+        "shortcut": student.shortcut,
     }
     if not isinstance(spec, Mapping):
         return load_checkpoint_model(spec, fallback)

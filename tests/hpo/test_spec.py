@@ -51,7 +51,7 @@ BAD_SPACES = {
                               "space.lrr", "did you mean 'lr'"),
     "builtin_bad_fixed_value": (base_space(objective={"name": "image_classifier", "fixed": {"dataset": "cifar"}},
                                             space={"lr": {"type": "float", "low": 0.01, "high": 0.1}}),
-                                "objective.fixed.dataset", "expected one of digits, mnist1d or npz:PATH"),
+                                "objective.fixed.dataset", "expected one of digits, mnist1d, npz:PATH or imagefolder:PATH"),
     "builtin_bad_choice": (base_space(objective={"name": "image_classifier"},
                                       space={"optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}}),
                            "space.optimizer", "did you mean 'adamw'"),

@@ -47,7 +47,7 @@ def test_unknown_key_ignored_when_not_strict():
         ({"precision": "16"}, r"precision: expected one of 32-true, 16-mixed, bf16-mixed"),
         ({"lr": 0.0}, r"lr: expected a value > 0.0, got 0.0"),
         ({"hflip": 1.5}, r"hflip: expected a value <= 1.0, got 1.5"),
-        ({"dataset": "digit"}, r"dataset: expected one of digits, mnist1d or npz:PATH.*did you mean 'digits'"),
+        ({"dataset": "digit"}, r"dataset: expected one of digits, mnist1d, npz:PATH or imagefolder:PATH.*did you mean 'digits'"),
         ({"teacher": 3}, r"teacher: expected a checkpoint path or a mapping"),
         ({"teacher": {"lrr": 0.1}}, r"teacher.lrr: unknown parameter \(did you mean 'lr'\?\)"),
     ],
