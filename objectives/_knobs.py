@@ -177,6 +177,12 @@ class TypeRule:
     expected: str
     label: str  # the type in a space file's words, for docs
     coerce: Callable[[Any], Any] = lambda v: v
+    refine: Callable[[Any], str | None] = lambda v: None  # a further check of an accepted value
+
+    def problem(self, value: Any) -> str | None:
+        if not self.accepts(value):
+            return f"expected {self.expected}, got {found(value)}"
+        return self.refine(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -199,7 +205,8 @@ def _as_patterns(value: Any) -> Any:
 # Keyed by the annotation TrainConfig's field gets. Value checks (choices, datasets) are constraints.
 TYPES: dict[str, TypeRule] = {
     "int": TypeRule(_is_int, "an integer", "integer", _integral_to_int),
-    "float": TypeRule(lambda v: _is_int(v) or isinstance(v, float), "a number", "number", _int_to_float),
+    "float": TypeRule(lambda v: _is_int(v) or isinstance(v, float), "a number", "number", _int_to_float,
+                      lambda v: None if math.isfinite(v) else f"expected a finite number, got {v!r}"),
     "int | None": TypeRule(lambda v: v is None or _is_int(v), "an integer or null", "integer or null",
                            _integral_to_int),
     "str": TypeRule(lambda v: True, "a string", "string"),  # its constraint names the allowed strings
@@ -232,13 +239,9 @@ class Knob:
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` for this knob (after :meth:`coerce`), or None."""
-        rule = TYPES[self.type]
-        if not rule.accepts(value):
-            return f"expected {rule.expected}, got {found(value)}"
-        if self.type == "float" and not math.isfinite(value):
-            return f"expected a finite number, got {value!r}"
-        if self.constraint is None:
-            return None
+        problem = TYPES[self.type].problem(value)
+        if problem or self.constraint is None:
+            return problem
         return self.constraint.problem(value)
 
     def coerce(self, value: Any) -> Any:

@@ -138,3 +138,10 @@ def test_any_of_accepts_what_one_constraint_accepts():
     assert either.problem(0.5) is None and either.problem("auto") is None
     assert either.problem(2) == "expected a value <= 1, got 2"
     assert either.describe() == ">= 0 and <= 1 or one of auto"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_float_knob_refuses_what_is_not_finite(value: float):
+    for knob in (k for k in KNOBS if k.type == "float"):
+        with pytest.raises(ValueError, match=rf"^{knob.name}: expected a finite number, got {value!r}$"):
+            TrainConfig.from_params({knob.name: value})
