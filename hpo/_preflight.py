@@ -67,22 +67,32 @@ def _database_paths(db: Path | None, what: str) -> list[tuple[Path, str, bool]]:
 
 
 def check_writable(path: Path, what: str, is_folder: bool) -> None:
-    """Creates ``path`` if it is a missing folder and proves it writable; an existing file is opened for writing.
+    """Proves ``path`` writable without creating anything: a missing folder is probed at its nearest
+    existing ancestor (where the run would create it); an existing file is opened for writing.
 
     Raises:
         UsageError: naming the path, what it is for, the cause and what to do.
     """
     try:
         if is_folder:
-            path.mkdir(parents=True, exist_ok=True)
-            _write_probe(path)
+            _write_probe(_nearest_existing(path))
         elif path.exists():
             with open(path, "r+b"):  # opening for update needs write access and changes nothing
                 pass
     except OSError as exc:
         kind = "folder" if is_folder else "file"
         problem = os_error_message(exc) or f"{exc.filename or path}: {exc.strerror or exc}; expected a writable {kind}"
-        raise UsageError(f"cannot write {what}: {problem}; nothing was run") from None
+        raise UsageError(f"cannot write {what} {path}: {problem}; nothing was run") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists; a file there is the error mkdir would give."""
+    for candidate in (path, *path.absolute().parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(candidate))
+            return candidate
+    return path
 
 
 def _write_probe(folder: Path) -> None:
