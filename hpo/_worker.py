@@ -149,8 +149,9 @@ def run_trial(
     trial) is left as that process left it: ``skip_if_finished``.
     """
     import optuna
-    from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import TrialState
+
+    from hpo._optuna_compat import heartbeat
 
     params = suggest(trial, spec.space)
     config = {**spec.objective.fixed, **params}
@@ -163,7 +164,7 @@ def run_trial(
     if run_id:
         trial.set_user_attr("mlflow_run_id", run_id)
     try:
-        with get_heartbeat_thread(trial._trial_id, study._storage):
+        with heartbeat(trial, study):
             values = run_objective(objective, ctx)
     except optuna.TrialPruned:
         if "pruned_at_epoch" not in trial.user_attrs and ctx.last_step is not None:

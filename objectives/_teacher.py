@@ -5,13 +5,12 @@ A ``teacher:`` mapping is completed with the student's ``dataset``, ``val_fracti
 single-process, without
 reporting or pruning, keeping its best epoch. The result is cached under
 ``<study_dir>/teachers/<hash of objective kind + resolved teacher config>/teacher.pt``; an
-``fcntl`` lock on ``<hash>.lock`` makes concurrent workers wait for the one that trains it.
+``hpo._lock.file_lock`` on ``<hash>.lock`` makes concurrent workers wait for the one that trains it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from hpo._lock import file_lock
 from objectives._config import TrainConfig
 
 if TYPE_CHECKING:
@@ -50,19 +50,6 @@ def teacher_key(kind: str, cfg: TrainConfig) -> str:
     config = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
     blob = json.dumps({"v": _CACHE_VERSION, "kind": kind, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive ``fcntl.flock`` on ``path`` (created if missing), across processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
