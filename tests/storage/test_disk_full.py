@@ -1,0 +1,130 @@
+"""A full disk during a run: the worker stops with one clear line, the journal stays readable, and
+the next run with space resumes with nothing lost. Also ``study.fsync``."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from _helpers import base_space, load_trials
+
+
+def run_hpo(cwd: Path, *args: str, max_file_bytes: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m hpo ARGS``; with ``max_file_bytes`` no file can grow past that size (writes get EFBIG)."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, preexec_fn=limit if max_file_bytes else None,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_disk_full_stops_the_worker_cleanly_and_the_next_run_loses_nothing(write_space, workdir):
+    doc = base_space(objective={"name": "objs.py:slow", "fixed": {"sleep": 0.0}},
+                     study={"direction": "minimize", "metric": "value", "n_trials": 2, "seed": 0})
+    path = write_space(doc)
+    assert run_hpo(workdir, "run", str(path), "--no-report").returncode == 0
+    journal = workdir / "hpo-runs" / "space" / "journal.log"
+    done = {t.number: (t.params, t.values, t.intermediate_values) for t in load_trials(path)}
+    per_trial = journal.stat().st_size // 2  # roughly: the study's own records are small
+    # The limit falls among the third trial's reports: after its worker is recorded, before its end.
+    limit = journal.stat().st_size + per_trial * 6 // 10
+
+    full = run_hpo(workdir, "run", str(path), "--no-report", "--n-trials", "6", max_file_bytes=limit)
+    output = full.stdout + full.stderr
+    assert full.returncode == 1, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "hpo-runs/space/journal.log" in errors[0], output
+    data = journal.read_bytes()
+    assert len(data) <= limit and data.endswith(b"\n")
+    for line in data.splitlines():
+        json.loads(line)  # a partial append was cut back
+    trials = load_trials(path)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "RUNNING"]
+
+    resumed = run_hpo(workdir, "run", str(path), "--no-report", "--n-trials", "6")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = load_trials(path)
+    assert {n: (t.params, t.values, t.intermediate_values) for n, t in enumerate(trials) if n in done} == done
+    assert trials[2].state.name == "FAIL" and "died" in trials[2].user_attrs["fail_reason"]
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 2]
+    assert len(retry) == 1 and retry[0].params == trials[2].params and retry[0].state.name == "COMPLETE"
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 6
+
+
+def test_a_full_disk_is_cut_back_and_the_store_stays_closed(tmp_path, monkeypatch):
+    """A failed append leaves no partial bytes, and this process writes nothing more: a later, smaller
+    append could fit and record the running trial as failed instead of lost."""
+    import errno
+
+    import pytest
+
+    from hpo._errors import StoreFullError
+    from hpo._journal import HpoJournalBackend
+
+    journal = tmp_path / "journal.log"
+    backend = HpoJournalBackend(journal)
+    backend.append_logs([{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}])
+    before = journal.read_bytes()
+    real_pwrite = os.pwrite
+    calls = []
+
+    def half_then_full(fd, data, offset):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_pwrite(fd, data[: len(data) // 2], offset)  # a short write
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", half_then_full)
+    with pytest.raises(StoreFullError, match="the disk is full"):
+        backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": "v" * 100}}])
+    assert journal.read_bytes() == before
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    with pytest.raises(StoreFullError):
+        backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": 1}}])
+    assert journal.read_bytes() == before
+
+
+def test_short_writes_are_retried_until_the_record_is_whole(tmp_path, monkeypatch):
+    from hpo._journal import HpoJournalBackend
+
+    journal = tmp_path / "journal.log"
+    backend = HpoJournalBackend(journal)
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:7], offset))
+    record = {"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}
+    backend.append_logs([record])
+    assert json.loads(journal.read_bytes()) == record
+
+
+def test_study_fsync_true_fsyncs_every_append_and_false_none(write_space, workdir, monkeypatch):
+    """The knob reaches the store: `study.fsync: true` makes every append durable against power loss."""
+    from hpo._spec import load_spec
+    from hpo._storage import journal_path, open_storage
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    for fsync in (False, True):
+        doc = base_space(study={"name": f"s{fsync}", "direction": "minimize", "metric": "loss", "n_trials": 1,
+                                "fsync": fsync})
+        spec = load_spec(write_space(doc, name=f"s{fsync}"))
+        storage = open_storage(spec)
+        synced.clear()
+        study_id = storage.create_new_study([1], spec.study.name)
+        storage.set_study_user_attr(study_id, "k", 1)
+        journal = str(journal_path(spec).resolve())
+        assert synced == ([journal] * 2 if fsync else []), fsync

@@ -1,0 +1,86 @@
+"""Reading never writes: status, best, export, report, load_best and export_best leave the study
+folder byte-identical, and run from a folder without the study they create nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from _helpers import base_space
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative name -> sha256 of its bytes)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def readers(path: Path, out: Path):
+    """Each reader as (name, call returning (exit code, error text)): the CLI's and the Python API's."""
+    from hpo import export_best, load_best
+    from hpo._errors import HpoError
+
+    def command(*args):
+        def call(cli):
+            code, _, err = cli(*args)
+            return code, err
+        return call
+
+    def api(fn, *args):
+        def call(cli):
+            try:
+                fn(*args)
+            except HpoError as exc:
+                return exc.exit_code, str(exc)
+            return 0, ""
+        return call
+
+    return [
+        ("status", command("status", path)),
+        ("best", command("best", path)),
+        ("export", command("export", path, "-o", out / "best.yaml")),
+        ("report", command("report", path, "-o", out)),
+        ("load_best", api(load_best, path)),
+        ("export_best", api(export_best, path, out / "best2.yaml")),
+    ]
+
+
+@pytest.fixture
+def finished(write_space, cli, workdir):
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    return path
+
+
+@pytest.mark.parametrize("torn_tail", [False, True], ids=["clean", "torn-tail"])
+def test_readers_leave_the_study_folder_byte_identical(finished, cli, workdir, tmp_path_factory, torn_tail):
+    """With a torn tail too: readers read past it and leave its repair to the next writer."""
+    out = tmp_path_factory.mktemp("out")
+    if torn_tail:
+        with (workdir / "hpo-runs" / "space" / "journal.log").open("ab") as f:
+            f.write(b'{"op_code": 5, "worker_id": "x", "stat')
+    before = snapshot(workdir / "hpo-runs")
+    for name, read in readers(finished, out):
+        assert read(cli) == (0, ""), name
+        assert snapshot(workdir / "hpo-runs") == before, f"{name} wrote to the study folder"
+
+
+def test_readers_in_a_folder_without_the_study_create_nothing(finished, cli, tmp_path_factory, monkeypatch):
+    """Studies are found relative to where `hpo run` ran: elsewhere, exit 2 naming where it looked."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path_factory.mktemp("out")
+    looked = str(elsewhere / "hpo-runs" / "space" / "journal.log")
+    for name, read in readers(finished, out):
+        code, message = read(cli)
+        assert code == 2, name
+        assert looked in " ".join(message.split()) and "hpo run" in message, (name, message)
+        assert list(elsewhere.iterdir()) == [], f"{name} created {list(elsewhere.iterdir())}"
+
+
+def test_status_of_an_unknown_study_in_an_existing_store_names_it(finished, cli, write_space):
+    other = write_space(base_space(study={"name": "other", "direction": "minimize", "metric": "loss",
+                                          "n_trials": 3, "seed": 0}), name="other")
+    code, _, err = cli("status", other)
+    assert code == 2 and "other" in err and f"hpo run {other}" in " ".join(err.split())
