@@ -64,12 +64,11 @@ def open_storage(
             return JournalStorage(open_journal(journal_path(spec), read_only=read_only, fsync=spec.study.fsync))
         except FileNotFoundError:
             raise UsageError(_no_store_message(spec, journal_path(spec))) from None
-    sqlite_file = _sqlite_file(spec.study.storage)
-    if read_only and sqlite_file is not None and not sqlite_file.is_file():
-        raise UsageError(_no_store_message(spec, sqlite_file))
-    if read_only:  # no heartbeat (it writes) and no table creation
-        return optuna.storages.RDBStorage(spec.study.storage, engine_kwargs={"pool_pre_ping": True},
-                                          skip_table_creation=True)
+    if read_only:
+        try:
+            return open_rdb_read_only(spec.study.storage)
+        except FileNotFoundError as exc:
+            raise UsageError(_no_store_message(spec, Path(str(exc)))) from None
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
@@ -79,6 +78,20 @@ def open_storage(
             grace_period=spec.study.heartbeat_grace,
             heartbeat_stale_trial_callback=on_stale_trial,
         )
+
+
+def open_rdb_read_only(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage that creates no file or table and runs no heartbeat (which writes).
+
+    Raises:
+        FileNotFoundError: a SQLite URL whose file does not exist (connecting would create it).
+    """
+    import optuna
+
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.is_file():
+        raise FileNotFoundError(str(sqlite_file))
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, skip_table_creation=True)
 
 
 def _sqlite_file(url: str) -> Path | None:

@@ -84,3 +84,23 @@ def test_status_of_an_unknown_study_in_an_existing_store_names_it(finished, cli,
                                           "n_trials": 3, "seed": 0}), name="other")
     code, _, err = cli("status", other)
     assert code == 2 and "other" in err and f"hpo run {other}" in " ".join(err.split())
+
+
+def test_readers_of_a_sqlite_url_neither_change_nor_create_the_database(write_space, cli, workdir, tmp_path_factory):
+    from hpo import load_best
+    from hpo._errors import UsageError
+
+    db = workdir / "study.db"
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0}))
+    assert cli("run", path, "--no-report", "--storage", f"sqlite:///{db}")[0] == 0
+    before = snapshot(workdir)
+    assert load_best(f"sqlite:///{db}", study_name="space").trial_number in range(3)
+    assert cli("status", path, "--storage", f"sqlite:///{db}")[0] == 0
+    assert cli("best", path, "--storage", f"sqlite:///{db}")[0] == 0
+    assert snapshot(workdir) == before
+    missing = workdir / "missing.db"
+    with pytest.raises(UsageError, match="missing.db"):
+        load_best(f"sqlite:///{missing}", study_name="space")
+    code, _, err = cli("status", path, "--storage", f"sqlite:///{missing}")
+    assert code == 2 and "missing.db" in err
+    assert not missing.exists()
