@@ -12,6 +12,8 @@
   fit and record the running trial as failed by its config instead of lost.
 - Read-only opens (:class:`ReadOnlyJournalBackend`) take no lock and create nothing: they read up
   to the last complete line, as Optuna's own reader does while another process appends.
+- Journals damaged before this repair existed (a cut-off record with the next whole record glued
+  to it on one line) are read past: the whole record is kept (:func:`_salvage`).
 
 Durability: a flushed write survives a killed process (the kernel has it), not a power loss;
 ``study.fsync: true`` adds ``os.fsync`` to every append for that.
@@ -23,6 +25,7 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,56 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-class HpoJournalBackend(JournalFileBackend):
+class _SalvagingReader(JournalFileBackend):
+    """Optuna's reader, plus: a line that is a cut-off record glued to a whole one yields the whole one.
+
+    Journals damaged before hpo repaired torn tails hold such lines (the next append landed after
+    the half line); Optuna stops at them, losing every later record. The same reader as Optuna's
+    ``read_logs`` otherwise: an unfinished last line is left for later (another process may be
+    appending it).
+    """
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        offsets = self._log_number_offset
+        with open(self._file_path, "rb") as f:
+            remaining = os.fstat(f.fileno()).st_size  # lines appended while reading wait for the next call
+            first = 0
+            if log_number_from in offsets:
+                f.seek(offsets[log_number_from])
+                first, remaining = log_number_from, remaining - offsets[log_number_from]
+            error: Exception | None = None
+            for number, line in enumerate(f, start=first):
+                remaining -= len(line)
+                if remaining < 0:
+                    break
+                if error is not None:
+                    raise error
+                if not line.endswith(b"\n"):
+                    error = ValueError(f"{self._file_path}: line {number + 1} has no end")
+                    continue
+                offsets.setdefault(number + 1, offsets[number] + len(line))
+                if number < log_number_from:
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    record = _salvage(line)
+                    if record is None:
+                        error = exc
+                        del offsets[number + 1]
+                        continue
+                    self._warn_glued(number, len(line))
+                    yield record
+
+    def _warn_glued(self, number: int, size: int) -> None:
+        if getattr(self, "_warned_glued", False):
+            return
+        self._warned_glued = True
+        print(f"warning: {self._file_path}: line {number + 1} holds a record cut off by an earlier crash, glued to "
+              "the next record; read the whole record and ignored the cut-off one", file=sys.stderr, flush=True)
+
+
+class HpoJournalBackend(_SalvagingReader):
     """Optuna's journal file backend with hpo's lock, torn-tail repair and clean disk-full errors.
 
     Picklable (Optuna pickles storages, e.g. for ``n_jobs``): the lock reopens its file in the new
@@ -80,7 +132,7 @@ class HpoJournalBackend(JournalFileBackend):
                 os.close(fd)
 
 
-class ReadOnlyJournalBackend(JournalFileBackend):
+class ReadOnlyJournalBackend(_SalvagingReader):
     """Reads a journal without creating, locking or writing anything; appending raises."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -107,7 +159,7 @@ def repair_tail(fd: int, path: Path, fsync: bool = False) -> int:
         return size
     start = _last_line_start(fd, size)
     tail = os.pread(fd, size - start, start)
-    if _is_record(tail):
+    if _parse_record(tail) is not None:
         write_at(fd, b"\n", size, path, fsync)
         return size + 1
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -161,11 +213,32 @@ def _last_line_start(fd: int, size: int) -> int:
     return 0
 
 
-def _is_record(line: bytes) -> bool:
+_RECORD_START = b'{"op_code"'
+
+
+def _salvage(line: bytes) -> dict[str, Any] | None:
+    """The whole record at the end of ``line`` when a cut-off record precedes it, else None.
+
+    Every record starts with ``{"op_code"`` (a key can only appear raw outside strings, where
+    quotes are escaped); trying starts from the right, only a start whose rest parses to the end of
+    the line is a whole record (a nested dict is followed by its parent's closing braces).
+    """
+    start = line.rfind(_RECORD_START)
+    while start > 0:
+        record = _parse_record(line[start:])
+        if record is not None:
+            return record
+        start = line.rfind(_RECORD_START, 0, start)
+    return None
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record ``line`` holds whole, else None."""
     try:
-        return isinstance(json.loads(line), dict)
+        record = json.loads(line)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        return False
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def open_journal(path: Path, *, read_only: bool, fsync: bool = False) -> JournalFileBackend:

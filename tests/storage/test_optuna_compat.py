@@ -101,13 +101,14 @@ def test_count_trials_by_state_sql_matches_optunas_counts(tmp_path):
 
 
 def test_journal_backend_base_has_what_hpo_builds_on(tmp_path):
-    """hpo's backend uses the base's ``_file_path``, ``_lock`` and its reader, which must ignore an
-    unfinished last line (another process may be appending)."""
+    """hpo's backend uses the base's ``_file_path``, ``_lock`` and ``_log_number_offset`` (its reader
+    replaces Optuna's, which must also ignore an unfinished last line: another process may be appending)."""
     path = tmp_path / "j.log"
     path.write_bytes(b'{"op_code": 0}\n{"op_co')
     lock = object()
     backend = compat.JournalFileBackend(str(path), lock_obj=lock)
     assert backend._file_path == str(path) and backend._lock is lock, changed("JournalFileBackend attributes")
+    assert backend._log_number_offset == {0: 0}, changed("JournalFileBackend._log_number_offset")
     assert list(backend.read_logs(0)) == [{"op_code": 0}], changed("JournalFileBackend.read_logs")
 
 

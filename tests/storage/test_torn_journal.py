@@ -160,3 +160,32 @@ def test_an_append_in_progress_in_another_process_is_not_torn(write_space, cli, 
     assert opened and opened[0].user_attrs["from_other"] == 1
     assert not list(spec.study_dir.glob("journal.log.torn-*"))
     check_reads_cleanly(journal)
+
+
+def test_a_journal_damaged_before_the_fix_is_read_past_the_glued_line(write_space, cli, workdir):
+    """Before the fix, the next append landed after a half line: that line is a cut-off record glued
+    to a whole one, and Optuna stopped there for good. hpo reads the whole record and every later one."""
+    import json
+
+    from hpo._spec import load_spec
+    from hpo._study import open_study
+
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    before = summary(load_trials(path))
+    journal = workdir / "hpo-runs" / "space" / "journal.log"
+    study_id = optuna_reads(journal)[1]._study_id
+    glued = {"op_code": 2, "worker_id": "w", "study_id": study_id, "user_attr": {"glued": {"op_code": 1}}}
+    later = {"op_code": 2, "worker_id": "w", "study_id": study_id, "user_attr": {"later": 2}}
+    with journal.open("ab") as f:
+        f.write(TORN + json.dumps(glued, separators=(",", ":")).encode() + b"\n")
+        f.write(json.dumps(later, separators=(",", ":")).encode() + b"\n")
+    code, out, err = cli("status", path)
+    assert code == 0 and "Traceback" not in err, err
+    assert "line" in err and "glued" in err
+    study = open_study(load_spec(path), create=False)
+    assert study.user_attrs["glued"] == {"op_code": 1} and study.user_attrs["later"] == 2
+    assert summary(study.get_trials(deepcopy=False)) == before
+    code, out, err = cli("run", path, "--no-report", "--n-trials", "4")
+    assert code == 0, err
+    assert [t.state.name for t in load_trials(path)] == ["COMPLETE"] * 4
