@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo._context import TrialContext
+from hpo._errors import HpoError, disk_full_error
 from hpo._objective import resolve_objective, run_objective
 from hpo._space import suggest
 from hpo._spec import StudySpec, spec_from_dict
@@ -222,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         return outcome.exit_code
     except Interrupted as exc:
         return SIGNAL_EXIT_CODES[exc.signum]
+    except (HpoError, OSError) as exc:  # e.g. the disk filled: one line in the worker's log, no traceback
+        error = disk_full_error(exc) or (exc if isinstance(exc, HpoError) else None)
+        if error is None:
+            raise
+        print(f"error: {error}", flush=True)
+        return error.exit_code
     finally:
         tracker.close()
 

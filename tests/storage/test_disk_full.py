@@ -128,3 +128,27 @@ def test_study_fsync_true_fsyncs_every_append_and_false_none(write_space, workdi
         storage.set_study_user_attr(study_id, "k", 1)
         journal = str(journal_path(spec).resolve())
         assert synced == ([journal] * 2 if fsync else []), fsync
+
+
+def test_a_jobs_worker_process_on_a_full_disk_prints_one_line(write_space, workdir):
+    """The `--jobs N` worker (``python -m hpo._worker``): exit 1 and one error line in its log."""
+    from hpo._spec import load_spec
+
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
+    assert run_hpo(workdir, "run", str(path), "--no-report").returncode == 0
+    spec = load_spec(path)
+    size = (workdir / "hpo-runs" / "space" / "journal.log").stat().st_size
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 200, resource.RLIM_INFINITY))
+
+    spec.raw["study"]["n_trials"] = 6
+    spec_json = workdir / "spec.json"  # what the supervisor hands each worker
+    spec_json.write_text(json.dumps({"source": spec.source, "raw": spec.raw}, default=str))
+    done = subprocess.run([sys.executable, "-m", "hpo._worker", str(spec_json), "0"], cwd=workdir,
+                          capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in output, output
+    assert [line for line in output.splitlines() if line.startswith("error:")] == [output.strip()], output
+    assert "the disk is full" in output and "journal.log" in output
