@@ -114,9 +114,11 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
         with study_lock(spec):
             storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
             existed = spec.study.name in {s.study_name for s in storage.get_all_studies()}
-            study = optuna.create_study(storage=storage, study_name=spec.study.name,
-                                        directions=list(spec.study.directions), load_if_exists=True)
-            if not existed:
+            if existed:  # create_study(load_if_exists=True) would append a "create study" record each time
+                study = optuna.load_study(study_name=spec.study.name, storage=storage)
+            else:
+                study = optuna.create_study(storage=storage, study_name=spec.study.name,
+                                            directions=list(spec.study.directions))
                 _initialise(study, spec)
             _check_compatible(study, spec)
     except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix

@@ -104,3 +104,11 @@ def test_readers_of_a_sqlite_url_neither_change_nor_create_the_database(write_sp
     code, _, err = cli("status", path, "--storage", f"sqlite:///{missing}")
     assert code == 2 and "missing.db" in err
     assert not missing.exists()
+
+
+def test_resuming_a_study_appends_no_second_create_study_record(finished, cli, workdir):
+    import json
+
+    assert cli("run", finished, "--no-report", "--n-trials", "4")[0] == 0
+    lines = (workdir / "hpo-runs" / "space" / "journal.log").read_bytes().splitlines()
+    assert [json.loads(line)["op_code"] for line in lines].count(0) == 1  # JournalOperation.CREATE_STUDY

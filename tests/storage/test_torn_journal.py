@@ -63,7 +63,7 @@ def test_a_cut_at_every_byte_of_the_last_record_keeps_every_earlier_record(write
         for leftover in spec.study_dir.glob("journal.log*"):
             leftover.unlink()
         journal.write_bytes(full[:cut])
-        study = open_study(spec)  # opens for writing, then writes (a "create study" record)
+        study = open_study(spec)  # opens for writing
         complete = cut == len(full) - 1  # only the newline is missing: the record is whole
         assert summary(study.get_trials(deepcopy=False)) == (after if complete else before), cut
         study.set_user_attr("after_repair", cut)  # a following write
