@@ -152,3 +152,29 @@ def test_a_jobs_worker_process_on_a_full_disk_prints_one_line(write_space, workd
     assert done.returncode == 1 and "Traceback" not in output, output
     assert [line for line in output.splitlines() if line.startswith("error:")] == [output.strip()], output
     assert "the disk is full" in output and "journal.log" in output
+
+
+def test_an_oserror_raised_while_handling_a_full_store_is_one_line(cli, monkeypatch, write_space):
+    """On a full disk, a trial's error handler writing its traceback fails too (ENOSPC): the user
+    still gets the store's one line, not a traceback."""
+    import errno
+
+    import hpo.cli
+    from hpo._errors import StoreFullError
+
+    def fails(args):
+        try:
+            raise StoreFullError("cannot append to the study store hpo-runs/space/journal.log: the disk is full")
+        except StoreFullError:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "hpo-runs/space/trials/00002/error.txt")
+
+    monkeypatch.setitem(hpo.cli.COMMANDS, "status", fails)
+    code, out, err = cli("status", write_space(base_space()))
+    assert code == 1 and err.count("\n") == 1 and "journal.log: the disk is full" in err, err
+
+    def full_elsewhere(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "hpo-runs/space/trials/00002/best.pt")
+
+    monkeypatch.setitem(hpo.cli.COMMANDS, "status", full_elsewhere)
+    code, out, err = cli("status", write_space(base_space()))
+    assert code == 1 and err.count("\n") == 1 and "best.pt" in err and "No space left" in err, err
