@@ -50,6 +50,8 @@ class _SalvagingReader(JournalFileBackend):
     appending it).
     """
 
+    _warned_glued = False
+
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         offsets = self._log_number_offset
         with open(self._file_path, "rb") as f:
@@ -79,11 +81,11 @@ class _SalvagingReader(JournalFileBackend):
                         error = exc
                         del offsets[number + 1]
                         continue
-                    self._warn_glued(number, len(line))
+                    self._warn_glued(number)
                     yield record
 
-    def _warn_glued(self, number: int, size: int) -> None:
-        if getattr(self, "_warned_glued", False):
+    def _warn_glued(self, number: int) -> None:
+        if self._warned_glued:  # once per process: every reader of the journal finds the same line
             return
         self._warned_glued = True
         print(f"warning: {self._file_path}: line {number + 1} holds a record cut off by an earlier crash, glued to "
