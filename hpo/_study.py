@@ -201,14 +201,26 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         if sum(counts.values()) - waiting - len(lost) >= spec.study.n_trials:
             return None
         trial_id = pop_waiting_trial_id(study) if waiting else None
-        if trial_id is None:
-            trial_id = storage_of(study).create_new_trial(study_id(study))
+        queued = trial_id is not None
+        if not queued:
+            trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())
     reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
     trial = optuna.Trial(study, trial_id)
-    # Until these land, recovery leaves the trial alone (see worker_is_dead).
-    for key, value in worker_identity().items():
-        trial.set_user_attr(key, value)
+    if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)
+        for key, value in worker_identity().items():
+            trial.set_user_attr(key, value)
     return trial
+
+
+def _claimed_trial() -> FrozenTrial:
+    """A new RUNNING trial that already says whose it is: created and claimed in one record, so a
+    worker killed (or a disk filled) right after creating it never leaves a trial of unknown worker,
+    which recovery would only take back after :data:`UNCLAIMED_GRACE`."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    return FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
+                       datetime_complete=None, params={}, distributions={}, user_attrs=worker_identity(),
+                       system_attrs={}, intermediate_values={}, trial_id=-1)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: str, *, counts: bool = True) -> bool:
