@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
 from _helpers import base_space, load_trials
 
 
@@ -64,8 +66,6 @@ def test_a_full_disk_is_cut_back_and_the_store_stays_closed(tmp_path, monkeypatc
     """A failed append leaves no partial bytes, and this process writes nothing more: a later, smaller
     append could fit and record the running trial as failed instead of lost."""
     import errno
-
-    import pytest
 
     from hpo._errors import StoreFullError
     from hpo._journal import HpoJournalBackend
@@ -178,3 +178,55 @@ def test_an_oserror_raised_while_handling_a_full_store_is_one_line(cli, monkeypa
     monkeypatch.setitem(hpo.cli.COMMANDS, "status", full_elsewhere)
     code, out, err = cli("status", write_space(base_space()))
     assert code == 1 and err.count("\n") == 1 and "best.pt" in err and "No space left" in err, err
+
+
+def _remount(disk: Path, size: int) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_really_full_filesystem_then_more_space_loses_nothing(tmp_path):
+    """The same on a real filesystem that fills up (ENOSPC): a tmpfs with one free page."""
+    from _helpers import OBJECTIVES_PY
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True, capture_output=True)
+    try:
+        (disk / "objs.py").write_text(OBJECTIVES_PY)
+        path = disk / "space.yaml"
+        path.write_text(yaml.safe_dump(base_space(
+            objective={"name": "objs.py:slow", "fixed": {"sleep": 0.0}},
+            study={"direction": "minimize", "metric": "value", "n_trials": 2, "seed": 0})))
+        assert run_hpo(disk, "run", str(path), "--no-report").returncode == 0
+        done = {t.number: (t.params, t.values) for t in trials_of(disk, path)}
+        stat = os.statvfs(disk)
+        _remount(disk, (stat.f_blocks - stat.f_bfree + 1) * stat.f_frsize)  # one page left
+        full = run_hpo(disk, "run", str(path), "--no-report", "--n-trials", "12")
+        output = full.stdout + full.stderr
+        assert full.returncode == 1 and "Traceback" not in output, output
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "the disk is full" in errors[0] and "journal.log" in errors[0], output
+        assert len(trials_of(disk, path)) > 2, "the disk filled before any new trial: the test proves little"
+        _remount(disk, 16 << 20)
+        resumed = run_hpo(disk, "run", str(path), "--no-report", "--n-trials", "12")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        trials = trials_of(disk, path)
+        assert {t.number: (t.params, t.values) for t in trials if t.number in done} == done
+        assert len([t for t in trials if t.state.name == "COMPLETE"]) == 12
+        assert not [t for t in trials if t.state.name == "RUNNING"]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def trials_of(cwd: Path, path: Path) -> list:
+    """The study's trials, read from ``cwd`` (where its store lives)."""
+    from hpo._spec import load_spec
+    from hpo._study import open_study
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return open_study(load_spec(path), create=False).get_trials()
+    finally:
+        os.chdir(here)
