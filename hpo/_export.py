@@ -151,8 +151,8 @@ def _spec_from_storage(storage: str, study_name: str, spec_from_dict: Any) -> St
 
     try:
         study = optuna.load_study(study_name=study_name, storage=open_rdb_read_only(storage))
-    except FileNotFoundError as exc:
-        raise UsageError(f"no study store at {exc}; check the storage URL {storage}") from None
+    except (FileNotFoundError, LookupError) as exc:
+        raise UsageError(f"no study store at {exc.args[0]}; check the storage URL") from None
     except KeyError:
         raise UsageError(f"no study named {study_name!r} in {storage}") from None
     raw = dict(study.user_attrs.get("spec") or {})

@@ -36,7 +36,12 @@ def describe_storage(spec: StudySpec) -> str:
     """The storage location for humans, without any password."""
     if is_embedded(spec):
         return str(journal_path(spec))
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", spec.study.storage)
+    return redact(spec.study.storage)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def open_storage(
@@ -63,12 +68,15 @@ def open_storage(
         try:
             return JournalStorage(open_journal(journal_path(spec), read_only=read_only, fsync=spec.study.fsync))
         except FileNotFoundError:
-            raise UsageError(_no_store_message(spec, journal_path(spec))) from None
+            raise UsageError(_no_store_message(spec, str(journal_path(spec)))) from None
     if read_only:
         try:
             return open_rdb_read_only(spec.study.storage)
         except FileNotFoundError as exc:
-            raise UsageError(_no_store_message(spec, Path(str(exc)))) from None
+            raise UsageError(_no_store_message(spec, str(exc))) from None
+        except LookupError as exc:
+            raise UsageError(f"no study {spec.study.name!r}: the database {exc.args[0]} holds no study yet; "
+                             f"start it with `hpo run {spec.source}`") from None
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
@@ -81,17 +89,41 @@ def open_storage(
 
 
 def open_rdb_read_only(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage that creates no file or table and runs no heartbeat (which writes).
+    """An RDB storage that creates no file, table or row and runs no heartbeat (which writes).
+
+    Optuna's RDBStorage writes its schema version rows when they are missing, so a database whose
+    first worker is still setting it up counts as missing here, rather than being written to
+    while that worker writes the same rows.
 
     Raises:
         FileNotFoundError: a SQLite URL whose file does not exist (connecting would create it).
+        LookupError: a database without Optuna's tables and version rows.
     """
     import optuna
 
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None and not sqlite_file.is_file():
         raise FileNotFoundError(str(sqlite_file))
+    if not _schema_is_set_up(url):
+        raise LookupError(redact(url))
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, skip_table_creation=True)
+
+
+def _schema_is_set_up(url: str) -> bool:
+    """Whether Optuna's tables and its version rows exist (read without writing)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            for table in ("version_info", "alembic_version", "studies"):
+                if not inspector.has_table(table):
+                    return False
+            return all(conn.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")).scalar()
+                       for table in ("version_info", "alembic_version"))
+    finally:
+        engine.dispose()
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -100,9 +132,9 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def _no_store_message(spec: StudySpec, path: Path) -> str:
-    """Where a reader looked for a study that is not there, and what to do."""
-    where = path if path.is_absolute() else Path.cwd() / path
+def _no_store_message(spec: StudySpec, place: str) -> str:
+    """Where a reader looked for a study file that is not there, and what to do."""
+    where = place if Path(place).is_absolute() else Path.cwd() / place
     hint = ("; studies are found relative to the folder where `hpo run` ran: run this there" if is_embedded(spec)
             else "")
     return (f"no study {spec.study.name!r}: {where} does not exist{hint}, or start the study with "

@@ -112,3 +112,27 @@ def test_resuming_a_study_appends_no_second_create_study_record(finished, cli, w
     assert cli("run", finished, "--no-report", "--n-trials", "4")[0] == 0
     lines = (workdir / "hpo-runs" / "space" / "journal.log").read_bytes().splitlines()
     assert [json.loads(line)["op_code"] for line in lines].count(0) == 1  # JournalOperation.CREATE_STUDY
+
+
+def test_readers_of_a_database_being_set_up_write_nothing(postgres_server, write_space, cli):
+    """A first worker is creating Optuna's tables: a reader finds no study and writes no row
+    (Optuna's RDBStorage would insert the schema-version row the worker is about to insert)."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    url = postgres_server()
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "storage": url}))
+    for tables in (False, True):
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        if tables:
+            models.BaseModel.metadata.create_all(engine)  # tables, but no version rows yet
+        code, _, err = cli("status", path)
+        assert code == 2 and "holds no study yet" in err and f"hpo run {path}" in " ".join(err.split()), err
+        with engine.connect() as conn:
+            names = set(sqlalchemy.inspect(conn).get_table_names())
+            assert bool(names) == tables
+            if tables:
+                assert conn.execute(sqlalchemy.text("SELECT COUNT(*) FROM version_info")).scalar() == 0
+        engine.dispose()
+    assert cli("run", path, "--no-report")[0] == 0  # the worker finishes setting it up
+    assert cli("status", path)[0] == 0
