@@ -7,6 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
+# A write failed for lack of space: the disk is full, a quota or a file-size limit was reached.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
 
 class HpoError(Exception):
     """A failure the user can act on; the CLI prints the message and exits with ``exit_code``."""
@@ -88,3 +91,27 @@ def disk_of(path: Path) -> str:
     except OSError:
         return f"the disk mounted at {mount}"
     return f"the disk mounted at {mount} ({free / 1e6:.1f} MB free)"
+
+
+class StoreFullError(HpoError):
+    """The disk holding the study store is full (or the file hit a size limit): the append was cut
+    back, nothing recorded before it is lost, and the next ``hpo run`` with space resumes."""
+
+    exit_code = 1
+
+
+def disk_full_error(exc: BaseException) -> HpoError | None:
+    """The one-line error for a write that failed on a full disk, or None for any other error.
+
+    A :class:`StoreFullError` anywhere in the chain wins: code that handled it (a trial's error
+    handler writing its traceback to the same full disk) may have raised a plain ``OSError``.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreFullError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return StoreFullError(f"cannot write {exc.filename or 'a file'}: {exc.strerror}; free some space and "
+                              "rerun `hpo run` to resume")
+    return None

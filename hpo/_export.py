@@ -147,8 +147,12 @@ def _study_of(space: str | Path | StudySpec | None, storage: str | None, study_n
 def _spec_from_storage(storage: str, study_name: str, spec_from_dict: Any) -> StudySpec:
     import optuna
 
+    from hpo._storage import open_rdb_read_only
+
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=open_rdb_read_only(storage))
+    except (FileNotFoundError, LookupError) as exc:
+        raise UsageError(f"no study store at {exc.args[0]}; check the storage URL") from None
     except KeyError:
         raise UsageError(f"no study named {study_name!r} in {storage}") from None
     raw = dict(study.user_attrs.get("spec") or {})

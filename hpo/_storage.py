@@ -1,16 +1,14 @@
 """Where a study lives: an embedded journal file by default, or any Optuna RDB URL.
 
-The embedded store is Optuna's journal file storage with an fcntl lock: several worker
-processes on one machine append to one file, with no server and no "database is locked".
+The embedded store is Optuna's journal file storage with an fcntl lock (:mod:`hpo._journal`):
+several worker processes on one machine append to one file, with no server and no "database is
+locked".
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import json
-import os
 import re
 import warnings
 from collections import Counter
@@ -18,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo._errors import UsageError
+from hpo._lock import file_lock
 from hpo._spec import StudySpec
 
 if TYPE_CHECKING:
@@ -36,75 +36,47 @@ def describe_storage(spec: StudySpec) -> str:
     """The storage location for humans, without any password."""
     if is_embedded(spec):
         return str(journal_path(spec))
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", spec.study.storage)
+    return redact(spec.study.storage)
 
 
-class _FcntlLock:
-    """A journal lock the kernel releases when its holder dies.
-
-    Optuna's default symlink lock survives a SIGKILLed holder, so every other worker then
-    waits out a 30 s grace period; an fcntl lock cannot go stale on a local disk.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _journal_backend(path: Path) -> Any:
-    """Optuna's journal file backend with an fcntl lock, writing without fsync.
-
-    Optuna fsyncs every append (~1-2 ms each, several per trial). A flushed write already
-    survives the death of the process, which is the crash that matters here; fsync only adds
-    protection against the whole machine losing power.
-    """
-    from optuna.storages.journal import JournalFileBackend
-
-    class _Backend(JournalFileBackend):
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-            with _locked(self._lock), open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
-
-    lock = _FcntlLock(path.with_name(path.name + ".lock"))
-    return _Backend(str(path), lock_obj=lock)
-
-
-@contextlib.contextmanager
-def _locked(lock: _FcntlLock) -> Iterator[None]:
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+def redact(url: str) -> str:
+    """``url`` without its password."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def open_storage(
-    spec: StudySpec, on_stale_trial: Callable[[optuna.Study, Any], None] | None = None
+    spec: StudySpec,
+    on_stale_trial: Callable[[optuna.Study, Any], None] | None = None,
+    *,
+    read_only: bool = False,
 ) -> optuna.storages.BaseStorage:
     """Opens the study's storage; RDB storages get Optuna's heartbeat so dead workers are noticed.
 
     Args:
         on_stale_trial: called by Optuna for a trial whose heartbeat stopped (RDB only).
+        read_only: create no folder, file or table and never write (for ``status``, ``best``, ...).
+
+    Raises:
+        UsageError: ``read_only`` and the store does not exist.
     """
     import optuna
     from optuna.storages.journal import JournalStorage
 
+    from hpo._journal import open_journal
+
     if is_embedded(spec):
-        path = journal_path(spec)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(_journal_backend(path))
+        try:
+            return JournalStorage(open_journal(journal_path(spec), read_only=read_only, fsync=spec.study.fsync))
+        except FileNotFoundError:
+            raise UsageError(_no_store_message(spec, str(journal_path(spec)))) from None
+    if read_only:
+        try:
+            return open_rdb_read_only(spec.study.storage)
+        except FileNotFoundError as exc:
+            raise UsageError(_no_store_message(spec, str(exc))) from None
+        except LookupError as exc:
+            raise UsageError(f"no study {spec.study.name!r}: the database {exc.args[0]} holds no study yet; "
+                             f"start it with `hpo run {spec.source}`") from None
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
@@ -114,6 +86,59 @@ def open_storage(
             grace_period=spec.study.heartbeat_grace,
             heartbeat_stale_trial_callback=on_stale_trial,
         )
+
+
+def open_rdb_read_only(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage that creates no file, table or row and runs no heartbeat (which writes).
+
+    Optuna's RDBStorage writes its schema version rows when they are missing, so a database whose
+    first worker is still setting it up counts as missing here, rather than being written to
+    while that worker writes the same rows.
+
+    Raises:
+        FileNotFoundError: a SQLite URL whose file does not exist (connecting would create it).
+        LookupError: a database without Optuna's tables and version rows.
+    """
+    import optuna
+
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.is_file():
+        raise FileNotFoundError(str(sqlite_file))
+    if not _schema_is_set_up(url):
+        raise LookupError(redact(url))
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, skip_table_creation=True)
+
+
+def _schema_is_set_up(url: str) -> bool:
+    """Whether Optuna's tables and its version rows exist (read without writing)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            for table in ("version_info", "alembic_version", "studies"):
+                if not inspector.has_table(table):
+                    return False
+            return all(conn.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")).scalar()
+                       for table in ("version_info", "alembic_version"))
+    finally:
+        engine.dispose()
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def _no_store_message(spec: StudySpec, place: str) -> str:
+    """Where a reader looked for a study file that is not there, and what to do."""
+    where = place if Path(place).is_absolute() else Path.cwd() / place
+    hint = ("; studies are found relative to the folder where `hpo run` ran: run this there" if is_embedded(spec)
+            else "")
+    return (f"no study {spec.study.name!r}: {where} does not exist{hint}, or start the study with "
+            f"`hpo run {spec.source}`")
 
 
 @contextlib.contextmanager
@@ -135,8 +160,7 @@ def study_lock(spec: StudySpec) -> Iterator[None]:
     else:  # e.g. MySQL: rely on the database; the cap may then be exceeded by a trial per worker.
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(_FcntlLock(path)):
+    with file_lock(path):
         yield
 
 
@@ -155,8 +179,10 @@ def trial_state_counts(spec: StudySpec, study: optuna.Study) -> Counter[str]:
         return Counter(t.state.name for t in study.get_trials(deepcopy=False))
     import sqlalchemy
 
-    rows = conn.execute(sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"),
-                        {"id": study._study_id})
+    from hpo._optuna_compat import count_trials_by_state_sql, study_id
+
+    rows = conn.execute(sqlalchemy.text(count_trials_by_state_sql),
+                        {"id": study_id(study)})
     return Counter({str(state): int(n) for state, n in rows})
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo._components import make_pruner, make_sampler, worker_seed
 from hpo._errors import UsageError
+from hpo._keys import FAIL_REASON, WORKER
 from hpo._space import grid_points
 from hpo._spec import StudySpec
 from hpo._storage import describe_storage, open_storage, study_lock, trial_state_counts
@@ -96,6 +97,9 @@ def git_sha(folder: Path) -> str | None:
 def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> optuna.Study:
     """Loads the spec's study, creating it (and enqueueing a grid) on first use.
 
+    With ``create=False`` the study is opened read-only: nothing is created or written, not even
+    a lock file, so ``status``, ``best`` and ``export`` leave the store byte-identical.
+
     Raises:
         UsageError: ``create`` is False and no such study exists.
     """
@@ -103,16 +107,19 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        if not create:
+            study = _load_read_only(spec)
+            _check_compatible(study, spec)
+            return study
         # One process at a time: the first RDB connection creates the tables, the first worker the study.
         with study_lock(spec):
             storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
             existed = spec.study.name in {s.study_name for s in storage.get_all_studies()}
-            if not existed and not create:
-                raise UsageError(f"no study named {spec.study.name!r} in {spec.study.storage or spec.study_dir}; "
-                                 f"run `hpo run {spec.source}` first")
-            study = optuna.create_study(storage=storage, study_name=spec.study.name,
-                                        directions=list(spec.study.directions), load_if_exists=True)
-            if not existed:
+            if existed:  # create_study(load_if_exists=True) would append a "create study" record each time
+                study = optuna.load_study(study_name=spec.study.name, storage=storage)
+            else:
+                study = optuna.create_study(storage=storage, study_name=spec.study.name,
+                                            directions=list(spec.study.directions))
                 _initialise(study, spec)
             _check_compatible(study, spec)
     except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
@@ -126,6 +133,18 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
                                  worker_seed(spec.study.seed, n_existing, worker_index), spec.source)
     study.pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.source)
     return study
+
+
+def _load_read_only(spec: StudySpec) -> optuna.Study:
+    """The existing study, through a storage that cannot write; no sampler (readers do not sample)."""
+    import optuna
+
+    storage = open_storage(spec, read_only=True)
+    try:
+        return optuna.load_study(study_name=spec.study.name, storage=storage)
+    except KeyError:
+        raise UsageError(f"no study named {spec.study.name!r} in {describe_storage(spec)}; "
+                         f"run `hpo run {spec.source}` first") from None
 
 
 def _initialise(study: optuna.Study, spec: StudySpec) -> None:
@@ -163,7 +182,9 @@ def lost_trials(study: optuna.Study) -> set[int]:
     They do not count against ``n_trials``: a retry with the same params, or a new trial once
     ``max_retries`` is used up, takes their place.
     """
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    from hpo._optuna_compat import storage_of, study_id
+
+    attrs = storage_of(study).get_study_system_attrs(study_id(study))
     return {int(key.removeprefix(LOST_PREFIX)) for key in attrs if key.startswith(LOST_PREFIX)}
 
 
@@ -177,6 +198,8 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
     """
     import optuna
 
+    from hpo._optuna_compat import pop_waiting_trial_id, reset_trial_cache, storage_of, study_id
+
     with study_lock(spec):
         counts = trial_state_counts(spec, study)
         waiting = counts["WAITING"]
@@ -185,15 +208,27 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         lost = lost_trials(study) if counts["FAIL"] else set()
         if sum(counts.values()) - waiting - len(lost) >= spec.study.n_trials:
             return None
-        trial_id = study._pop_waiting_trial_id() if waiting else None
-        if trial_id is None:
-            trial_id = study._storage.create_new_trial(study._study_id)
-    study._thread_local.cached_all_trials = None  # as study.ask(): samplers re-read the trials once per trial
+        trial_id = pop_waiting_trial_id(study) if waiting else None
+        queued = trial_id is not None
+        if not queued:
+            trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())
+    reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
     trial = optuna.Trial(study, trial_id)
-    # Until these land, recovery leaves the trial alone (see worker_is_dead).
-    for key, value in worker_identity().items():
-        trial.set_user_attr(key, value)
+    if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)
+        for key, value in worker_identity().items():
+            trial.set_user_attr(key, value)
     return trial
+
+
+def _claimed_trial() -> FrozenTrial:
+    """A new RUNNING trial that already says whose it is: created and claimed in one record, so a
+    worker killed (or a disk filled) right after creating it never leaves a trial of unknown worker,
+    which recovery would only take back after :data:`UNCLAIMED_GRACE`."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    return FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
+                       datetime_complete=None, params={}, distributions={}, user_attrs=worker_identity(),
+                       system_attrs={}, intermediate_values={}, trial_id=-1)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: str, *, counts: bool = True) -> bool:
@@ -205,7 +240,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: st
     Args:
         counts: whether this retry uses up one of ``study.max_retries`` (an interrupt does not).
     """
-    study._storage.set_study_system_attr(study._study_id, f"{LOST_PREFIX}{trial.number}", reason[:500])
+    from hpo._optuna_compat import storage_of, study_id
+
+    storage_of(study).set_study_system_attr(study_id(study), f"{LOST_PREFIX}{trial.number}", reason[:500])
     retries = int(trial.user_attrs.get("retry_count", 0)) + (1 if counts else 0)
     if retries > spec.study.max_retries:
         return False
@@ -222,10 +259,12 @@ def fail_running_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> 
     import optuna
     from optuna.trial import TrialState
 
-    storage = study._storage  # the public Study API can only tell trials this process asked
+    from hpo._optuna_compat import storage_of, trial_id
+
+    storage = storage_of(study)  # the public Study API can only tell trials this process asked
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        storage.set_trial_user_attr(trial_id(trial), FAIL_REASON, reason)
+        return storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
 
@@ -235,24 +274,32 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
     import optuna
     from optuna.trial import TrialState
 
-    if not isinstance(study._storage, optuna.storages.JournalStorage):
+    from hpo._optuna_compat import storage_of
+
+    if not isinstance(storage_of(study), optuna.storages.JournalStorage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # RDB heartbeat; re-queues via open_study's callback
     recovered = []
     with study_lock(spec):
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if worker_is_dead(trial):
-                reason = f"worker {trial.user_attrs.get('worker')} died during the trial"
-                if fail_running_trial(study, trial, reason):
-                    requeue(study, trial, spec, reason)
-                    recovered.append(trial.number)
+        for trial in orphaned_trials(study):
+            reason = f"worker {trial.user_attrs.get(WORKER)} died during the trial"
+            if fail_running_trial(study, trial, reason):
+                requeue(study, trial, spec, reason)
+                recovered.append(trial.number)
     if tracker is not None:
         trials = study.get_trials(deepcopy=False)
         live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
         lost = lost_trials(study)
         tracker.reconcile(live, {t.number: trial_outcome(t, lost) for t in trials if t.state.is_finished()})
     return recovered
+
+
+def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """RUNNING trials whose worker is dead (:func:`worker_is_dead`); reading only."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if worker_is_dead(t)]
 
 
 FINAL_WRITE_GRACE = datetime.timedelta(seconds=60)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hpo import _keys as keys
 from hpo._context import TrialContext
 from hpo._deadline import TrialDeadline, TrialTimeout
+from hpo._errors import HpoError, disk_full_error
 from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
 from hpo._signals import SIGNAL_EXIT_CODES, Interrupted, install_signal_handlers  # also imported from here
@@ -178,8 +179,9 @@ def run_trial(
     trial) is left as that process left it: ``skip_if_finished``.
     """
     import optuna
-    from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import TrialState
+
+    from hpo._optuna_compat import heartbeat, storage_of, trial_id
 
     params = suggest(trial, spec.space)
     config = {**spec.objective.fixed, **params}
@@ -194,7 +196,7 @@ def run_trial(
     deadline = TrialDeadline(spec.study.trial_timeout,
                              lambda reason: _end_stuck_trial(study, trial, reason, stuck_exit_code))
     try:
-        with get_heartbeat_thread(trial._trial_id, study._storage), deadline:
+        with heartbeat(trial, study), deadline:
             values = run_objective(objective, ctx)
     except optuna.TrialPruned:
         if keys.PRUNED_AT_EPOCH not in trial.user_attrs and ctx.last_step is not None:
@@ -205,7 +207,7 @@ def run_trial(
         interrupt = interrupt_behind(exc)
         if interrupt is not None:  # our Interrupted (SIGINT/SIGTERM) or a real Ctrl-C
             reason = f"interrupted ({type(interrupt).__name__}: {interrupt})"
-            running = study._storage.get_trial(trial._trial_id)
+            running = storage_of(study).get_trial(trial_id(trial))
             if fail_running_trial(study, running, reason):
                 requeue(study, running, spec, reason, counts=False)
             tracker.end_trial("KILLED", None, reason=reason)
@@ -257,8 +259,10 @@ def _end_stuck_trial(study: optuna.Study, trial: optuna.Trial, reason: str, exit
     starts a new worker; with ``--jobs 1`` the next ``hpo run`` resumes the study and closes the
     trial's MLflow run from this record.
     """
+    from hpo._optuna_compat import storage_of, trial_id
+
     def record() -> None:
-        running = study._storage.get_trial(trial._trial_id)
+        running = storage_of(study).get_trial(trial_id(trial))
         fail_running_trial(study, running, reason)
 
     # The stuck main thread may hold a storage lock: record from a thread of its own and give up
@@ -305,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         return outcome.exit_code
     except Interrupted as exc:
         return exc.exit_code
+    except (HpoError, OSError) as exc:  # e.g. the disk filled: one line in the worker's log, no traceback
+        error = disk_full_error(exc) or (exc if isinstance(exc, HpoError) else None)
+        if error is None:
+            raise
+        print(f"error: {error}", flush=True)
+        return error.exit_code
     finally:
         tracker.close()
 

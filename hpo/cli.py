@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from hpo._errors import HpoError, SpecError, UsageError, one_line, os_error_message
+from hpo._errors import HpoError, SpecError, UsageError, disk_full_error, one_line, os_error_message
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -219,38 +219,19 @@ def _print_paths(spec: Any) -> None:
 
 @command("status")
 def cmd_status(args: argparse.Namespace) -> int:
-    from hpo._study import recover_orphans, study_info
+    from hpo._study import orphaned_trials
     from hpo._summary import workers
-    from hpo.tracking import make_tracker
 
     spec = load(args)
-    study = _open(spec, create=False)
-    recovered = recover_orphans(study, spec)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if recovered and parent is not None and _mlflow_exists(spec):
-        # Only now import MLflow (~1 s): a plain status must answer at once.
-        tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
-        tracker.start_study(study_info(spec), parent)
-        recover_orphans(study, spec, tracker)
-        tracker.close()
-    if recovered:
-        console.print(f"trials {recovered} had lost their worker: failed and re-queued")
+    study = _open(spec, create=False)  # read-only: status repairs nothing (the next `hpo run` does)
+    lost = [t.number for t in orphaned_trials(study)]
     console.print(f"study {spec.study.name!r} ({spec.study.n_trials} trials planned)")
     _print_summary(spec, study)
+    if lost:
+        console.print(f"trials {lost} lost: their worker died; re-queued by the next `hpo run {spec.source}`")
     seen = workers(study.get_trials(deepcopy=False))
     console.print(f"workers seen: {len(seen)}" + (f" ({', '.join(seen)})" if seen else ""))
     return 0
-
-
-def _mlflow_exists(spec: Any) -> bool:
-    """Whether there is a tracking store to reconcile (status must not create an empty one)."""
-    from hpo.tracking import default_tracking_uri
-    from hpo.tracking._mlflow import sqlite_path
-
-    if not spec.mlflow.enabled:
-        return False
-    db = sqlite_path(spec.mlflow.tracking_uri or default_tracking_uri())
-    return db is None or db.exists()
 
 
 @command("best")
@@ -331,8 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HpoError as exc:
         return _fail(str(exc), exc.exit_code)
     except OSError as exc:
-        # The user's folders and disks (read-only, full, no permission, name too long): their
-        # problem to fix, so one line naming the path; any other OSError is a bug and keeps its traceback.
+        # A disk that filled during the run: the store was cut back, rerun to resume (exit 1).
+        full = disk_full_error(exc)
+        if full is not None:
+            return _fail(str(full), full.exit_code)
+        # The user's folders and disks (read-only, no permission, name too long): their problem to
+        # fix, so one line naming the path; any other OSError is a bug and keeps its traceback.
         message = os_error_message(exc)
         if message is None:
             raise

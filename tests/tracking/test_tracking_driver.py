@@ -74,7 +74,13 @@ def test_jobs_2_gives_one_child_per_trial(write_space, workdir, tmp_path):
     check_store(path, f"sqlite:///{tmp_path}/mlruns.db")
 
 
-def test_killed_worker_leaves_no_running_run_after_status(write_space, workdir, tmp_path, cli):
+def test_killed_worker_is_reported_by_status_and_closed_by_the_next_run(write_space, workdir, tmp_path, cli):
+    """`status` only reads: it names the lost trial; the next `hpo run` (its join) fails and re-queues it
+    and closes its MLflow run as KILLED."""
+    from hpo._spec import load_spec
+    from hpo._worker import join_study
+    from hpo.tracking import make_tracker
+
     doc = mixed_space(tmp_path, 5)
     doc["objective"] = {"name": "objs.py:slow", "fixed": {"sleep": 0.5}}
     doc["study"]["metric"] = "value"
@@ -91,7 +97,15 @@ def test_killed_worker_leaves_no_running_run_after_status(write_space, workdir, 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     _, runs = runs_of(uri)
     assert [r for r in runs if r.info.status == "RUNNING"], "the kill should have left a RUNNING run"
-    assert cli("status", path)[0] == 0
+    code, out, _ = cli("status", path)
+    assert code == 0 and "lost" in out and "re-queued by the next `hpo run" in out
+    assert [r.info.status for r in runs_of(uri)[1]] == [r.info.status for r in runs]  # status wrote nothing
+    spec = load_spec(path)
+    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
+    try:
+        join_study(spec, tracker)  # what `hpo run` does first
+    finally:
+        tracker.close()
     _, runs = runs_of(uri)
     assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial"]
     killed = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]

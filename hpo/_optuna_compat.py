@@ -1,0 +1,99 @@
+"""The one place hpo touches Optuna's private API; everything else uses Optuna's public API.
+
+hpo needs a few things Optuna keeps private: taking a queued trial without ``study.ask()``'s
+sampling, the study's storage and ids, the heartbeat thread, and the layout of the ``trials``
+table. Each is a small named function here, and ``tests/storage/test_optuna_compat.py`` checks
+each against the installed Optuna, so an upgrade that changes one fails there with the name of the
+private that moved, not somewhere deep in a worker.
+
+Importing this module imports Optuna: import it inside functions from modules the CLI loads.
+The supported range is checked at import (``SUPPORTED``); ``HPO_ALLOW_OPTUNA=1`` lets another
+version run, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from contextlib import AbstractContextManager
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+SUPPORTED = ((4, 2), (6, 0))  # >= 4.2, < 6
+ALLOW_ENV = "HPO_ALLOW_OPTUNA"
+
+
+class UnsupportedOptunaError(ImportError):
+    """The installed Optuna is outside the range whose private API hpo was checked against."""
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    """``"5.0.0"`` -> ``(5, 0)``; ``(0, 0)`` for text that does not start with ``MAJOR.MINOR``."""
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+def check_version(version: str, allow: bool) -> None:
+    """Raises :class:`UnsupportedOptunaError` for a version outside :data:`SUPPORTED` unless ``allow``."""
+    low, high = SUPPORTED
+    if low <= _version_tuple(version) < high:
+        return
+    message = (f"hpo supports optuna >={low[0]}.{low[1]},<{high[0]}.{high[1]}, but optuna {version} is installed; "
+               f"install a supported version (pip install 'optuna>={low[0]}.{low[1]},<{high[0]}'), or set "
+               f"{ALLOW_ENV}=1 to try this one")
+    if not allow:
+        raise UnsupportedOptunaError(message)
+    warnings.warn(f"{message} (trying it: {ALLOW_ENV} is set)", RuntimeWarning, stacklevel=2)
+
+
+check_version(metadata.version("optuna"), os.environ.get(ALLOW_ENV) == "1")
+
+import optuna  # noqa: E402 - only once the version is known to be supported
+from optuna.storages.journal import JournalFileBackend  # noqa: E402
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+__all__ = [
+    "JournalFileBackend", "count_trials_by_state_sql", "heartbeat", "pop_waiting_trial_id", "reset_trial_cache",
+    "storage_of", "study_id", "trial_id",
+]
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage a study reads and writes (``Study._storage``)."""
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's id in its storage (``Study._study_id``)."""
+    return study._study_id
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The trial's id in its storage (``Trial._trial_id`` / ``FrozenTrial._trial_id``)."""
+    return trial._trial_id
+
+
+def pop_waiting_trial_id(study: optuna.Study) -> int | None:
+    """Claims a WAITING (enqueued) trial, making it RUNNING; None when none waits
+    (``Study._pop_waiting_trial_id``, what ``study.ask()`` does before creating a trial)."""
+    return study._pop_waiting_trial_id()
+
+
+def reset_trial_cache(study: optuna.Study) -> None:
+    """Makes the study re-read its trials on the next sampler call, as ``study.ask()`` does
+    (``Study._thread_local.cached_all_trials``)."""
+    study._thread_local.cached_all_trials = None
+
+
+def heartbeat(trial: optuna.Trial, study: optuna.Study) -> AbstractContextManager[Any]:
+    """A context that beats the trial's heartbeat while it runs (a no-op on storages without one)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial_id(trial), storage_of(study))
+
+
+# Optuna's RDB schema: ``trials.state`` holds the TrialState name, ``trials.study_id`` the study.
+count_trials_by_state_sql = "SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"
