@@ -57,6 +57,7 @@ _OS_ERROR_ADVICE = {
     errno.EROFS: "mount it writable, or run from a writable folder",
     errno.ENOSPC: "the disk is full; free some space",
     errno.EDQUOT: "the disk quota is used up; free some space",
+    errno.EFBIG: "the file reached a size limit (ulimit -f) or the disk is full; free some space",
     errno.ENAMETOOLONG: "a file name may have at most 255 bytes; shorten the name",
 }
 
@@ -112,6 +113,6 @@ def disk_full_error(exc: BaseException) -> HpoError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        return StoreFullError(f"cannot write {exc.filename or 'a file'}: {exc.strerror}; free some space and "
-                              "rerun `hpo run` to resume")
+        where = os_error_message(exc) or f"{exc.filename or 'a file'}: {exc.strerror}; free some space"
+        return StoreFullError(f"cannot write {where}; then rerun `hpo run` to resume")
     return None

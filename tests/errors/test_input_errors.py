@@ -148,13 +148,18 @@ def test_user_os_error_is_one_line_naming_the_path(monkeypatch, cli, one_line_er
 
 
 def test_disk_full_without_a_file_name_names_the_disk(monkeypatch, workdir, cli, one_line_error):
-    """``os.write`` on a full disk names no file: the line names the folder and its disk instead."""
+    """``os.write`` on a full disk names no file: the line names the folder and its disk instead.
+
+    A disk that fills while a command runs is exit 1 (rerun to resume); at start it is exit 2 (pre-flight).
+    """
     def full(args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setitem(cli_module.COMMANDS, "validate", full)
-    one_line_error(cli("validate", "x.yaml"), f"writing under {workdir}", "No space left on device",
-                   "the disk mounted at /")
+    code, out, err = cli("validate", "x.yaml")
+    assert code == 1 and len(err.strip().splitlines()) == 1, (code, err)
+    for fragment in (f"writing under {workdir}", "No space left on device", "the disk mounted at /", "rerun"):
+        assert fragment in err, (fragment, err)
 
 
 def test_other_os_errors_keep_their_traceback(monkeypatch, cli):
