@@ -118,7 +118,6 @@ def test_chaos_supervisor_killed_and_hung_up_mid_study(write_space, workdir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs the `storage` branch: the journal store repairs a torn tail on open")
 def test_chaos_torn_journal_tail_after_a_supervisor_kill(write_space, workdir):
     n_trials = 12
     path = write_space(chaos_space(n_trials))
@@ -145,19 +144,15 @@ def small_disk(workdir):
 
 def fill(disk) -> None:
     """Writes a file until the disk is full."""
-    with (disk / "filler").open("wb") as f:
+    with (disk / "filler").open("wb", buffering=0) as f:  # unbuffered: closing flushes nothing
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
 
 
 @pytest.mark.slow
-# Not strict: it fails only when the disk fills in the middle of a journal append (a torn record).
-@pytest.mark.xfail(strict=False, reason="needs the `storage` branch: a journal append cut short by a full disk is "
-                                        "repaired on open; drop this marker once it is merged")
 def test_chaos_full_disk_mid_study(small_disk, write_space, workdir):
     n_trials = 16
     path = write_space(chaos_space(n_trials))
