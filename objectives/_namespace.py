@@ -2,7 +2,7 @@
 
 The two packages ship the same classes twice; a Trainer of one refuses a module, a data module or
 a callback of the other. hpo reads the namespace off the module's class hierarchy and builds the
-Trainer, the strategy, the profiler and its own callbacks from that package.
+Trainer, the strategy and its own callbacks from that package.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ package, precision, accumulation, clipping, DDP strategy, CPU threads; :func:`fi
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import logging
 import os
@@ -93,52 +92,6 @@ def _cpu_threads(threads: int, world_size: int, accelerator: str):
             torch.set_num_threads(before)
 
 
-@functools.lru_cache(maxsize=None)
-def _cache_hook_signature_checks(namespace: str) -> None:
-    """Lightning inspects ``training_step``'s signature (``inspect.getfullargspec``) on every
-    step to decide whether to pass ``batch_idx``; a function's signature does not change, so the
-    answer is cached per function."""
-    training_epoch_loop = importlib.import_module(f"{namespace}.loops.training_epoch_loop")
-    evaluation_loop = importlib.import_module(f"{namespace}.loops.evaluation_loop")
-    signature_utils = importlib.import_module(f"{namespace}.utilities.signature_utils")
-
-    original = signature_utils.is_param_in_hook_signature
-    if getattr(original, "_hpo_cached", False):
-        return
-
-    @functools.lru_cache(maxsize=512)
-    def cached(fn, param, explicit, min_args):
-        return original(fn, param, explicit, min_args)
-
-    def is_param_in_hook_signature(hook_fx, param, explicit=False, min_args=None):
-        fn = getattr(hook_fx, "__func__", hook_fx)  # bound method -> its (hashable, stable) function
-        try:
-            return cached(fn, param, explicit, min_args)
-        except TypeError:  # unhashable callable
-            return original(hook_fx, param, explicit, min_args)
-
-    is_param_in_hook_signature._hpo_cached = True  # type: ignore[attr-defined]
-    for module in (training_epoch_loop, evaluation_loop):
-        if getattr(module, "is_param_in_hook_signature", None) is original:
-            module.is_param_in_hook_signature = is_param_in_hook_signature
-
-
-_NULL = contextlib.nullcontext()
-
-
-def _profile(self, action_name: str):
-    return _NULL
-
-
-@functools.lru_cache(maxsize=None)
-def _no_profiler(namespace: str) -> type:
-    """Lightning wraps every hook call in ``profiler.profile(name)``; the default pass-through
-    profiler builds a generator-based context manager each time (~100 per training step). This
-    one hands back one shared no-op context."""
-    base = importlib.import_module(f"{namespace}.profilers").PassThroughProfiler
-    return type("_NoProfiler", (base,), {"profile": _profile, "__module__": __name__})
-
-
 def _place(loaders: list[Any], accelerator: str, world_size: int) -> None:
     """Moves index-batched device data (``DeviceBatches``) to this process's training device and
     tells it the DDP rank (set in the environment by ``objectives._ddp``)."""
@@ -188,7 +141,6 @@ def _loaders(data: Any) -> tuple[dict[str, Any], list[Any]]:
 def fit_local(request: FitRequest, world_size: int = 1) -> dict[str, float]:
     """One process's share of :func:`fit` (the whole of it when ``world_size == 1``)."""
     ns = namespace_of(request.module, request.data)
-    _cache_hook_signature_checks(ns.__name__)
     cfg = request.cfg
     accelerator = _accelerator()
     fit_kwargs, loaders = _loaders(request.data)
@@ -216,7 +168,6 @@ def fit_local(request: FitRequest, world_size: int = 1) -> dict[str, float]:
             num_sanity_val_steps=0,
             use_distributed_sampler=not own_batches,
             default_root_dir=str(root) if root is not None else None,
-            profiler=_no_profiler(ns.__name__)(),
         )
         with stack_installed(request.module, cfg):
             trainer.fit(request.module, **fit_kwargs)
