@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hpo import _keys as keys
 from hpo._errors import HpoError, UsageError
 from hpo._spec import ParamSpec, StudySpec
 
@@ -129,7 +130,7 @@ def stored_space(study_attrs: Mapping[str, Any]) -> tuple[ParamSpec, ...]:
     """The space the study was created with; empty when it stored none hpo can read."""
     from hpo._spec import _Validator
 
-    raw = study_attrs.get("spec")
+    raw = study_attrs.get(keys.STUDY_SPEC)
     if not isinstance(raw, Mapping) or "space" not in raw:
         return ()
     try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from hpo import _keys as keys
 from hpo._errors import UsageError
 from hpo._spec import StudySpec, load_spec
 from hpo._report import log_study_artifact
@@ -105,7 +106,7 @@ def best_configs(study: optuna.Study, spec: StudySpec, top: int = 1) -> list[Bes
 
 
 def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> BestConfig:
-    fixed = study.user_attrs.get("fixed", spec.objective.fixed)
+    fixed = study.user_attrs.get(keys.STUDY_FIXED, spec.objective.fixed)
     return BestConfig(
         study_name=spec.study.name,
         objective=spec.objective.name,
@@ -116,15 +117,15 @@ def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> Best
         params=dict(trial.params),
         config={**fixed, **trial.params},
         seed=trial.user_attrs.get("seed"),
-        mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
-        mlflow_parent_run_id=study.user_attrs.get("mlflow_parent_run_id"),
-        checkpoint=trial.user_attrs.get("checkpoint"),
+        mlflow_run_id=trial.user_attrs.get(keys.MLFLOW_RUN_ID),
+        mlflow_parent_run_id=study.user_attrs.get(keys.MLFLOW_PARENT_RUN_ID),
+        checkpoint=trial.user_attrs.get(keys.CHECKPOINT),
         space_file=str(Path(spec.source).resolve()) if spec.space_file else None,
         storage=spec.study.storage,
         tracking_uri=spec.mlflow.tracking_uri if spec.mlflow.enabled else None,
         experiment=spec.experiment if spec.mlflow.enabled else None,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        git_sha=study.user_attrs.get("git_sha"),
+        git_sha=study.user_attrs.get(keys.STUDY_GIT_SHA),
         versions=versions(),
     )
 
@@ -155,9 +156,9 @@ def _spec_from_storage(storage: str, study_name: str, spec_from_dict: Any) -> St
         raise UsageError(f"no study store at {exc.args[0]}; check the storage URL") from None
     except KeyError:
         raise UsageError(f"no study named {study_name!r} in {storage}") from None
-    raw = dict(study.user_attrs.get("spec") or {})
+    raw = dict(study.user_attrs.get(keys.STUDY_SPEC) or {})
     raw.setdefault("study", {})["storage"] = storage
-    return spec_from_dict(raw, source=study.user_attrs.get("space_file") or f"<{study_name}>")
+    return spec_from_dict(raw, source=study.user_attrs.get(keys.STUDY_SPACE_FILE) or f"<{study_name}>")
 
 
 def _is_export(path: Path) -> bool:

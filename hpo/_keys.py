@@ -21,6 +21,7 @@ RETRY_REASON = "retry_reason"          # why the origin was retried
 GRID_POINT = "grid_point"              # enqueued by grid search
 DDP_RANKS = "ddp_ranks"                # how many ranks trained the trial
 TEACHER_CHECKPOINT = "teacher_checkpoint"
+TEACHER_CACHE = "teacher_cache"        # whether the study-wide teacher was trained or reused
 
 # --- study user attrs -------------------------------------------------------------------------
 MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run
@@ -31,6 +32,7 @@ STUDY_SPEC = "spec"                    # the whole space file at creation (the r
 STUDY_METRICS = "metrics"
 STUDY_DIRECTIONS = "directions"
 STUDY_SPACE_FILE = "space_file"
+STUDY_GIT_SHA = "git_sha"
 
 # --- study system attrs -----------------------------------------------------------------------
 LOST_PREFIX = "hpo:lost:"              # + trial number: that trial's worker died or was interrupted

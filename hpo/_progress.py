@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from hpo import _keys as keys
 from hpo._spec import StudySpec
 from hpo._summary import best_trials, format_values, state_counts
 
@@ -82,7 +83,7 @@ class StudyProgress:
         for t in trials:
             if t.state.is_finished() and t.number not in self._reported:
                 self._reported.add(t.number)
-                value = format_values(t.values) if t.values else t.user_attrs.get("fail_reason", "")
+                value = format_values(t.values) if t.values else t.user_attrs.get(keys.FAIL_REASON, "")
                 self.console.print(f"trial {t.number:>4} {t.state.name:<8} {value}   [{summary}; best {best_text}]",
                                    highlight=False, soft_wrap=True)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo import _keys as keys
 from hpo._components import make_pruner, make_sampler, worker_seed
 from hpo._errors import UsageError
 from hpo._keys import FAIL_REASON, WORKER
@@ -56,13 +57,13 @@ UNCLAIMED_GRACE = datetime.timedelta(seconds=60)
 def worker_is_dead(trial: FrozenTrial) -> bool:
     """True when the trial's worker ran on this host and that process is gone, or when no worker
     ever claimed the running trial (its process died between creating it and saying whose it is)."""
-    if "worker" not in trial.user_attrs or "worker_start" not in trial.user_attrs:
+    if keys.WORKER not in trial.user_attrs or keys.WORKER_START not in trial.user_attrs:
         start = trial.datetime_start
         return start is not None and datetime.datetime.now() - start > UNCLAIMED_GRACE
-    host, _, pid = str(trial.user_attrs["worker"]).rpartition(":")
+    host, _, pid = str(trial.user_attrs[keys.WORKER]).rpartition(":")
     if host != HOST or not pid.isdigit():
         return False
-    return process_start_ticks(int(pid)) != trial.user_attrs.get("worker_start")
+    return process_start_ticks(int(pid)) != trial.user_attrs.get(keys.WORKER_START)
 
 
 def study_info(spec: StudySpec) -> dict[str, Any]:
@@ -150,12 +151,12 @@ def _load_read_only(spec: StudySpec) -> optuna.Study:
 def _initialise(study: optuna.Study, spec: StudySpec) -> None:
     for key, value in study_info(spec).items():
         study.set_user_attr(key, value)
-    study.set_user_attr("fixed", json.loads(json.dumps(spec.objective.fixed, default=str)))
-    study.set_user_attr("seed", spec.study.seed)
-    study.set_user_attr("spec", json.loads(json.dumps(spec.raw, default=str)))
+    study.set_user_attr(keys.STUDY_FIXED, json.loads(json.dumps(spec.objective.fixed, default=str)))
+    study.set_user_attr(keys.STUDY_SEED, spec.study.seed)
+    study.set_user_attr(keys.STUDY_SPEC, json.loads(json.dumps(spec.raw, default=str)))
     if spec.sampler.name == "grid":
         for point in grid_points(spec.space):
-            study.enqueue_trial(point, user_attrs={"grid_point": True})
+            study.enqueue_trial(point, user_attrs={keys.GRID_POINT: True})
 
 
 def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
@@ -243,13 +244,14 @@ def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: st
     from hpo._optuna_compat import storage_of, study_id
 
     storage_of(study).set_study_system_attr(study_id(study), f"{LOST_PREFIX}{trial.number}", reason[:500])
-    retries = int(trial.user_attrs.get("retry_count", 0)) + (1 if counts else 0)
+    retries = int(trial.user_attrs.get(keys.RETRY_COUNT, 0)) + (1 if counts else 0)
     if retries > spec.study.max_retries:
         return False
-    origin = trial.user_attrs.get("retry_origin", trial.number)
+    origin = trial.user_attrs.get(keys.RETRY_ORIGIN, trial.number)
     study.enqueue_trial(
         dict(trial.params),
-        user_attrs={"retry_of": trial.number, "retry_origin": origin, "retry_count": retries, "retry_reason": reason},
+        user_attrs={keys.RETRY_OF: trial.number, keys.RETRY_ORIGIN: origin, keys.RETRY_COUNT: retries,
+                    keys.RETRY_REASON: reason},
     )
     return True
 
@@ -316,7 +318,7 @@ def trial_outcome(trial: FrozenTrial, lost: set[int]) -> TrialOutcome:
     from hpo.tracking import TrialOutcome
 
     state = "KILLED" if trial.number in lost else trial.state.name
-    return TrialOutcome(state, trial.values, trial.user_attrs.get("fail_reason"), trial.user_attrs.get("pruned_at_epoch"))
+    return TrialOutcome(state, trial.values, trial.user_attrs.get(keys.FAIL_REASON), trial.user_attrs.get(keys.PRUNED_AT_EPOCH))
 
 
 def consecutive_failures(trials: Sequence[FrozenTrial], lost: set[int]) -> int:

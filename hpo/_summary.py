@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from hpo import _keys as keys
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
@@ -54,7 +56,7 @@ def duration(trials: Sequence[FrozenTrial]) -> tuple[timedelta, timedelta]:
 
 
 def workers(trials: Sequence[FrozenTrial]) -> list[str]:
-    return sorted({str(t.user_attrs["worker"]) for t in trials if "worker" in t.user_attrs})
+    return sorted({str(t.user_attrs[keys.WORKER]) for t in trials if keys.WORKER in t.user_attrs})
 
 
 def counts_table(trials: Sequence[FrozenTrial]) -> Table:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from hpo import _keys as keys
 from hpo._lock import file_lock
 from objectives._config import TrainConfig
 
@@ -180,5 +181,5 @@ def resolve_teacher(
 
         with contextlib.suppress(Exception):
             ctx.set_user_attr(TEACHER_CHECKPOINT, str(path))
-            ctx.set_user_attr("teacher_cache", status)
+            ctx.set_user_attr(keys.TEACHER_CACHE, status)
     return model
