@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hpo import _keys as keys
 from hpo._spec import StudySpec
@@ -20,8 +23,30 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+def progress_line(trials: Sequence[FrozenTrial], n_trials: int, best: str) -> str:
+    """``7/12 trials · 6 complete · 1 pruned · 0 failed · 1 running · best 0.997`` (plain text, no markup).
+
+    The first number counts finished trials (complete, pruned or failed) against the study's cap.
+    """
+    counts = state_counts(trials)
+    finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
+    return (f"{finished}/{n_trials} trials · {counts['COMPLETE']} complete · {counts['PRUNED']} pruned · "
+            f"{counts['FAIL']} failed · {counts['RUNNING']} running · best {best}")
+
+
+def best_text(study: optuna.Study) -> str:
+    """The best value, ``N on Pareto front`` for several objectives, ``-`` before any complete trial."""
+    best = best_trials(study)
+    if len(best) == 1:
+        return format_values(best[0].values)
+    return f"{len(best)} on Pareto front" if best else "-"
+
+
 class StudyProgress:
-    """Shows trials done / pruned / failed, the best value and the ETA while a study runs.
+    """Shows trials done / pruned / failed / running, the best value and the ETA while a study runs.
+
+    On a terminal a background thread redraws from the study every ``REFRESH_S``, so a trial that
+    is running shows as running (with one worker, trials end only between redraws otherwise).
 
     Example:
         >>> with StudyProgress(spec, console) as progress:
@@ -34,12 +59,15 @@ class StudyProgress:
         self.live = console.is_terminal
         self._reported: set[int] = set()
         self._last_update = float("-inf")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._study: optuna.Study | None = None
+        # The line is user text (study name, fail reasons): columns render it as-is, never as markup.
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", markup=False, style="bold"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TextColumn("best {task.fields[best]}"),
+            TextColumn("{task.fields[line]}", markup=False),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -51,12 +79,13 @@ class StudyProgress:
     def __enter__(self) -> StudyProgress:
         if self.live:
             self._progress.start()
-            self._task = self._progress.add_task(
-                self.spec.study.name, total=self.spec.study.n_trials, counts="", best="-"
-            )
+            self._task = self._progress.add_task(self.spec.study.name, total=self.spec.study.n_trials, line="")
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         if self.live:
             self._progress.stop()
 
@@ -66,27 +95,50 @@ class StudyProgress:
         Reading every trial (and the best one) costs milliseconds on a database storage, more
         than a cheap trial itself, so a burst of finished trials is shown in one redraw.
         """
-        now = time.monotonic()
-        if not force and now - self._last_update < REFRESH_S:
-            return
-        self._last_update = now
+        if self.live and self._thread is None:
+            self._study = study
+            self._thread = threading.Thread(target=self._redraw_loop, name="hpo-progress", daemon=True)
+            self._thread.start()
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last_update < REFRESH_S:
+                return
+            self._last_update = now
+            self._draw(study)
+
+    def _redraw_loop(self) -> None:
+        while not self._stop.wait(REFRESH_S):
+            try:
+                self.update(self._study)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - a failed redraw must not end the run; the next one retries
+                continue
+
+    def _draw(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
-        counts = state_counts(trials)
-        finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
-        best = best_trials(study)
-        best_text = format_values(best[0].values) if len(best) == 1 else f"{len(best)} on Pareto front" if best else "-"
-        summary = f"done {counts['COMPLETE']} pruned {counts['PRUNED']} failed {counts['FAIL']} running {counts['RUNNING']}"
+        n_trials = self.spec.study.n_trials
+        line = progress_line(trials, n_trials, best_text(study))
         if self.live:
-            self._progress.update(self._task, completed=min(finished, self.spec.study.n_trials),
-                                  counts=summary, best=best_text)
+            finished = sum(t.state.is_finished() for t in trials)
+            self._progress.update(self._task, completed=min(finished, n_trials), line=line)
             return
         for t in trials:
             if t.state.is_finished() and t.number not in self._reported:
                 self._reported.add(t.number)
                 value = format_values(t.values) if t.values else t.user_attrs.get(keys.FAIL_REASON, "")
-                self.console.print(f"trial {t.number:>4} {t.state.name:<8} {value}   [{summary}; best {best_text}]",
+                self.console.print(escape(f"trial {t.number:>4} {t.state.name:<8} {value}   [{line}]"),
                                    highlight=False, soft_wrap=True)
 
     def mark_seen(self, trials: Sequence[FrozenTrial]) -> None:
         """Skips trials finished before this run (a resumed study) in the line-per-trial output."""
         self._reported.update(t.number for t in trials if t.state.is_finished())
+
+
+@contextlib.contextmanager
+def tail_status(console: Console, text: str) -> Iterator[None]:
+    """Says what ``hpo run`` does after its trials (a spinner on a terminal, one line otherwise)."""
+    if not console.is_terminal:
+        console.print(text, markup=False, highlight=False)
+        yield
+        return
+    with console.status(escape(text)):
+        yield

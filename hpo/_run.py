@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from hpo._lifeline import Lifeline
-from hpo._progress import StudyProgress
+from hpo._progress import StudyProgress, tail_status
 from hpo._spec import StudySpec
 from hpo._study import recover_orphans
 from hpo._signals import Interrupted, install_signal_handlers
@@ -58,15 +59,10 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
         if recovered:
             console.print(f"re-queued trials {recovered}: their worker had died")
-        with StudyProgress(spec, console) as progress:
-            progress.mark_seen(study.get_trials(deepcopy=False))
-            progress.update(study, force=True)
-            if jobs == 1:
-                outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
-                code, reason = outcome.exit_code, outcome.stop_reason
-            else:
-                code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
-            progress.update(study, force=True)
+        if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
+            code, reason = 0, "study complete"
+        else:
+            code, reason = _run_trials(spec, jobs, study, tracker, console)
         if code != 0 or reason == "study complete":
             recover_orphans(study, spec, tracker)
         if reason == "study complete":
@@ -76,10 +72,67 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     except Interrupted as exc:
         code, reason = exc.exit_code, f"interrupted by {signal.Signals(exc.signum).name}"
     finally:
-        tracker.close()
+        _close_tracker(tracker, study, spec, console)
     if code == EXIT_TOO_MANY_FAILURES:
         code = 1
     return RunResult(code, reason, time.monotonic() - started, study)
+
+
+def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: Console) -> tuple[int, str]:
+    """Runs the study's trials in this process (``jobs == 1``) or in ``jobs`` workers, with progress."""
+    with StudyProgress(spec, console) as progress:
+        progress.mark_seen(study.get_trials(deepcopy=False))
+        progress.update(study, force=True)
+        if jobs == 1:
+            outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
+            code, reason = outcome.exit_code, outcome.stop_reason
+        else:
+            code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
+        progress.update(study, force=True)
+    return code, reason
+
+
+def study_is_complete(study: Any, spec: StudySpec) -> bool:
+    """Whether no trial is left to run: none RUNNING or WAITING, and the cap reached (trials lost to
+    dead workers do not count, as in :func:`hpo._study.next_trial`) or, for a grid, no point left."""
+    from hpo._study import lost_trials
+    from hpo._summary import state_counts
+
+    counts = state_counts(study.get_trials(deepcopy=False))
+    if counts["RUNNING"] or counts["WAITING"]:
+        return False
+    if spec.sampler.name == "grid":  # the grid's points are enqueued up front: none WAITING = exhausted
+        return True
+    lost = lost_trials(study) if counts["FAIL"] else set()
+    return counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"] - len(lost) >= spec.study.n_trials
+
+
+def _close_tracker(tracker: Any, study: Any, spec: StudySpec, console: Console) -> None:
+    """Describes the study on its parent record, then writes what is still queued, saying so."""
+    if study is not None:
+        with contextlib.suppress(Exception):  # a description is not worth failing a finished run
+            tracker.describe_study(describe(study, spec))
+    queued = tracker.queued_writes()
+    if not queued:
+        tracker.close()
+        return
+    with tail_status(console, f"writing {queued} queued MLflow records…"):
+        tracker.close()
+
+
+def describe(study: Any, spec: StudySpec) -> str:
+    """The parent record's description: the dashboard's path and the best trial."""
+    from hpo._summary import best_trials, format_values
+    from hpo.tracking import study_description
+
+    best = best_trials(study)
+    text = None
+    if len(best) == 1:
+        values = format_values(best[0].values)
+        text = f"trial {best[0].number}: {', '.join(spec.study.metrics)}={values}"
+    elif best:
+        text = f"trials (Pareto front): {', '.join(str(t.number) for t in best)}"
+    return study_description(spec.study.name, str((spec.study_dir / "report.html").resolve()), text)
 
 
 def gpu_ids() -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from hpo import _keys as keys
@@ -73,10 +74,11 @@ def best_table(best: Sequence[FrozenTrial], metrics: Sequence[str]) -> Table:
     table = Table(title=title)
     table.add_column("trial", justify="right")
     for metric in metrics:
-        table.add_column(metric, justify="right")
+        table.add_column(escape(metric), justify="right")
     table.add_column("params")
     for t in best:
-        table.add_row(str(t.number), *(f"{v:.6g}" for v in t.values), _params_text(t.params))
+        # Table cells are Rich markup: a param value like "[a]" would vanish without escaping.
+        table.add_row(str(t.number), *(f"{v:.6g}" for v in t.values), escape(_params_text(t.params)))
     return table
 
 

@@ -26,13 +26,11 @@ def train_from_export(
     Returns:
         ``{"values": [...], "exported": [...], "model": path or None, "mlflow_run_id": id or None}``.
     """
-    import optuna
-
     console = console or Console()
     cfg = read_export(path)[0]
     base_dir = Path(cfg.space_file).parent if cfg.space_file else Path.cwd()
     objective = resolve_objective(cfg.objective, base_dir, str(path))
-    study = optuna.create_study(directions=list(cfg.directions) or None)  # in memory: no pruning, no cap
+    study = _memory_study(cfg.directions)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir = RUNS_DIR / cfg.study_name / "retrain" / f"trial-{cfg.trial_number}-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +38,7 @@ def train_from_export(
     ctx = TrialContext(study.ask(), dict(cfg.params), dict(cfg.config), tuple(cfg.metrics),
                        cfg.seed if cfg.seed is not None else 0, workdir, RUNS_DIR / cfg.study_name, tracker)
     run_id = tracker.start_trial(cfg.trial_number, cfg.params, _fixed(cfg), role="retrain")
-    console.print(f"retraining trial {cfg.trial_number} of {cfg.study_name!r} with {cfg.objective}")
+    console.print(f"retraining trial {cfg.trial_number} of {cfg.study_name!r} with {cfg.objective}", markup=False)
     try:
         values = run_objective(objective, ctx)
     except BaseException as exc:
@@ -52,10 +50,23 @@ def train_from_export(
         tracker.close()
     model = _save_model(ctx.checkpoint, Path(output) if output else workdir / "model.pt")
     for metric, new, old in zip(cfg.metrics, values, cfg.values):
-        console.print(f"{metric}: {new:.6g} (exported {old:.6g}, difference {new - old:+.3g})")
+        console.print(f"{metric}: {new:.6g} (exported {old:.6g}, difference {new - old:+.3g})", markup=False)
     if model:
-        console.print(f"final model: {model}")
+        console.print(f"final model: {model}", markup=False)
     return {"values": values, "exported": list(cfg.values), "model": model, "mlflow_run_id": run_id}
+
+
+def _memory_study(directions: Any) -> Any:
+    """An in-memory study (no pruning, no cap) to hand the objective a trial, created silently:
+    Optuna's "A new study created in memory" is noise in the output of a retrain."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(directions=list(directions) or None)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _fixed(cfg: Any) -> dict[str, Any]:

@@ -149,22 +149,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from hpo._progress import tail_status
     from hpo._run import run_study
     from hpo._storage import describe_storage
 
     spec = load(args)
     console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
-                  f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}")
+                  f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}",
+                  markup=False)
     _warn_about_pickling_sampler(spec)
     result = run_study(spec, args.jobs, console)
     study = result.study or _open(spec)
     _print_summary(spec, study)
-    console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s")
+    console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s", markup=False)
     if not args.no_report and result.exit_code == 0:
-        _write_report(spec, study, None, quiet=True)
+        with tail_status(console, "writing the dashboard…"):
+            _write_report(spec, study, None, quiet=True)
     _print_paths(spec)
     if result.exit_code in (129, 130, 143):
-        console.print(f"[yellow]interrupted; resume with: hpo run {spec.source}[/yellow]")
+        console.print(f"[yellow]interrupted; resume with: hpo run {escape(spec.source)}[/yellow]")
     return result.exit_code
 
 
@@ -207,14 +212,17 @@ def _print_paths(spec: Any) -> None:
     from hpo._storage import describe_storage
     from hpo.tracking import default_tracking_uri
 
-    console.print(f"study storage: {describe_storage(spec)}")
-    console.print(f"trial folders: {spec.study_dir / 'trials'}")
+    lines = [f"study storage: {describe_storage(spec)}", f"trial folders: {spec.study_dir / 'trials'}",
+             f"best trial: hpo best {spec.source}",
+             f"export it for retraining: hpo export {spec.source} -o best.yaml"]
     if spec.mlflow.enabled:
-        console.print(f"MLflow: {spec.mlflow.tracking_uri or default_tracking_uri()} "
-                      f"(experiment {spec.experiment!r}; browse with `hpo ui {spec.source}`)")
+        lines.append(f"MLflow: {spec.mlflow.tracking_uri or default_tracking_uri()} "
+                     f"(experiment {spec.experiment!r}; browse with `hpo ui {spec.source}`)")
     report = spec.study_dir / "report.html"
     if report.exists():
-        console.print(f"dashboard: {report}")
+        lines.append(f"dashboard: {report}")
+    for line in lines:  # paths and names are the user's text, never markup
+        console.print(line, markup=False, soft_wrap=True)
 
 
 @command("status")

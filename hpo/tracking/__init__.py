@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.tracking._base import Tracker, TrialOutcome
-from hpo.tracking._parent import open_parent_run, study_uuid
+from hpo.tracking._parent import open_parent_run, study_description, study_uuid
 
 if TYPE_CHECKING:
     from hpo.tracking._mlflow import MlflowTracker
@@ -32,6 +32,7 @@ __all__ = [
     "make_tracker",
     "open_parent_run",
     "serve_ui",
+    "study_description",
     "study_uuid",
 ]
 

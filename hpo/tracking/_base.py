@@ -75,5 +75,12 @@ class Tracker:
     def log_artifact(self, path: str) -> None:
         """Attaches a file (dashboard, exported config) to the study-level record."""
 
+    def describe_study(self, text: str) -> None:
+        """Sets the study-level record's description (where the dashboard is, the best trial)."""
+
+    def queued_writes(self) -> int:
+        """How many records are queued and not written yet (``close`` writes them)."""
+        return 0
+
     def close(self) -> None:
         """Flushes anything pending."""

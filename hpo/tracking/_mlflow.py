@@ -78,6 +78,14 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "K
 #: name alone is not unique, since a deleted study's name can be used again in the experiment.
 STUDY_UUID_TAG = "hpo.study_uuid"
 
+#: The experiment tag the MLflow UI (3.x) reads to choose an experiment's first view, and the value
+#: that opens the runs table ("model training"); without it the UI may open the GenAI (traces) view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+#: The run tag the MLflow UI shows as a run's description.
+NOTE_TAG = "mlflow.note.content"
+
 
 _OPEN_TRACKERS: weakref.WeakSet[MlflowTracker] = weakref.WeakSet()
 
@@ -202,6 +210,8 @@ class MlflowTracker(Tracker):
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self._call("restore_experiment", lambda: self.client.restore_experiment(exp.experiment_id))
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # a kind chosen in the UI is left alone
+                self._set_experiment_kind(exp.experiment_id)
             return exp.experiment_id
         location = None
         if self.artifacts_dir is not None:
@@ -210,13 +220,18 @@ class MlflowTracker(Tracker):
         try:
             return self._call(
                 "create_experiment",
-                lambda: self.client.create_experiment(name, artifact_location=location),
+                lambda: self.client.create_experiment(name, artifact_location=location,
+                                                      tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}),
             )
         except MlflowException as exc:  # created by another worker in between
             if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS" and "already exists" not in str(exc):
                 raise
             exp = self.client.get_experiment_by_name(name)
             return exp.experiment_id
+
+    def _set_experiment_kind(self, experiment_id: str) -> None:
+        self._call("set_experiment_tag",
+                   lambda: self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND))
 
     # -- Tracker ----------------------------------------------------------------------------
 
@@ -239,7 +254,7 @@ class MlflowTracker(Tracker):
             **self._identity_tags(),
             "hpo.role": "parent",
             "mlflow.runName": self.study_name,
-            "mlflow.note.content": f"hpo study `{self.study_name}`; one nested run per trial.",
+            NOTE_TAG: study_info.get("description") or f"hpo study `{self.study_name}`; one nested run per trial.",
         }
         for key in ("sampler", "pruner", "objective", "space_file", "space_sha256", "git_sha", "hpo_version"):
             value = study_info.get(key)
@@ -484,6 +499,20 @@ class MlflowTracker(Tracker):
             self._call("log_artifacts", lambda: self.client.log_artifacts(self.parent_run_id, str(p), artifact_path))
         else:
             self._call("log_artifact", lambda: self.client.log_artifact(self.parent_run_id, str(p), artifact_path))
+
+    def describe_study(self, text: str) -> None:
+        """Sets the parent run's description (shown first in the MLflow UI)."""
+        from mlflow.entities import RunTag
+
+        if self.parent_run_id is None:
+            return
+        tags = [RunTag(NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))]
+        parent = self.parent_run_id
+        self._call("set_tags", lambda: self.client.log_batch(parent, tags=tags, synchronous=True))
+
+    def queued_writes(self) -> int:
+        """How many queued records (run data, trial ends) the background writer has not written yet."""
+        return self._writer.queued()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every queued metric is written."""

@@ -56,3 +56,16 @@ def open_parent_run(
     if create and study is not None and opened is not None and opened != parent_run_id:
         study.set_user_attr(keys.MLFLOW_PARENT_RUN_ID, opened)  # new, or the old parent was deleted
     return opened
+
+
+def study_description(study_name: str, dashboard: str, best: str | None) -> str:
+    """The parent run's description: what it holds, where the study's dashboard is, the best trial.
+
+    Args:
+        study_name: the study's name.
+        dashboard: the dashboard's path (``hpo run`` writes it at the end, ``hpo report`` on demand).
+        best: the best trial in words (``trial 12: loss=0.0031``), None before any trial completed.
+    """
+    best_text = f"Best {best}." if best else "No trial has completed yet."
+    return (f"hpo study `{study_name}`; one nested run per trial. {best_text} "
+            f"Dashboard: `{dashboard}` (written at the end of `hpo run`, or by `hpo report`).")

@@ -64,6 +64,10 @@ class _Writer:
         self._ensure_thread()
         self._queue.put(item)
 
+    def queued(self) -> int:
+        """How many items wait in the queue (approximate: the thread takes them meanwhile)."""
+        return 0 if self._pid != os.getpid() else self._queue.qsize()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until everything queued so far is written (or given up on)."""
         if self._thread is None or self._pid != os.getpid():
