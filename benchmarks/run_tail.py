@@ -6,6 +6,8 @@ trivial objective that reports ``--epochs`` steps, and times each output line fr
 * ``trials``  — start to the last per-trial line,
 * ``tail``    — the last per-trial line to the process's exit (queued MLflow writes, summary,
   dashboard),
+* ``mlflow``  — the last per-trial line to the summary (the queued MLflow writes, the parent),
+* ``report``  — from ``writing the dashboard…`` to the exit,
 * ``total``   — start to exit.
 
 Run it from the repository root::
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -49,16 +52,22 @@ def run_once(trials: int, epochs: int, jobs: int) -> dict[str, float]:
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "hpo", "run", "space.yaml", "--jobs", str(jobs)], cwd=folder,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    last_trial = start
+    last_trial = summary = report = start
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith("trial "):
-            last_trial = time.monotonic()
+        now = time.monotonic()
+        if re.match(r"trial +\d+ ", line):
+            last_trial = now
+        elif "Trials by state" in line and summary == start:
+            summary = now
+        elif "writing the dashboard" in line or "this run took" in line:
+            report = now  # old versions say nothing before the dashboard: from "this run took"
     proc.wait()
     end = time.monotonic()
     if proc.returncode != 0:
         raise SystemExit(f"hpo run failed with exit {proc.returncode} in {folder}")
-    return {"trials": last_trial - start, "tail": end - last_trial, "total": end - start}
+    return {"trials": last_trial - start, "tail": end - last_trial, "mlflow": summary - last_trial,
+            "report": end - report, "total": end - start}
 
 
 def main() -> None:
@@ -68,10 +77,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    print(f"{'run':>4} {'trials s':>9} {'tail s':>8} {'total s':>8}")
+    print(f"{'run':>4} {'trials s':>9} {'tail s':>8} {'mlflow s':>9} {'report s':>9} {'total s':>8}")
     for i in range(args.repeat):
         r = run_once(args.trials, args.epochs, args.jobs)
-        print(f"{i:>4} {r['trials']:>9.1f} {r['tail']:>8.1f} {r['total']:>8.1f}")
+        print(f"{i:>4} {r['trials']:>9.1f} {r['tail']:>8.1f} {r['mlflow']:>9.1f} {r['report']:>9.1f} "
+              f"{r['total']:>8.1f}")
 
 
 if __name__ == "__main__":

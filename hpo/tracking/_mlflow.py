@@ -6,11 +6,14 @@ so any number of worker processes, on any number of machines, can write one stor
 
 What lands in MLflow (see also ``CONTRACT.md``):
 
+* **Experiment** tag ``mlflow.experimentKind=custom_model_development`` (so the MLflow UI opens
+  it in its runs view, not the GenAI one), unless the experiment already has a kind.
 * **Parent run** (run name = the study name), tags ``hpo.study``, ``hpo.study_uuid`` (the
   Optuna study's identity, on every run of the study), ``hpo.role=parent``,
   ``sampler``, ``pruner``, ``objective``, ``space_file``, ``space_sha256``, ``git_sha``
   (also as ``mlflow.source.git.commit``), ``hpo_version``, ``metrics``, ``directions``;
-  artifacts: the space file (when the parent is created), and whatever
+  description ``mlflow.note.content`` (the dashboard's path and the best trial, set again at the
+  end of each ``hpo run``); artifacts: the space file (when the parent is created), and whatever
   :meth:`MlflowTracker.log_artifact` is given (dashboard, exported best config).
 * **Child run per trial**, run name ``trial-<number>``, tag ``mlflow.parentRunId`` (so the UI
   nests it), ``hpo.study``, ``hpo.role=trial``, ``trial_number`` and ``state`` (RUNNING while it
