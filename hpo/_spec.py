@@ -128,7 +128,11 @@ class MlflowSpec:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated space file. ``raw`` is the resolved document (overrides applied, defaults filled)."""
+    """A validated space file. ``raw`` is the resolved document (overrides applied, defaults filled).
+
+    ``runs_dir`` is the ``hpo-runs`` folder that holds the study's folder: ``./hpo-runs`` for
+    ``hpo run``; readers set it to where the study was found (:func:`hpo._locate.locate`).
+    """
 
     source: str
     study: StudySettings
@@ -138,10 +142,11 @@ class StudySpec:
     space: tuple[ParamSpec, ...]
     mlflow: MlflowSpec
     raw: dict[str, Any]
+    runs_dir: Path = RUNS_DIR
 
     @property
     def study_dir(self) -> Path:
-        return RUNS_DIR / self.study.name
+        return self.runs_dir / self.study.name
 
     @property
     def multi_objective(self) -> bool:
