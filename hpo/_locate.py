@@ -70,13 +70,13 @@ def locate(spec: StudySpec) -> StudySpec:
 def spec_from_study(study: optuna.Study, storage: str | None, fallback_source: str,
                     overrides: Mapping[str, Any] | None = None, sets: Sequence[str] = ()) -> StudySpec:
     """The spec a study was run with, as ``hpo run`` recorded it in the study (``storage``: its URL,
-    None for the embedded store)."""
+    None for the embedded store); its objective is not imported (the space file may have moved)."""
     from hpo._spec import spec_from_dict
 
     raw = dict(study.user_attrs.get(keys.STUDY_SPEC) or {})
     raw.setdefault("study", {})["storage"] = storage
     source = study.user_attrs.get(keys.STUDY_SPACE_FILE) or fallback_source
-    return spec_from_dict(raw, source=source, overrides=overrides, sets=sets)
+    return spec_from_dict(raw, source=source, overrides=overrides, sets=sets, import_objective=False)
 
 
 def spec_from_study_dir(folder: str | Path, overrides: Mapping[str, Any] | None = None,
@@ -108,9 +108,10 @@ def spec_from_study_dir(folder: str | Path, overrides: Mapping[str, Any] | None 
 
 def reader_spec(target: str | Path, overrides: Mapping[str, Any] | None = None,
                 sets: Sequence[str] = ()) -> StudySpec:
-    """The located spec of a space file or a study folder, for a command that only reads."""
+    """The located spec of a space file or a study folder, for a command that only reads: the
+    objective is not imported (a reader needs neither the user's package nor torch)."""
     from hpo._spec import load_spec
 
     if Path(target).is_dir():
         return spec_from_study_dir(target, overrides, sets)
-    return locate(load_spec(target, overrides=overrides, sets=sets))
+    return locate(load_spec(target, overrides=overrides, sets=sets, import_objective=False))

@@ -50,16 +50,28 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def elsewhere(tmp_path_factory, monkeypatch) -> Path:
-    """An empty current folder, unrelated to the project; the example package importable, no bytecode."""
+    """An empty current folder, unrelated to the project, where the example package is not importable."""
     folder = tmp_path_factory.mktemp("elsewhere")
     monkeypatch.chdir(folder)
-    monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    for name in [m for m in sys.modules if m == "my_models" or m.startswith("my_models.")]:
+        monkeypatch.delitem(sys.modules, name)
     return folder
 
 
+@pytest.fixture
+def importable(monkeypatch) -> None:
+    """The example package importable (as a user's installed package would be)."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
 def test_readers_find_the_study_from_another_folder_and_create_nothing(project, elsewhere, cli):
+    """Without the user's package importable, too: readers run nothing, so they import nothing."""
+    import importlib.util
+
     from hpo import load_best
+
+    assert importlib.util.find_spec("my_models") is None
 
     space, study_dir = project / "search_spaces" / "digits.yaml", project / "hpo-runs" / "digits"
     before = snapshot(project, elsewhere)
@@ -97,7 +109,8 @@ def test_a_missing_study_is_exit_2_naming_every_path_looked_at(project, elsewher
     assert list(elsewhere.iterdir()) == [] and sorted(p.name for p in nested.iterdir()) == ["digits.yaml"]
 
 
-def test_export_names_kept_checkpoints_by_absolute_path_and_marks_deleted_ones(project, elsewhere, tmp_path_factory):
+def test_export_names_kept_checkpoints_by_absolute_path_and_marks_deleted_ones(project, elsewhere, tmp_path_factory,
+                                                                               cli):
     """keep_checkpoints: 1 of 2 trials; then, in a copy of the project, the kept best.pt deleted
     (as keep_checkpoints does when a later trial beats it): the export never points at it."""
     import shutil
@@ -108,6 +121,8 @@ def test_export_names_kept_checkpoints_by_absolute_path_and_marks_deleted_ones(p
     best = read_export(export_best(project / "hpo-runs" / "digits", elsewhere / "out" / "best.yaml"))[0]
     kept = project / "hpo-runs" / "digits" / "trials" / f"{best.trial_number:05d}" / "best.pt"
     assert best.checkpoint == str(kept) and kept.is_file() and best.checkpoint_note is None
+    assert cli("export", project / "hpo-runs" / "digits", "-o", elsewhere / "out" / "cli.yaml")[0] == 0
+    assert yaml.safe_load((elsewhere / "out" / "cli.yaml").read_text())["checkpoint"] == str(kept)
 
     copy = tmp_path_factory.mktemp("copy") / "project"
     shutil.copytree(project, copy)
@@ -130,7 +145,7 @@ def test_a_relative_checkpoint_in_an_export_is_relative_to_the_export_file(elsew
     assert read_export(folder / "best.yaml")[0].checkpoint == str(folder / "weights" / "best.pt")
 
 
-def test_best_config_of_a_module_study_builds_the_users_classes(project, elsewhere):
+def test_best_config_of_a_module_study_builds_the_users_classes(project, elsewhere, importable):
     import lightning as L
     import my_models
     import torch
