@@ -58,13 +58,24 @@ def locate(spec: StudySpec) -> StudySpec:
     candidates = runs_dirs(spec)
     for runs_dir in candidates:
         if _holds_study(runs_dir, spec):
-            return spec if runs_dir == RUNS_DIR else dataclasses.replace(spec, runs_dir=runs_dir)
+            return spec if runs_dir == RUNS_DIR else placed(spec, runs_dir)
     if spec.study.storage is not None:  # the study is in the database; its folder may not exist yet
         return spec
     looked = ", ".join(str(Path.cwd() / d / spec.study.name / JOURNAL) for d in candidates)
     raise UsageError(f"no study {spec.study.name!r}: looked for {looked}; none exists. Studies are kept in "
                      f"hpo-runs/ of the folder where `hpo run {spec.source}` ran: run it there, or give that "
                      f"study folder (hpo-runs/{spec.study.name})")
+
+
+def placed(spec: StudySpec, runs_dir: Path) -> StudySpec:
+    """``spec`` with its study in ``runs_dir``; a default MLflow store is the one there too (the
+    store ``hpo run`` used), not a new one in the current folder."""
+    from hpo.tracking import default_tracking_uri
+
+    mlflow = spec.mlflow
+    if mlflow.enabled and mlflow.tracking_uri is None:
+        mlflow = dataclasses.replace(mlflow, tracking_uri=default_tracking_uri(runs_dir))
+    return dataclasses.replace(spec, runs_dir=runs_dir, mlflow=mlflow)
 
 
 def spec_from_study(study: optuna.Study, storage: str | None, fallback_source: str,
@@ -103,7 +114,7 @@ def spec_from_study_dir(folder: str | Path, overrides: Mapping[str, Any] | None 
         raise UsageError(f"{journal}: holds no study named {folder.name!r}; the folder's name is the "
                          "study's name: was it renamed?") from None
     spec = spec_from_study(study, None, str(folder), overrides, sets)
-    return dataclasses.replace(spec, runs_dir=folder.parent)
+    return placed(spec, folder.parent)
 
 
 def reader_spec(target: str | Path, overrides: Mapping[str, Any] | None = None,

@@ -175,3 +175,22 @@ def test_to_lightning_kwargs_of_a_function_study_says_to_use_config():
     cfg = BestConfig("s", "objs.py:quadratic", ("loss",), ("minimize",), 0, (1.0,), {"x": 1.0}, {"x": 1.0})
     with pytest.raises(UsageError, match="not a LightningModule of yours.*use .config"):
         cfg.to_lightning_kwargs()
+
+
+def test_a_study_found_elsewhere_keeps_its_folder_and_its_default_mlflow_store(tmp_path_factory, monkeypatch):
+    """Report, export and trial folders go to the study's hpo-runs, not to the current folder."""
+    from hpo._locate import reader_spec
+    from hpo.tracking import default_tracking_uri
+
+    project = tmp_path_factory.mktemp("proj")
+    (project / "spaces").mkdir()
+    (project / "spaces" / "objs.py").write_text("def f(params, ctx):\n    return params['x']\n")
+    doc = {"study": {"name": "s", "direction": "minimize", "metric": "loss"}, "objective": {"name": "objs.py:f"},
+           "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    (project / "spaces" / "s.yaml").write_text(yaml.safe_dump(doc))
+    (project / "hpo-runs" / "s").mkdir(parents=True)
+    (project / "hpo-runs" / "s" / "journal.log").write_text("")
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    spec = reader_spec(project / "spaces" / "s.yaml")
+    assert spec.study_dir == project / "hpo-runs" / "s"
+    assert spec.mlflow.tracking_uri == default_tracking_uri(project / "hpo-runs")
