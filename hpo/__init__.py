@@ -6,6 +6,14 @@ Example:
     >>> cfg.config["lr"]
     0.0123
 
+From any folder, by space file or study folder; for a study of your own LightningModule
+(``objective: {module: my_models:SmallCNN, data: my_models:DigitsDataModule}``):
+
+    >>> cfg = load_best("/home/me/project/hpo-runs/digits")
+    >>> cfg.to_lightning_kwargs()["module"]
+    {'width': 16, 'dropout': 0.1}
+    >>> model, data = cfg.instantiate()        # SmallCNN(width=16, dropout=0.1), DigitsDataModule(...)
+
 Public names are imported lazily so that ``import hpo`` (and the CLI) stays fast.
 """
 

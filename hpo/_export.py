@@ -1,18 +1,21 @@
 """The best config of a study, for other projects: ``load_best``, ``export_best``, ``hpo train``.
 
+Both work from any folder, given a space file or a study folder (see :mod:`hpo._locate`).
+
 Example:
     >>> from hpo import load_best, export_best
     >>> cfg = load_best("search_spaces/quickstart.yaml")
     >>> cfg.config["lr"], cfg.value
     (0.0123, 0.97)
     >>> export_best("search_spaces/quickstart.yaml", "best.yaml")
+    PosixPath('best.yaml')
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +24,7 @@ import yaml
 
 from hpo import _keys as keys
 from hpo._errors import UsageError
-from hpo._spec import StudySpec, load_spec
+from hpo._spec import StudySpec
 from hpo._report import log_study_artifact
 from hpo._summary import best_trials, ranked_trials
 
@@ -41,6 +44,20 @@ class BestConfig:
         config: ``fixed`` + ``params``: exactly what the objective was called with.
         values: the trial's values, one per metric (``value`` is the first).
         seed: the seed the trial ran with (``TrialContext.seed``).
+        checkpoint: the absolute path of the trial's best weights, or None when it kept none, or when
+            ``keep_checkpoints`` has deleted them (``checkpoint_note`` then says so).
+
+    For a study of your own LightningModule (``objective: {module: ..., data: ...}``),
+    :meth:`to_lightning_kwargs` splits the config into constructor keyword arguments and
+    :meth:`instantiate` builds the module and the data with them.
+
+    Example:
+        >>> cfg = load_best("hpo-runs/digits")          # or the space file, from any folder
+        >>> kwargs = cfg.to_lightning_kwargs()
+        >>> kwargs["module"], kwargs["data"]
+        ({'width': 12, 'dropout': 0.1}, {'batch_size': 64})
+        >>> model, data = cfg.instantiate()            # my_models.SmallCNN(width=12, dropout=0.1), ...
+        >>> lightning.Trainer(**kwargs["trainer"]).fit(model, data)
     """
 
     study_name: str
@@ -55,6 +72,7 @@ class BestConfig:
     mlflow_run_id: str | None = None
     mlflow_parent_run_id: str | None = None
     checkpoint: str | None = None
+    checkpoint_note: str | None = None
     space_file: str | None = None
     storage: str | None = None
     tracking_uri: str | None = None
@@ -83,6 +101,68 @@ class BestConfig:
         for key in ("metrics", "directions", "values"):
             kwargs[key] = tuple(kwargs.get(key) or ())
         return cls(**kwargs)
+
+    def to_lightning_kwargs(self) -> dict[str, dict[str, Any]]:
+        """The config of a module study as keyword arguments, by the rules its trials were trained with.
+
+        Returns:
+            ``{"module": ..., "data": ..., "trainer": ..., "stack": ...}``: the module's and the data's
+            constructor arguments; the knobs of hpo's stack that ``lightning.Trainer`` takes
+            (``max_epochs``, ...); and the other knobs of hpo's stack, which hpo applies itself
+            (``optimizer``, ``lr``, ``threads``, ...; ``hpo train`` applies them all).
+
+        Raises:
+            UsageError: the study's objective is not ``{module: ..., data: ...}``, or the classes
+                cannot be imported.
+        """
+        from objectives._user import accepts_of, route
+
+        module_cls, data = self._module_and_data()
+        routing = route(self.config, *accepts_of(module_cls, data))
+        trainer_args = _trainer_parameters()
+        return {"module": routing.module, "data": routing.data,
+                "trainer": {k: v for k, v in routing.stack.items() if k in trainer_args},
+                "stack": {k: v for k, v in routing.stack.items() if k not in trainer_args}}
+
+    def instantiate(self) -> tuple[Any, Any]:
+        """``(module, data)``: the user's LightningModule and data built with the best config.
+
+        The module's initial weights come from the trial's seed, as in the trial; ``data`` is None
+        for a study without ``objective.data``. The weights are not loaded: ``checkpoint`` holds them.
+        """
+        from objectives._trainer import seed_everything
+        from objectives._user import load_data
+
+        module_cls, data = self._module_and_data()
+        kwargs = self.to_lightning_kwargs()
+        seed = {**kwargs["trainer"], **kwargs["stack"]}.get("seed", self.seed)
+        seed_everything(int(seed or 0))
+        return module_cls(**kwargs["module"]), load_data(data, kwargs["data"])
+
+    def _module_and_data(self) -> tuple[type, Any]:
+        from hpo._errors import SpecError
+        from hpo._objective import load_module_study, parse_module_study
+
+        refs = parse_module_study(self.objective)
+        if refs is None:
+            raise UsageError(f"study {self.study_name!r} trains the objective {self.objective!r}, not a "
+                             "LightningModule of yours (objective: {module: ..., data: ...}): use .config")
+        base = Path(self.space_file).parent if self.space_file else Path.cwd()
+        try:
+            return load_module_study(refs[0], refs[1], base, self.space_file or f"<{self.study_name}>")
+        except SpecError as exc:
+            raise UsageError(f"{exc}; is the package importable here (installed, or on PYTHONPATH)?") from None
+
+
+def _trainer_parameters() -> frozenset[str]:
+    """The keyword parameters of the Lightning ``Trainer`` (of whichever package is installed)."""
+    import inspect
+
+    try:
+        from lightning.pytorch import Trainer
+    except ImportError:  # pragma: no cover - pytorch_lightning alone
+        from pytorch_lightning import Trainer
+    return frozenset(inspect.signature(Trainer).parameters)
 
 
 def versions() -> dict[str, str | None]:
@@ -119,7 +199,7 @@ def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> Best
         seed=trial.user_attrs.get("seed"),
         mlflow_run_id=trial.user_attrs.get(keys.MLFLOW_RUN_ID),
         mlflow_parent_run_id=study.user_attrs.get(keys.MLFLOW_PARENT_RUN_ID),
-        checkpoint=trial.user_attrs.get(keys.CHECKPOINT),
+        **_checkpoint_of(trial.user_attrs.get(keys.CHECKPOINT), spec),
         space_file=str(Path(spec.source).resolve()) if spec.space_file else None,
         storage=spec.study.storage,
         tracking_uri=spec.mlflow.tracking_uri if spec.mlflow.enabled else None,
@@ -130,24 +210,44 @@ def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> Best
     )
 
 
+def _checkpoint_of(recorded: str | None, spec: StudySpec) -> dict[str, str | None]:
+    """``checkpoint`` (absolute) and ``checkpoint_note`` for a trial's recorded checkpoint path.
+
+    Trials record it relative to the folder ``hpo run`` ran in (the parent of ``hpo-runs``); a
+    file that ``keep_checkpoints`` deleted is not exported as if it were there.
+    """
+    if not recorded:
+        return {"checkpoint": None}
+    path = Path(recorded)
+    if not path.is_absolute():
+        path = spec.runs_dir.parent / path
+    path = path.resolve()
+    if not path.is_file():
+        return {"checkpoint": None, "checkpoint_note": f"{path} no longer exists: keep_checkpoints keeps only "
+                                                      "the best trials' weights; retrain with `hpo train`"}
+    return {"checkpoint": str(path)}
+
+
 def _study_of(space: str | Path | StudySpec | None, storage: str | None, study_name: str | None) -> tuple[Any, StudySpec]:
-    from hpo._spec import spec_from_dict
+    """The study (opened read-only) and its located spec, from any of the forms :func:`load_best` takes."""
+    from hpo._locate import locate, reader_spec
     from hpo._study import open_study
 
     if isinstance(space, StudySpec):
-        spec = space
+        spec = locate(space)
     elif space is not None:
-        spec = load_spec(space)
+        spec = reader_spec(space)
     else:
         if not (storage and study_name):
-            raise UsageError("give a space file, or both storage= and study_name=")
-        spec = _spec_from_storage(storage, study_name, spec_from_dict)
+            raise UsageError("give a space file, a study folder (hpo-runs/<study>), or both storage= and study_name=")
+        spec = _spec_from_storage(storage, study_name)
     return open_study(spec, create=False), spec
 
 
-def _spec_from_storage(storage: str, study_name: str, spec_from_dict: Any) -> StudySpec:
+def _spec_from_storage(storage: str, study_name: str) -> StudySpec:
     import optuna
 
+    from hpo._locate import locate, spec_from_study
     from hpo._storage import open_rdb_read_only
 
     try:
@@ -156,9 +256,7 @@ def _spec_from_storage(storage: str, study_name: str, spec_from_dict: Any) -> St
         raise UsageError(f"no study store at {exc.args[0]}; check the storage URL") from None
     except KeyError:
         raise UsageError(f"no study named {study_name!r} in {storage}") from None
-    raw = dict(study.user_attrs.get(keys.STUDY_SPEC) or {})
-    raw.setdefault("study", {})["storage"] = storage
-    return spec_from_dict(raw, source=study.user_attrs.get(keys.STUDY_SPACE_FILE) or f"<{study_name}>")
+    return locate(spec_from_study(study, storage, f"<{study_name}>"))
 
 
 def _is_export(path: Path) -> bool:
@@ -178,7 +276,14 @@ def read_export(path: str | Path) -> list[BestConfig]:
     if not isinstance(doc, dict) or "hpo_export" not in doc:
         raise UsageError(f"{path}: not an hpo export (no hpo_export key); write one with `hpo export`")
     docs = doc.get("configs", [doc])
-    return [BestConfig.from_dict(d, str(path)) for d in docs]
+    return [_anchored(BestConfig.from_dict(d, str(path)), path.parent) for d in docs]
+
+
+def _anchored(cfg: BestConfig, folder: Path) -> BestConfig:
+    """A relative ``checkpoint`` (an export edited or moved by hand) is relative to the export file."""
+    if cfg.checkpoint and not Path(cfg.checkpoint).is_absolute():
+        return replace(cfg, checkpoint=str((folder / cfg.checkpoint).resolve()))
+    return cfg
 
 
 def load_best(
@@ -187,14 +292,24 @@ def load_best(
     *,
     storage: str | None = None,
 ) -> BestConfig:
-    """The best trial's config, from a space file, an exported file, or a storage URL + study name.
+    """The best trial's config, from any folder; reads only (creates no file or folder).
 
     Args:
-        space_or_storage: a space file, a file written by :func:`export_best`, or a storage URL.
+        space_or_storage: a space file (its study is found in ``./hpo-runs``, else in ``hpo-runs``
+            beside the space file or in a folder above it: see :mod:`hpo._locate`), a study folder
+            (``.../hpo-runs/<study>``), a file written by :func:`export_best`, or a storage URL.
         study_name: the study, when the first argument is a storage URL.
 
+    Raises:
+        UsageError: no such study (the message names every path looked at), or no complete trial.
+
     Example:
-        >>> cfg = load_best("postgresql://hpo@db/hpo", study_name="digits-cnn")
+        >>> cfg = load_best("/home/me/project/search_spaces/digits.yaml")   # from any folder
+        >>> cfg = load_best("/home/me/project/hpo-runs/digits")              # the study folder
+        >>> cfg = load_best("postgresql://hpo@db/hpo", study_name="digits")
+        >>> cfg.config["lr"], cfg.value, cfg.checkpoint
+        (0.0123, 0.97, '/home/me/project/hpo-runs/digits/trials/00007/best.pt')
+        >>> model, data = cfg.instantiate()     # module studies: your classes, with the best params
     """
     if space_or_storage is not None and "://" in str(space_or_storage):
         storage, space_or_storage = str(space_or_storage), None
@@ -217,7 +332,14 @@ def export_best(
 ) -> Path:
     """Writes the best config (``top`` best, or the Pareto set) as YAML, or JSON for a ``.json`` path.
 
-    The file is valid input to ``hpo train`` and to :func:`load_best`.
+    ``space`` takes what :func:`load_best` takes (a space file or a study folder, from any
+    folder). Each config's ``checkpoint`` is an absolute path to a file that exists at export
+    time; one that ``keep_checkpoints`` deleted is exported as ``checkpoint: null`` with a
+    ``checkpoint_note``. The file is valid input to ``hpo train`` and to :func:`load_best`.
+
+    Example:
+        >>> export_best("/home/me/project/hpo-runs/digits", "best.yaml", top=3)
+        PosixPath('best.yaml')
     """
     study, spec = _study_of(space, storage, study_name)
     configs = best_configs(study, spec, top)

@@ -128,7 +128,11 @@ class MlflowSpec:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated space file. ``raw`` is the resolved document (overrides applied, defaults filled)."""
+    """A validated space file. ``raw`` is the resolved document (overrides applied, defaults filled).
+
+    ``runs_dir`` is the ``hpo-runs`` folder that holds the study's folder: ``./hpo-runs`` for
+    ``hpo run``; readers set it to where the study was found (:func:`hpo._locate.locate`).
+    """
 
     source: str
     study: StudySettings
@@ -138,10 +142,11 @@ class StudySpec:
     space: tuple[ParamSpec, ...]
     mlflow: MlflowSpec
     raw: dict[str, Any]
+    runs_dir: Path = RUNS_DIR
 
     @property
     def study_dir(self) -> Path:
-        return RUNS_DIR / self.study.name
+        return self.runs_dir / self.study.name
 
     @property
     def multi_objective(self) -> bool:
@@ -346,6 +351,8 @@ def load_spec(
     path: str | Path,
     overrides: Mapping[str, Any] | None = None,
     sets: Sequence[str] = (),
+    *,
+    import_objective: bool = True,
 ) -> StudySpec:
     """Reads, overrides and validates a space file.
 
@@ -353,13 +360,15 @@ def load_spec(
         path: the space file.
         overrides: ``{"study.n_trials": 10, ...}`` from CLI flags; ``None`` values are ignored.
         sets: ``key.path=value`` strings from ``--set``, applied after ``overrides``.
+        import_objective: find and import the objective (and a module study's classes) to check
+            them; readers of a finished study pass False (they run nothing, from any folder).
 
     Raises:
         SpecError: the file is missing, not YAML, or not a valid space; the message names
             the file and the key path.
     """
     doc = read_yaml(path)
-    return spec_from_dict(doc, source=str(path), overrides=overrides, sets=sets)
+    return spec_from_dict(doc, source=str(path), overrides=overrides, sets=sets, import_objective=import_objective)
 
 
 def spec_from_dict(
@@ -367,6 +376,8 @@ def spec_from_dict(
     source: str = "<dict>",
     overrides: Mapping[str, Any] | None = None,
     sets: Sequence[str] = (),
+    *,
+    import_objective: bool = True,
 ) -> StudySpec:
     """Validates an already-loaded space document (see :func:`load_spec`)."""
     if doc is None:
@@ -379,7 +390,7 @@ def spec_from_dict(
             apply_override(doc, key, value)
     for assignment in sets:
         apply_override(doc, *parse_set(assignment))
-    return _Validator(source).spec(doc)
+    return _Validator(source, import_objective).spec(doc)
 
 
 _MAX_INT = 2**63 - 1
@@ -432,8 +443,8 @@ def _is_number(value: Any) -> bool:
 class _Validator:
     """Turns a document into a StudySpec, raising SpecError at the first problem."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
+    def __init__(self, source: str, import_objective: bool = True) -> None:
+        self.source, self.import_objective = source, import_objective
 
     def fail(self, key_path: str, message: str) -> None:
         raise SpecError(self.source, key_path, message)
@@ -609,7 +620,7 @@ class _Validator:
         from hpo._objective import check_builtin_values, check_reference, known_param_names, module_study_name
 
         name, module, data = self.objective_refs(s)
-        if module is None:
+        if module is None and self.import_objective:
             problem = check_reference(name, base_dir=Path(self.source).parent)
             if problem:
                 self.fail("objective.name", problem)
@@ -619,7 +630,8 @@ class _Validator:
                 self.fail(f"space.{p.name}", "is also in objective.fixed; keep it in one place")
         if module is not None:
             name = module_study_name(module, data)
-            self.check_module_study(module, data, fixed, space)
+            if self.import_objective:
+                self.check_module_study(module, data, fixed, space)
         known = known_param_names(name)
         if known is not None:
             for key in fixed:

@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def with_space(name: str, help_text: str) -> argparse.ArgumentParser:
+    def with_space(name: str, help_text: str, space_help: str = "the space file (YAML)") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("space", help="the space file (YAML)")
+        p.add_argument("space", help=space_help)
         p.add_argument("--storage", help="study storage URL (overrides study.storage)")
         p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides mlflow.tracking_uri)")
         p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -77,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="do not write the dashboard at the end")
 
     with_space("validate", "check the space file and print the resolved space; runs nothing")
-    with_space("status", "trials by state, best trial, time spent, workers seen")
-    with_space("best", "print the best trial's full config (the Pareto set for multi-objective studies)")
+    with_space("status", "trials by state, best trial, time spent, workers seen", READER_SPACE_HELP)
+    with_space("best", "print the best trial's full config (the Pareto set for multi-objective studies)",
+               READER_SPACE_HELP)
 
-    export = with_space("export", "write the best config as YAML (or JSON by suffix)")
+    export = with_space("export", "write the best config as YAML (or JSON by suffix)", READER_SPACE_HELP)
     export.add_argument("-o", "--output", default="best.yaml", help="output file (default best.yaml)")
     export.add_argument("--top", type=_positive_int, default=1, help="export the K best trials")
 
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-o", "--output", help="where to save the final model (default beside the study's runs)")
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the study used)")
 
-    report = with_space("report", "write the dashboard HTML and log it to the study's MLflow run")
+    report = with_space("report", "write the dashboard HTML and log it to the study's MLflow run", READER_SPACE_HELP)
     report.add_argument("-o", "--output", default=None, help="output folder (default the study's run folder)")
 
     ui = sub.add_parser("ui", help="start the MLflow UI against the study's tracking store",
@@ -102,8 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that only read a study: they find it from any folder (hpo._locate).
+READERS = frozenset({"status", "best", "export", "report"})
+READER_SPACE_HELP = ("the space file (its study is found in ./hpo-runs, else in hpo-runs beside the file or in a "
+                     "folder above it), or a study folder hpo-runs/<study>")
+
+
 def load(args: argparse.Namespace) -> Any:
-    """The validated spec, with every CLI flag applied over the file."""
+    """The validated spec, with every CLI flag applied over the file; a reader's spec is located
+    (its study found from any folder, or given as a study folder)."""
+    from hpo._locate import reader_spec
     from hpo._spec import load_spec
 
     overrides = {
@@ -113,6 +122,8 @@ def load(args: argparse.Namespace) -> Any:
         "study.storage": getattr(args, "storage", None),
         "mlflow.tracking_uri": getattr(args, "tracking_uri", None),
     }
+    if args.command in READERS:
+        return reader_spec(args.space, overrides=overrides, sets=args.set)
     return load_spec(args.space, overrides=overrides, sets=args.set)
 
 
@@ -253,7 +264,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     if not configs:
         raise UsageError(f"study {spec.study.name!r} has no complete trial yet; run `hpo run {spec.source}`")
     docs = [c.to_dict() for c in configs]
-    console.print(yaml.safe_dump(docs[0] if len(docs) == 1 else docs, sort_keys=False), end="")
+    # Unwrapped and not read as markup: the output is YAML that scripts parse (long absolute paths).
+    console.print(yaml.safe_dump(docs[0] if len(docs) == 1 else docs, sort_keys=False), end="", soft_wrap=True,
+                  markup=False)
     return 0
 
 

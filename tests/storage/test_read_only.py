@@ -67,12 +67,16 @@ def test_readers_leave_the_study_folder_byte_identical(finished, cli, workdir, t
 
 
 def test_readers_in_a_folder_without_the_study_create_nothing(finished, cli, tmp_path_factory, monkeypatch):
-    """Studies are found relative to where `hpo run` ran: elsewhere, exit 2 naming where it looked."""
+    """A copy of the space file, in a folder with no study at or above it, run from elsewhere:
+    exit 2 naming where it looked (./hpo-runs first)."""
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     monkeypatch.chdir(elsewhere)
     out = tmp_path_factory.mktemp("out")
+    spaces = tmp_path_factory.mktemp("spaces")
+    for name in (finished.name, "objs.py"):
+        (spaces / name).write_bytes((finished.parent / name).read_bytes())
     looked = str(elsewhere / "hpo-runs" / "space" / "journal.log")
-    for name, read in readers(finished, out):
+    for name, read in readers(spaces / finished.name, out):
         code, message = read(cli)
         assert code == 2, name
         assert looked in " ".join(message.split()) and "hpo run" in message, (name, message)
