@@ -50,6 +50,7 @@ class TrialContext:
     tracker: Tracker
     checkpoint: str | None = None
     last_step: int | None = field(default=None, init=False)
+    keep_checkpoints: int | None = field(default=None, init=False)
 
     @property
     def number(self) -> int:
@@ -95,7 +96,13 @@ class TrialContext:
         study = getattr(self.trial, "study", None)
         return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if study is not None else []
 
-    def set_checkpoint(self, path: str | Path) -> None:
-        """Records where this trial's best weights are (kept on the trial and in the tracker)."""
+    def set_checkpoint(self, path: str | Path, keep: int | None = None) -> None:
+        """Records where this trial's best weights are (kept on the trial and in the tracker).
+
+        ``keep``: the driver then deletes the checkpoints of complete trials outside the study's best
+        ``keep`` once this trial is told (``0`` or None keeps every file); a trial that does not end
+        COMPLETE has its file deleted.
+        """
         self.checkpoint = str(path)
+        self.keep_checkpoints = keep
         self.set_user_attr(CHECKPOINT, self.checkpoint)

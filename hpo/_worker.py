@@ -217,13 +217,31 @@ def run_trial(
         trial.set_user_attr(keys.FAIL_REASON, reason[:4000])
         frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         tracker.end_trial("FAIL", None, reason=reason)
+        retain_checkpoints(study, ctx, frozen)
     else:
         frozen = study.tell(trial, values, skip_if_finished=True)
         tracker.end_trial("COMPLETE", values)
+        retain_checkpoints(study, ctx, frozen)
     finally:
         del ctx
         release_memory()
     return frozen
+
+
+def retain_checkpoints(study: optuna.Study, ctx: TrialContext, frozen: FrozenTrial) -> None:
+    """Once the trial is told: only the study's best ``keep`` trials keep their checkpoint files.
+
+    The objective says how many to keep (``ctx.set_checkpoint(path, keep=K)``); a trial that did not
+    end COMPLETE can never be the best, so its file goes at once.
+    """
+    from hpo._checkpoints import discard, retain_best
+
+    if not ctx.checkpoint or not ctx.keep_checkpoints:
+        return
+    if frozen.state.name != "COMPLETE":
+        discard(ctx.checkpoint)
+        return
+    retain_best(study, ctx.keep_checkpoints)
 
 
 def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:

@@ -241,9 +241,9 @@ def _matching(module: nn.Module, patterns: Sequence[str]) -> set[str]:
 
 class _BestWeights(_EpochOnce):
     """Keeps the best epoch's ``state_dict`` (on the CPU, in memory) by ``monitor``; at the end of
-    a completed fit saves it to ``ctx.workdir/best.pt`` and calls ``ctx.set_checkpoint`` — only if
-    the trial ranks among the study's best ``keep`` trials, whose checkpoints alone are kept
-    (``keep=0`` keeps all). ``restore=True`` loads the best weights back into the module.
+    a completed fit saves it to ``ctx.workdir/best.pt`` and calls ``ctx.set_checkpoint(path, keep)``:
+    the driver then keeps the checkpoints of the study's best ``keep`` trials only (``keep=0``
+    keeps all). ``restore=True`` loads the best weights back into the module.
 
     The file is ``{"state_dict", "model" (architecture hparams, if known), "metrics", "epoch",
     "monitor"}`` and loads with ``torch.load(path, weights_only=True)``.
@@ -299,40 +299,9 @@ class _BestWeights(_EpochOnce):
         tmp = path.with_suffix(".pt.tmp")
         torch.save(payload, tmp)
         tmp.replace(path)
-        if keep_best_checkpoints(self.ctx, self.best_value, path, self.keep):
-            self.checkpoint = path
-            self.ctx.set_checkpoint(path)
-
-
-def keep_best_checkpoints(ctx: TrialContext, value: float | None, path: Path, keep: int) -> bool:
-    """Deletes the ``best.pt`` of finished trials that fell out of the study's best ``keep``.
-
-    The current trial counts with ``value``; returns whether its own checkpoint is kept (if not,
-    the file is deleted). Ranks by the study's (first) direction; ``keep <= 0`` keeps everything.
-    Other trials' user attr ``checkpoint`` keeps pointing at the deleted file.
-    """
-    if keep <= 0 or value is None or not ctx.directions:  # no study behind the trial: keep everything
-        return True
-    maximize = ctx.directions[0] == "maximize"
-    entries = [(float(value), ctx.number, str(path))]
-    for t in ctx.completed_trials():
-        ckpt = t.user_attrs.get(CHECKPOINT)
-        if t.number == ctx.number or not ckpt or not t.values:
-            continue
-        v = t.values[0]
-        if v is None or not math.isfinite(v):
-            continue
-        entries.append((float(v), t.number, ckpt))
-    entries.sort(key=lambda e: (-e[0] if maximize else e[0], e[1]))
-    kept = True
-    for _, number, ckpt in entries[keep:]:
-        if number == ctx.number:
-            kept = False
-        try:
-            Path(ckpt).unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("could not delete checkpoint %s: %s", ckpt, exc)
-    return kept
+        self.checkpoint = path
+        # The driver keeps only the study's best `keep` checkpoints once the trial is told.
+        self.ctx.set_checkpoint(path, keep=self.keep)
 
 
 class _PruningCallback(_EpochOnce):
