@@ -23,6 +23,10 @@ else work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT; fi
 case "$work/" in "$root"/*) echo "wheel-smoke: $work is inside the repository" >&2; exit 2;; esac
 
 step() { echo "wheel-smoke: $*"; }
+# Nothing of the source tree may leak in: a PYTHONPATH naming it (pytest's runs set one) would make pip
+# see an egg-info there as "already installed" and the venv import hpo from the tree.
+unset PYTHONPATH PYTHONHOME
+export PYTHONNOUSERSITE=1
 step "building the sdist and the wheel into $work/dist"
 "$python" -m build --outdir "$work/dist" "$root" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 wheel="$(ls "$work"/dist/*.whl)"
