@@ -22,7 +22,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+# The name pip installs hpo under (pyproject.toml [project] name); "hpo" there is someone else's.
+DIST_NAME = "hpo-lightning"
 
 _EXPORTS = {
     "load_spec": "hpo._spec",
@@ -42,7 +43,22 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "TrialPruned", "__version__"]
 
 
+def _version() -> str:
+    """The installed distribution's version, so ``hpo --version`` says what pip installed.
+
+    A source tree put on ``sys.path`` without being installed has no metadata: "0+unknown".
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DIST_NAME)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # lazily: reading metadata costs a scan of sys.path
+        return _version()
     if name == "TrialPruned":
         from optuna import TrialPruned
 

@@ -58,6 +58,7 @@ def drawn(page, name: str) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # browser, ~10 s
 def test_single_objective_report(browser, single_study, tmp_path):
     out = build_report(single_study, tmp_path / "nested" / "report.html", info=INFO)
     assert out == tmp_path / "nested" / "report.html" and out.is_file()
@@ -107,6 +108,7 @@ def test_single_objective_report(browser, single_study, tmp_path):
         ctx.close()
 
 
+@pytest.mark.slow  # browser, ~7 s
 def test_multi_objective_report(browser, multi_study, tmp_path):
     out = build_report(multi_study, tmp_path / "multi.html",
                        info={"study_name": "mo-study", "sampler": "nsga2"})
@@ -135,6 +137,7 @@ def test_multi_objective_report(browser, multi_study, tmp_path):
         ctx.close()
 
 
+@pytest.mark.slow  # browser
 @pytest.mark.parametrize("kind", ["empty", "failed"])
 def test_degenerate_studies_render_a_page(browser, kind, empty_study, failed_study, tmp_path):
     study = empty_study if kind == "empty" else failed_study

@@ -33,6 +33,7 @@ def live_worker_pids(path) -> list[int]:
     return [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
 
 
+@pytest.mark.slow  # chaos, ~100 s
 def test_chaos_with_jobs_4_on_the_embedded_store(write_space, workdir):
     path = write_space(base_space(objective={"name": "objs.py:slow", "fixed": {"sleep": 0.05}},
                                   study={"direction": "minimize", "metric": "value", "n_trials": 80, "seed": 0},

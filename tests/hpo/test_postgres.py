@@ -17,6 +17,7 @@ def fast_space(storage: str, n_trials: int, objective: str = "objs.py:quadratic"
                       sampler={"name": "random"}, mlflow={"enabled": True})
 
 
+@pytest.mark.slow  # 200 trials on PostgreSQL, ~75 s
 def test_eight_workers_on_postgres_run_exactly_n_trials(postgres_server, write_space, workdir, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -36,6 +37,7 @@ def test_eight_workers_on_postgres_run_exactly_n_trials(postgres_server, write_s
     assert children == list(range(200))
 
 
+@pytest.mark.slow  # chaos on PostgreSQL, ~35 s
 def test_chaos_on_postgres_kills_lose_nothing(postgres_server, write_space, workdir):
     """4 workers, one SIGKILLed every ~1 s and replaced (10 kills): exactly n_trials COMPLETE at the end."""
     url = postgres_server()
@@ -100,6 +102,7 @@ def test_cmaes_on_shared_storage_is_warned_about(postgres_server, write_space, c
     assert "pickled" in (out + err)
 
 
+@pytest.mark.slow  # PostgreSQL + MLflow server, ~35 s
 def test_recipe_postgres_study_and_mlflow_server_two_workers(postgres_server, write_space, workdir, tmp_path):
     """The README's multi-machine recipe: PostgreSQL for the study, an MLflow server backed by
     PostgreSQL for the runs, and workers that know only the two URLs."""
@@ -129,6 +132,7 @@ def test_recipe_postgres_study_and_mlflow_server_two_workers(postgres_server, wr
         assert all(r.info.status == "FINISHED" for r in children)
 
 
+@pytest.mark.slow  # waits out a heartbeat, ~35 s
 def test_heartbeat_recovers_a_trial_whose_machine_went_silent(postgres_server, write_space, workdir):
     """A worker on "machine A" is SIGKILLed mid-trial; a worker on "machine B" cannot see A's
     processes, so only the stopped heartbeat tells it: the trial is failed and retried with the

@@ -32,6 +32,7 @@ def test_every_sampler_with_a_pruner_runs_a_study(sampler, options, write_space,
     assert all(-5 <= t.params["x"] <= 5 for t in trials)
 
 
+@pytest.mark.slow  # ~15 s
 def test_tpe_with_hyperband_prunes(write_space, cli):
     path = write_space(base_space(
         sampler={"name": "tpe", "options": {"n_startup_trials": 4}},

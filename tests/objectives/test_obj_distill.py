@@ -14,6 +14,7 @@ def _weights(ctx):
     return torch.load(ctx.workdir / "best.pt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # ~20 s
 def test_teacher_mapping_trained_once_reused_and_changes_the_student(make_ctx, tiny, monkeypatch):
     trained = []
     real = _teacher.train_teacher

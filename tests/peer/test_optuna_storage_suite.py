@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # Optuna's suite, ~30 s
 def test_optuna_storage_suite_passes_on_hpo_storages(postgres_server):
     env = {**os.environ, "PYTHON": sys.executable, "HPO_PEER_POSTGRES_URL": postgres_server()}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "optuna-peer-tests.sh"), "-rfE"], cwd=ROOT, env=env,

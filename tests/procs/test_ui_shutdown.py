@@ -48,6 +48,7 @@ def test_every_way_hpo_ui_ends_stops_the_server(signum, code, host, workdir):
     assert port_is_free(host, port)
 
 
+@pytest.mark.slow  # an MLflow server, ~12 s
 def test_start_then_with_is_one_server(tmp_path):
     """``with UiServer(...).start() as s`` starts one server, and leaving the block stops it."""
     server = UiServer(f"sqlite:///{tmp_path}/mlflow.db", artifacts_dir=tmp_path / "artifacts")

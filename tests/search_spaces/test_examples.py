@@ -57,6 +57,7 @@ def test_quickstart_trains_exports_and_retrains_within_tolerance(quickstart, wor
     assert (workdir / "final.pt").is_file()
 
 
+@pytest.mark.slow  # ~10 s
 def test_sigterm_during_a_lightning_trial_never_leaves_it_running(quickstart, workdir):
     proc = start_hpo("run", quickstart, "--no-report", "--set", "objective.fixed.max_epochs=40", cwd=workdir)
     deadline = time.monotonic() + 120
@@ -75,6 +76,7 @@ def test_sigterm_during_a_lightning_trial_never_leaves_it_running(quickstart, wo
     assert [t.state.name for t in trials].count("WAITING") == 1
 
 
+@pytest.mark.slow  # chaos, ~35 s
 def test_chaos_with_the_lightning_objective(quickstart, workdir):
     """--jobs 2 on short Lightning trials while a worker is SIGKILLed three times."""
     proc = start_hpo("run", quickstart, "--jobs", "2", "--no-report", "--n-trials", "8",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from _helpers import load_trials, start_hpo
 
 
@@ -13,6 +15,7 @@ def running(runs) -> list[str]:
                   and r.info.lifecycle_stage == "active")
 
 
+@pytest.mark.slow  # ~12 s
 def test_deleting_mlflow_db_mid_study_leaves_no_run_running(write_space, workdir, runs_in_mlflow):
     from _helpers import base_space
 

@@ -66,6 +66,7 @@ def test_study_with_complete_pruned_and_failed_trials(write_space, cli, tmp_path
             assert run.data.metrics["final.loss"] == pytest.approx(t.value)
 
 
+@pytest.mark.slow  # ~10 s
 def test_jobs_2_gives_one_child_per_trial(write_space, workdir, tmp_path):
     path = write_space(mixed_space(tmp_path, 12))
     proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)

@@ -6,6 +6,8 @@ import json
 import time
 from collections import Counter
 
+import pytest
+
 _WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
@@ -44,6 +46,7 @@ print(json.dumps({"parent": parent, "exp": exp_id, "errors": t.errors, "retries"
 N_WORKERS, N_TRIALS = 4, 20
 
 
+@pytest.mark.slow  # ~13 s
 def test_workers_share_one_sqlite_store(store, tk, tmp_path):
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient

@@ -62,6 +62,7 @@ def page(browser):
     ctx.close()
 
 
+@pytest.mark.slow  # MLflow UI server
 def test_server_answers_the_rest_api(ui_server, ui_store):
     q = urllib.parse.urlencode({"run_id": ui_store["runs"][0]})
     with urllib.request.urlopen(f"{ui_server.url}/api/2.0/mlflow/runs/get?{q}", timeout=10) as resp:
@@ -70,6 +71,7 @@ def test_server_answers_the_rest_api(ui_server, ui_store):
     assert tags["mlflow.parentRunId"] == ui_store["parent"] and tags["state"] == "COMPLETE"
 
 
+@pytest.mark.slow  # MLflow UI server + browser
 def test_experiment_page_lists_parent_and_nested_trials(ui_server, ui_store, page, tmp_path):
     url = _ui.experiment_url(ui_server.url, ui_store["exp"])
     assert url == f"{ui_server.url}/#/experiments/{ui_store['exp']}/runs"
@@ -87,6 +89,7 @@ def test_experiment_page_lists_parent_and_nested_trials(ui_server, ui_store, pag
     assert re.search(r"\b4 matching runs\b", body), body[-500:]
 
 
+@pytest.mark.slow  # MLflow UI server + browser
 def test_trial_metric_chart_page_loads(ui_server, ui_store, page, tmp_path):
     run_id, exp = ui_store["runs"][0], ui_store["exp"]
     # the metric page (the one the run page's metric links open)
@@ -120,6 +123,7 @@ sys.exit(serve_ui(sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]), experime
 """
 
 
+@pytest.mark.slow  # MLflow UI server, ~10 s
 def test_serve_ui_prints_the_experiment_url_and_stops_on_ctrl_c(ui_store, tk):
     port = _ui.find_free_port()
     proc = subprocess.Popen(
