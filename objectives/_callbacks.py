@@ -25,7 +25,6 @@ import optuna
 import torch
 from torch import nn
 
-from hpo._keys import CHECKPOINT, PRUNED_AT_EPOCH
 from objectives.techniques import adaptive_clip_grad_
 
 if TYPE_CHECKING:
@@ -306,7 +305,8 @@ class _BestWeights(_EpochOnce):
 
 class _PruningCallback(_EpochOnce):
     """Reports the epoch's metrics via ``ctx.report(metrics, step=epoch)`` and raises
-    ``optuna.TrialPruned`` when ``ctx.should_prune()``; records ``pruned_at_epoch`` on the trial.
+    ``optuna.TrialPruned`` when ``ctx.should_prune()`` (the driver records ``pruned_at_epoch``: the last
+    step reported, ``ctx.last_step``).
 
     Under DDP only rank 0 has a ``ctx``: it decides, the decision is broadcast, and every rank raises
     at the same epoch. Works with any Optuna storage (it only calls ``trial.report``/``should_prune``).
@@ -328,8 +328,6 @@ class _PruningCallback(_EpochOnce):
             prune = bool(trainer.strategy.broadcast(prune, src=0))
         if prune:
             self.pruned_at = epoch
-            if self.ctx is not None:
-                self.ctx.set_user_attr(PRUNED_AT_EPOCH, epoch)
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
