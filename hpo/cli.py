@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo",
         description="Hyperparameter search for PyTorch Lightning objectives, on Optuna and MLflow.",
-        epilog="Run `hpo COMMAND --help` for a command's flags. Exit codes: 0 ok, 2 bad input, 1 other error.",
+        epilog="Run `hpo COMMAND --help` for a command's flags. Exit codes: 0 ok, 2 bad input, 1 other error, "
+               "130/143/129 interrupted by Ctrl-C/SIGTERM/SIGHUP (run the same command again to resume).",
     )
     from hpo import __version__
 
