@@ -31,6 +31,12 @@ PRUNERS.register("successive_halving", "optuna.pruners:SuccessiveHalvingPruner")
 PRUNERS.register("hyperband", "optuna.pruners:HyperbandPruner")
 PRUNERS.register("threshold", "optuna.pruners:ThresholdPruner")
 
+# Options hpo sets unless the space file says otherwise. TPE's constant liar treats the trials other
+# workers are still running as if they had a bad value, so parallel workers (`--jobs`, shared storage)
+# do not all sample the same promising region; with one worker no other trial runs while it samples,
+# so it changes nothing there.
+SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {"tpe": {"constant_liar": True}}
+
 # Samplers that pickle their state into the study's storage (unpickling runs code).
 PICKLING_SAMPLERS = {"cmaes"}
 
@@ -58,7 +64,7 @@ def worker_seed(study_seed: int | None, n_existing: int, worker_index: int) -> i
 
 def make_sampler(name: str, options: Mapping[str, Any], seed: int | None, source: str = "<spec>") -> Any:
     cls = SAMPLERS.get(name)
-    kwargs = dict(options)
+    kwargs = {**SAMPLER_DEFAULTS.get(name, {}), **options}
     if "seed" in inspect.signature(cls).parameters:
         kwargs["seed"] = seed
     return _construct(cls, kwargs, "sampler.options", source)

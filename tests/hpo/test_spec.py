@@ -131,3 +131,11 @@ def test_yaml_is_loaded_safely(write_space):
     path = write_space("study: !!python/object/apply:os.system ['echo pwned']\nobjective: {name: objs.py:quadratic}\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(path)
+
+
+def test_tpe_uses_the_constant_liar_unless_told_otherwise():
+    from hpo._components import make_sampler
+
+    # Optuna keeps the option as `_constant_liar`; reading it is the cheapest observable check.
+    assert make_sampler("tpe", {}, 0)._constant_liar is True
+    assert make_sampler("tpe", {"constant_liar": False}, 0)._constant_liar is False
