@@ -23,6 +23,7 @@ from hpo._signals import Interrupted, install_signal_handlers
 from hpo._worker import (
     EXIT_STUCK_TRIAL,
     EXIT_TOO_MANY_FAILURES,
+    STUDY_COMPLETE,
     join_study,
     no_complete_trial,
     run_worker,
@@ -60,12 +61,12 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         if recovered:
             console.print(f"re-queued trials {recovered}: their worker had died")
         if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
-            code, reason = 0, "study complete"
+            code, reason = 0, STUDY_COMPLETE
         else:
             code, reason = _run_trials(spec, jobs, study, tracker, console)
-        if code != 0 or reason == "study complete":
+        if code != 0 or reason.startswith(STUDY_COMPLETE):
             recover_orphans(study, spec, tracker)
-        if reason == "study complete":
+        if reason.startswith(STUDY_COMPLETE):
             settle_parent(study, tracker, complete=True)
         if code == 0 and (why := no_complete_trial(study)):
             code, reason = 1, why
@@ -213,7 +214,7 @@ class Supervisor:
                 else:
                     self._stop(procs, signal.SIGTERM)
                     return 1, f"worker {index} failed (exit {proc.returncode}); see {self.logs_dir / f'worker-{index}.log'}"
-        return 0, "study complete"
+        return 0, STUDY_COMPLETE
 
     def _may_restart(self, returncode: int) -> bool:
         if returncode < 0 or returncode == EXIT_STUCK_TRIAL:  # killed, or ended itself over a stuck

@@ -95,6 +95,17 @@ class StudySettings:
     heartbeat_grace: int = 30
     fsync: bool = False                 # embedded store: fsync every append (power-loss durability)
     trial_timeout: float | None = None  # seconds one trial may run before it is failed
+    stop_when: StopRule | None = None   # stop the study early (no improvement, or a target reached)
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """``study.stop_when``: no new trial starts once ``target`` is reached, or once the best value has not
+    improved by more than ``min_delta`` over the last ``patience`` finished trials."""
+
+    target: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "name": None, "direction": None, "directions": None, "metric": None, "metrics": None,
         "n_trials": 20, "timeout": None, "seed": None, "storage": None,
         "max_consecutive_failures": 5, "max_retries": 1, "heartbeat_interval": 10, "heartbeat_grace": 30,
-        "fsync": False, "trial_timeout": None,
+        "fsync": False, "trial_timeout": None, "stop_when": None,
     },
     "sampler": {"name": "tpe", "options": {}},
     "pruner": {"name": "median", "options": {}},
@@ -384,8 +395,30 @@ class _Validator:
         trial_timeout = s["trial_timeout"]
         if trial_timeout is not None:
             trial_timeout = self.number(trial_timeout, "study.trial_timeout", positive=True)
+        stop_when = self.stop_rule(s["stop_when"], len(directions))
         return StudySettings(name, directions, metrics, n_trials, timeout, seed, storage, failures, retries,
-                             interval, grace, fsync, trial_timeout)
+                             interval, grace, fsync, trial_timeout, stop_when)
+
+    def stop_rule(self, value: Any, n_objectives: int) -> StopRule | None:
+        if value is None:
+            return None
+        rule = self.mapping(value, "study.stop_when", ("target", "patience", "min_delta"))
+        if not rule:
+            self.fail("study.stop_when", "expected target and/or patience (with an optional min_delta)")
+        if n_objectives > 1:
+            self.fail("study.stop_when", "applies to single-objective studies only (a Pareto front has no best value)")
+        target = rule.get("target")
+        if target is not None:
+            target = float(self.number(target, "study.stop_when.target"))
+        patience = rule.get("patience")
+        if patience is not None:
+            patience = self.number(patience, "study.stop_when.patience", integer=True, positive=True)
+        min_delta = float(self.number(rule.get("min_delta", 0.0), "study.stop_when.min_delta"))
+        if min_delta < 0:
+            self.fail("study.stop_when.min_delta", f"must be >= 0, got {min_delta}")
+        if "min_delta" in rule and patience is None:
+            self.fail("study.stop_when.min_delta", "needs study.stop_when.patience (improvement over how many trials)")
+        return StopRule(target, patience, min_delta)
 
     def study_name(self, name: Any, from_file: bool) -> None:
         """The name becomes a folder under hpo-runs/ and the MLflow experiment: one safe path component."""

@@ -27,6 +27,7 @@ from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
 from hpo._signals import SIGNAL_EXIT_CODES, Interrupted, install_signal_handlers  # also imported from here
 from hpo._space import suggest
+from hpo._stopping import study_stop_reason
 from hpo._spec import StudySpec, spec_from_dict
 from hpo._study import (
     consecutive_failures,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from hpo.tracking import Tracker
 
 EXIT_TOO_MANY_FAILURES = 3
+STUDY_COMPLETE = "study complete"  # a stop reason that starts so ends the study normally
 EXIT_STUCK_TRIAL = 4  # a trial ignored its trial_timeout: the worker ended itself (always restarted)
 STUCK_RECORD_TIMEOUT_S = 30.0
 WAIT_FOR_OTHERS_S = 1.0
@@ -118,10 +120,12 @@ def run_worker(
     while True:
         if spec.study.timeout is not None and time.monotonic() - started > spec.study.timeout:
             return WorkerOutcome(count, f"timeout of {spec.study.timeout:g} s reached")
+        if why := study_stop_reason(study, spec.study.stop_when):
+            return WorkerOutcome(count, f"{STUDY_COMPLETE} (stop_when: {why})")
         trial = next_trial(study, spec)
         if trial is None:
             if not others_running(study):
-                return WorkerOutcome(count, "study complete")
+                return WorkerOutcome(count, STUDY_COMPLETE)
             # Another worker's trial may still fail and be re-queued: stay to take it.
             recover_orphans(study, spec, tracker)
             time.sleep(WAIT_FOR_OTHERS_S)
