@@ -27,8 +27,8 @@ from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
 from hpo._signals import SIGNAL_EXIT_CODES, Interrupted, install_signal_handlers  # also imported from here
 from hpo._space import suggest
-from hpo._stopping import study_stop_reason
 from hpo._spec import StudySpec, spec_from_dict
+from hpo._stopping import study_stop_reason
 from hpo._study import (
     consecutive_failures,
     fail_running_trial,
