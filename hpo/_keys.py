@@ -19,6 +19,7 @@ RETRY_ORIGIN = "retry_origin"          # the first trial of a chain of retries
 RETRY_COUNT = "retry_count"            # how many retries of the origin this is
 RETRY_REASON = "retry_reason"          # why the origin was retried
 GRID_POINT = "grid_point"              # enqueued by grid search
+WARM_START = "warm_start"              # queued or added from study.warm_start (which item)
 DDP_RANKS = "ddp_ranks"                # how many ranks trained the trial
 TEACHER_CHECKPOINT = "teacher_checkpoint"
 TEACHER_CACHE = "teacher_cache"        # whether the study-wide teacher was trained or reused

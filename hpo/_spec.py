@@ -17,6 +17,7 @@ from typing import Any
 
 from hpo._errors import SpecError
 from hpo._registry import did_you_mean
+from hpo._warm_start import WarmStart, parse_warm_start
 from hpo._yaml import apply_override, parse_set, read_yaml
 
 RUNS_DIR = Path("hpo-runs")
@@ -152,6 +153,7 @@ class StudySpec:
     mlflow: MlflowSpec
     raw: dict[str, Any]
     runs_dir: Path = RUNS_DIR
+    warm_start: tuple[WarmStart, ...] = ()
 
     @property
     def study_dir(self) -> Path:
@@ -348,7 +350,7 @@ class _Validator:
         return value
 
     def spec(self, doc: dict[str, Any]) -> StudySpec:
-        self.mapping(doc, "", list(_SCHEMA))
+        self.mapping(doc, "", [*_SCHEMA, "warm_start"])
         if isinstance(doc.get("space"), dict):
             self.check_space_size(doc["space"])  # first: the checks after it take time per value
         sections = {name: self.section(doc, name) for name in _SCHEMA}
@@ -359,9 +361,12 @@ class _Validator:
         objective = self.objective(sections["objective"], space, study.metrics)
         self.check_sampler_fits(sampler, study, space)
         mlflow = self.mlflow(sections["mlflow"])
+        warm_start = parse_warm_start(doc.get("warm_start"), self.source)
         raw = {**sections, "space": doc.get("space") or {}}
+        if doc.get("warm_start") is not None:
+            raw["warm_start"] = doc["warm_start"]
         raw["study"]["name"] = study.name
-        return StudySpec(self.source, study, sampler, pruner, objective, space, mlflow, raw)
+        return StudySpec(self.source, study, sampler, pruner, objective, space, mlflow, raw, warm_start=warm_start)
 
     def study(self, s: dict[str, Any]) -> StudySettings:
         name = s["name"] or Path(self.source).stem

@@ -19,6 +19,7 @@ from hpo._components import make_pruner, make_sampler, worker_seed
 from hpo._errors import UsageError
 from hpo._keys import FAIL_REASON, WORKER
 from hpo._space import grid_points
+from hpo._warm_start import apply_warm_start
 from hpo._spec import StudySpec
 from hpo._storage import describe_storage, open_storage, study_lock, trial_state_counts
 
@@ -154,6 +155,7 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
     study.set_user_attr(keys.STUDY_FIXED, json.loads(json.dumps(spec.objective.fixed, default=str)))
     study.set_user_attr(keys.STUDY_SEED, spec.study.seed)
     study.set_user_attr(keys.STUDY_SPEC, json.loads(json.dumps(spec.raw, default=str)))
+    apply_warm_start(study, spec)  # first: warm-start configs run (or count) before anything sampled
     if spec.sampler.name == "grid":
         for point in grid_points(spec.space):
             study.enqueue_trial(point, user_attrs={keys.GRID_POINT: True})

@@ -1,0 +1,148 @@
+"""``warm_start:``: configurations a new study tries (or learns from) before it samples its own.
+
+Each item of the list is one of:
+
+- a mapping of params, e.g. ``{lr: 0.01, width: 32}``: queued as the study's first trials;
+- the path of a file written by ``hpo export`` (relative to the space file): its configs' params are queued;
+- ``study:NAME``: that earlier study (same storage, or ``hpo-runs/NAME`` beside this study): its complete
+  trials are added as finished trials, so the sampler learns from them without training again, when
+  every param fits the new space and both studies have the same objective and directions; otherwise
+  their params are queued to run again.
+
+Params outside the new space are dropped with a warning. Warm-start trials count toward ``n_trials``.
+It applies once, when the study is created.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo import _keys as keys
+from hpo._errors import SpecError, UsageError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo._spec import StudySpec
+
+STUDY_PREFIX = "study:"
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """One item of ``warm_start``: queued ``params`` (one dict per config), or an earlier ``study``."""
+
+    label: str
+    params: tuple[dict[str, Any], ...] = field(default=())
+    study: str | None = None
+
+
+def parse_warm_start(value: Any, source: str) -> tuple[WarmStart, ...]:
+    """Validates ``warm_start`` at load time (files are read now, studies are looked up at creation)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(source, "warm_start", f"expected a list of param mappings, export files or study:NAME, "
+                                              f"got {type(value).__name__}")
+    return tuple(_item(item, f"warm_start[{i}]", source) for i, item in enumerate(value))
+
+
+def _item(item: Any, key: str, source: str) -> WarmStart:
+    if isinstance(item, Mapping):
+        if not all(isinstance(k, str) for k in item):
+            raise SpecError(source, key, "param names must be text")
+        return WarmStart(key, (dict(item),))
+    if isinstance(item, str) and item.startswith(STUDY_PREFIX):
+        name = item[len(STUDY_PREFIX):].strip()
+        if not name:
+            raise SpecError(source, key, "expected study:NAME with the name of an earlier study, got 'study:'")
+        return WarmStart(key, study=name)
+    if isinstance(item, str) and item.strip():
+        from hpo._export import read_export
+
+        path = Path(item).expanduser()
+        if not path.is_absolute():
+            path = Path(source).parent / path
+        try:
+            return WarmStart(f"{key} ({item})", tuple(dict(c.params) for c in read_export(path)))
+        except UsageError as exc:
+            raise SpecError(source, key, str(exc)) from None
+    raise SpecError(source, key, f"expected a mapping of params, an export file or study:NAME, got {item!r}")
+
+
+def apply_warm_start(study: optuna.Study, spec: StudySpec) -> None:
+    """Queues (or adds as finished) the warm-start configurations of a study being created."""
+    names = {p.name for p in spec.space}
+    for item in spec.warm_start:
+        if item.study is not None:
+            _from_study(study, spec, item, names)
+            continue
+        for params in item.params:
+            study.enqueue_trial(_within(params, names, item.label), user_attrs={keys.WARM_START: item.label})
+
+
+def _within(params: Mapping[str, Any], names: set[str], label: str) -> dict[str, Any]:
+    dropped = sorted(set(params) - names)
+    if dropped:
+        print(f"warning: {label}: {', '.join(dropped)} not in this space; dropped", file=sys.stderr)
+    return {k: v for k, v in params.items() if k in names}
+
+
+def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: set[str]) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from hpo._compat_space import distribution
+
+    earlier = _load_earlier(spec, item.study, item.label)
+    same_goal = [d.name for d in earlier.directions] == [d.name for d in study.directions] and \
+        earlier.user_attrs.get("objective") == spec.objective.name
+    distributions = {p.name: distribution(p) for p in spec.space}
+    for t in earlier.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        fits = same_goal and set(t.params) <= set(distributions) and all(
+            _compatible(t.distributions[k], distributions[k]) and _inside(distributions[k], v)
+            for k, v in t.params.items())
+        if fits:
+            study.add_trial(optuna.trial.create_trial(
+                params=dict(t.params), distributions={k: distributions[k] for k in t.params}, values=t.values,
+                user_attrs={keys.WARM_START: f"{item.label} trial {t.number}"}))
+        else:
+            study.enqueue_trial(_within(t.params, names, item.label),
+                                user_attrs={keys.WARM_START: f"{item.label} trial {t.number}"})
+
+
+def _inside(dist: Any, value: Any) -> bool:
+    """Whether ``value`` lies in the new distribution (a narrower range may exclude it)."""
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return dist.low <= value <= dist.high
+
+
+def _compatible(old: Any, new: Any) -> bool:
+    from optuna.distributions import check_distribution_compatibility
+
+    try:
+        check_distribution_compatibility(old, new)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_earlier(spec: StudySpec, name: str, label: str) -> optuna.Study:
+    """The earlier study, read-only: the same database, or ``hpo-runs/NAME`` beside this study."""
+    from dataclasses import replace
+
+    from hpo._study import open_study
+
+    raw_study = {**spec.raw["study"], "name": name}
+    earlier_spec = replace(spec, study=replace(spec.study, name=name), raw={**spec.raw, "study": raw_study})
+    try:
+        return open_study(earlier_spec, create=False)
+    except UsageError as exc:
+        raise UsageError(f"{spec.source}: {label}: {exc}") from None
