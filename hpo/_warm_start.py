@@ -71,6 +71,9 @@ def _item(item: Any, key: str, source: str) -> WarmStart:
             return WarmStart(f"{key} ({item})", tuple(dict(c.params) for c in read_export(path)))
         except UsageError as exc:
             raise SpecError(source, key, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - any file the user names: binary, a folder, a broken export
+            raise SpecError(source, key, f"{item}: not a readable hpo export ({type(exc).__name__}: {exc}); "
+                                         "write one with `hpo export`") from None
     raise SpecError(source, key, f"expected a mapping of params, an export file or study:NAME, got {item!r}")
 
 

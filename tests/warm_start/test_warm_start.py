@@ -75,3 +75,9 @@ def test_bad_warm_start_is_exit_2_with_the_key(write_space, cli, warm_start, key
 def test_a_missing_earlier_study_is_exit_2_naming_it(write_space, cli):
     code, _, err = cli("run", write_space(base_space(warm_start=["study:nowhere"])), "--no-report")
     assert code == 2 and "warm_start[0]" in err and "nowhere" in err, err
+
+
+@pytest.mark.parametrize("name", ["/etc", "/bin/sh", "bad\0name"])
+def test_an_unreadable_warm_start_file_is_exit_2(write_space, cli, name):
+    code, _, err = cli("validate", write_space(base_space(warm_start=[name])))
+    assert code == 2 and "warm_start[0]" in err and "Traceback" not in err, err
