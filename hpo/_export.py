@@ -48,8 +48,8 @@ class BestConfig:
             ``keep_checkpoints`` has deleted them (``checkpoint_note`` then says so).
 
     For a study of your own LightningModule (``objective: {module: ..., data: ...}``),
-    :meth:`to_lightning_kwargs` splits the config into constructor keyword arguments and
-    :meth:`instantiate` builds the module and the data with them.
+    ``to_lightning_kwargs()`` splits the config into constructor keyword arguments and
+    ``instantiate()`` builds the module and the data with them.
 
     Example:
         >>> cfg = load_best("hpo-runs/digits")          # or the space file, from any folder
@@ -296,8 +296,8 @@ def load_best(
 
     Args:
         space_or_storage: a space file (its study is found in ``./hpo-runs``, else in ``hpo-runs``
-            beside the space file or in a folder above it: see :mod:`hpo._locate`), a study folder
-            (``.../hpo-runs/<study>``), a file written by :func:`export_best`, or a storage URL.
+            beside the space file or in a folder above it), a study folder
+            (``.../hpo-runs/<study>``), a file written by ``export_best``, or a storage URL.
         study_name: the study, when the first argument is a storage URL.
 
     Raises:
@@ -341,10 +341,10 @@ def export_best(
 ) -> Path:
     """Writes the best config (``top`` best, or the Pareto set) as YAML, or JSON for a ``.json`` path.
 
-    ``space`` takes what :func:`load_best` takes (a space file or a study folder, from any
+    ``space`` takes what ``load_best`` takes (a space file or a study folder, from any
     folder). Each config's ``checkpoint`` is an absolute path to a file that exists at export
     time; one that ``keep_checkpoints`` deleted is exported as ``checkpoint: null`` with a
-    ``checkpoint_note``. The file is valid input to ``hpo train`` and to :func:`load_best`.
+    ``checkpoint_note``. The file is valid input to ``hpo train`` and to ``load_best``.
 
     Example:
         >>> from hpo import export_best, load_best

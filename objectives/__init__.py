@@ -71,7 +71,7 @@ def resnet_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str,
 
 
 def fit(module: Any, data: Any = None, config: Any = None, ctx: TrialContext | None = None, **kwargs: Any):
-    """Trains a LightningModule with the trial's callbacks; see :func:`objectives._fit.fit`.
+    """Trains a LightningModule with the trial's callbacks and the knobs of ``config`` (arguments below).
 
     An objective that returns its module (and data) is trained by hpo with this same function; call
     it yourself to train several modules in one trial, or to use what it returns.

@@ -4,6 +4,7 @@ API's docstring examples run as written."""
 from __future__ import annotations
 
 import doctest
+import inspect
 import re
 import subprocess
 import sys
@@ -122,14 +123,14 @@ def _public_objects() -> dict[str, Any]:
     from hpo._errors import SpecError
     from hpo._lock import FileLock
 
-    return {"hpo.load_best": hpo.load_best, "hpo.export_best": hpo.export_best,
+    return {"hpo": hpo, "hpo.load_best": hpo.load_best, "hpo.export_best": hpo.export_best,
             "hpo.TrialContext": hpo.TrialContext, "hpo.SpecError": SpecError, "hpo.FileLock": FileLock}
 
 
 @pytest.mark.parametrize("name", list(_public_objects()))
 def test_docstring_examples_run(name: str, demo_study: Path):
     obj = _public_objects()[name]
-    module = sys.modules[obj.__module__]
+    module = obj if inspect.ismodule(obj) else sys.modules[obj.__module__]
     globs = {**vars(module), "run_demo_study": _run_demo_study(demo_study)}
     tests = doctest.DocTestFinder(recurse=False).find(obj, name, module=module, globs=globs)
     examples = sum(len(t.examples) for t in tests)
