@@ -1,18 +1,19 @@
 """hpo: hyperparameter search for PyTorch Lightning objectives, on Optuna and MLflow.
 
-Example:
+Example (a finished study ``demo`` of ``demo.yaml``, minimising ``loss = (x - 2)**2``):
     >>> from hpo import load_best
-    >>> cfg = load_best("search_spaces/quickstart.yaml")
-    >>> cfg.config["lr"]
-    0.0123
+    >>> cfg = load_best("demo.yaml")            # the space file, or the study folder hpo-runs/demo
+    >>> cfg.config["x"], cfg.value
+    (2.0, 0.0)
 
 From any folder, by space file or study folder; for a study of your own LightningModule
-(``objective: {module: my_models:SmallCNN, data: my_models:DigitsDataModule}``):
+(``objective: {module: my_models:SmallCNN, data: my_models:DigitsDataModule}``), the last
+lines build your classes with the best params:
 
-    >>> cfg = load_best("/home/me/project/hpo-runs/digits")
-    >>> cfg.to_lightning_kwargs()["module"]
+    >>> cfg = load_best("/home/me/project/hpo-runs/digits")        # doctest: +SKIP
+    >>> cfg.to_lightning_kwargs()["module"]                        # doctest: +SKIP
     {'width': 16, 'dropout': 0.1}
-    >>> model, data = cfg.instantiate()        # SmallCNN(width=16, dropout=0.1), DigitsDataModule(...)
+    >>> model, data = cfg.instantiate()  # SmallCNN(width=16, dropout=0.1), ...  # doctest: +SKIP
 
 Public names are imported lazily so that ``import hpo`` (and the CLI) stays fast.
 """

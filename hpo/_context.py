@@ -21,13 +21,20 @@ class TrialContext:
     """Handed to every objective as its second argument.
 
     Example:
+        An objective that reports its metric every epoch and stops when the pruner says so
+        (space file: ``objective: {name: my_objective.py:objective}``, ``study.metric: loss``):
+
+        >>> import hpo
         >>> def objective(params, ctx):
-        ...     for epoch in range(10):
-        ...         acc = train_one_epoch(params)
-        ...         ctx.report({"val_acc": acc}, step=epoch)
+        ...     for epoch in range(4):
+        ...         loss = (params["x"] - 2.0) ** 2 + 1.0 / (epoch + 1)   # one epoch of training
+        ...         ctx.report({"loss": loss}, step=epoch)
         ...         if ctx.should_prune():
         ...             raise hpo.TrialPruned()
-        ...     return acc
+        ...     return {"loss": loss}
+        >>> trials = run_demo_study(objective)   # stands for `hpo run`: 3 trials, x = 1, 2, 3
+        >>> trials[1].intermediate_values        # what ctx.report gave the pruner, per epoch
+        {0: 1.0, 1: 0.5, 2: 0.3333333333333333, 3: 0.25}
 
     Attributes:
         trial: the Optuna trial (for ``trial.number``, user attrs, ...).

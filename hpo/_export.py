@@ -48,8 +48,8 @@ class BestConfig:
             ``keep_checkpoints`` has deleted them (``checkpoint_note`` then says so).
 
     For a study of your own LightningModule (``objective: {module: ..., data: ...}``),
-    :meth:`to_lightning_kwargs` splits the config into constructor keyword arguments and
-    :meth:`instantiate` builds the module and the data with them.
+    ``to_lightning_kwargs()`` splits the config into constructor keyword arguments and
+    ``instantiate()`` builds the module and the data with them.
 
     Example:
         >>> cfg = load_best("hpo-runs/digits")          # or the space file, from any folder
@@ -296,20 +296,29 @@ def load_best(
 
     Args:
         space_or_storage: a space file (its study is found in ``./hpo-runs``, else in ``hpo-runs``
-            beside the space file or in a folder above it: see :mod:`hpo._locate`), a study folder
-            (``.../hpo-runs/<study>``), a file written by :func:`export_best`, or a storage URL.
+            beside the space file or in a folder above it), a study folder
+            (``.../hpo-runs/<study>``), a file written by ``export_best``, or a storage URL.
         study_name: the study, when the first argument is a storage URL.
 
     Raises:
         UsageError: no such study (the message names every path looked at), or no complete trial.
 
     Example:
-        >>> cfg = load_best("/home/me/project/search_spaces/digits.yaml")   # from any folder
-        >>> cfg = load_best("/home/me/project/hpo-runs/digits")              # the study folder
-        >>> cfg = load_best("postgresql://hpo@db/hpo", study_name="digits")
-        >>> cfg.config["lr"], cfg.value, cfg.checkpoint
-        (0.0123, 0.97, '/home/me/project/hpo-runs/digits/trials/00007/best.pt')
-        >>> model, data = cfg.instantiate()     # module studies: your classes, with the best params
+        A finished study ``demo`` (space file ``demo.yaml``, minimising ``loss = (x - 2)**2``):
+
+        >>> from hpo import load_best
+        >>> cfg = load_best("demo.yaml")               # the space file, from any folder
+        >>> cfg.params, cfg.value
+        ({'x': 2.0}, 0.0)
+        >>> cfg.config                                 # fixed + params: what the objective got
+        {'x': 2.0}
+        >>> load_best("hpo-runs/demo").params          # the study folder
+        {'x': 2.0}
+        >>> cfg = load_best("postgresql://hpo@db/hpo", study_name="demo")  # doctest: +SKIP
+        >>> model, data = cfg.instantiate()  # doctest: +SKIP
+
+        The last two lines need a database server, and a study of your own LightningModule
+        (``instantiate`` builds your classes with the best params).
     """
     if space_or_storage is not None and "://" in str(space_or_storage):
         storage, space_or_storage = str(space_or_storage), None
@@ -332,14 +341,17 @@ def export_best(
 ) -> Path:
     """Writes the best config (``top`` best, or the Pareto set) as YAML, or JSON for a ``.json`` path.
 
-    ``space`` takes what :func:`load_best` takes (a space file or a study folder, from any
+    ``space`` takes what ``load_best`` takes (a space file or a study folder, from any
     folder). Each config's ``checkpoint`` is an absolute path to a file that exists at export
     time; one that ``keep_checkpoints`` deleted is exported as ``checkpoint: null`` with a
-    ``checkpoint_note``. The file is valid input to ``hpo train`` and to :func:`load_best`.
+    ``checkpoint_note``. The file is valid input to ``hpo train`` and to ``load_best``.
 
     Example:
-        >>> export_best("/home/me/project/hpo-runs/digits", "best.yaml", top=3)
+        >>> from hpo import export_best, load_best
+        >>> export_best("demo.yaml", "best.yaml", top=2)   # the 2 best trials of the study demo
         PosixPath('best.yaml')
+        >>> load_best("best.yaml").params                  # the first one is the best
+        {'x': 2.0}
     """
     study, spec = _study_of(space, storage, study_name)
     configs = best_configs(study, spec, top)

@@ -71,12 +71,19 @@ def resnet_classifier(params: Mapping[str, Any], ctx: TrialContext) -> dict[str,
 
 
 def fit(module: Any, data: Any = None, config: Any = None, ctx: TrialContext | None = None, **kwargs: Any):
-    """Trains a LightningModule with the trial's callbacks; see :func:`objectives._fit.fit`.
+    """Trains a LightningModule with the trial's callbacks and the knobs of ``config`` (arguments below).
+
+    An objective that returns its module (and data) is trained by hpo with this same function; call
+    it yourself to train several modules in one trial, or to use what it returns.
 
     Example:
-        >>> def objective(params, ctx):
-        ...     return MyModule(params["hidden"]), (train_loader, val_loader)
-        >>> # the driver then calls objectives.fit(module, data, params, ctx)
+        ```python
+        from objectives import fit
+
+        def objective(params, ctx):                 # objective: {name: my_objective.py:objective}
+            model = MyModule(hidden=params["hidden"])
+            return fit(model, (train_loader, val_loader), params, ctx)   # {"val_acc": ..., ...}
+        ```
     """
     from objectives._fit import fit as _fit
 
