@@ -76,6 +76,17 @@ def distribution(param: ParamSpec) -> BaseDistribution:
     return _suggest_one(_DistributionOf(), param)  # type: ignore[arg-type]
 
 
+def compatible(old: BaseDistribution, new: BaseDistribution) -> bool:
+    """Whether Optuna lets trials sampled from ``old`` share a study with ``new`` (same kind, same choices)."""
+    from optuna.distributions import check_distribution_compatibility
+
+    try:
+        check_distribution_compatibility(old, new)
+    except ValueError:
+        return False
+    return True
+
+
 def describe_distribution(dist: BaseDistribution) -> str:
     """A recorded distribution in the words of ``ParamSpec.describe``."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -106,18 +117,13 @@ def compare_spaces(
         recorded: the distributions its trials used (decides what Optuna refuses).
         new: the space of this run.
     """
-    from optuna.distributions import check_distribution_compatibility
-
     before = {p.name: p for p in stored}
     changes = SpaceChanges([], [])
     for p in new:
         was, seen = before.pop(p.name, None), recorded.get(p.name)
-        if seen is not None:
-            try:
-                check_distribution_compatibility(seen, distribution(p))
-            except ValueError:
-                changes.refused.append(f"{p.name} (trials so far: {describe_distribution(seen)}; now: {p.describe()})")
-                continue
+        if seen is not None and not compatible(seen, distribution(p)):
+            changes.refused.append(f"{p.name} (trials so far: {describe_distribution(seen)}; now: {p.describe()})")
+            continue
         if was is None and seen is None:
             changes.accepted.append(f"{p.name}: new param ({p.describe()})")
         elif was is not None and was.describe() != p.describe():

@@ -94,18 +94,13 @@ def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: C
 
 
 def study_is_complete(study: Any, spec: StudySpec) -> bool:
-    """Whether no trial is left to run: none RUNNING or WAITING, and the cap reached (trials lost to
-    dead workers do not count, as in :func:`hpo._study.next_trial`) or, for a grid, no point left."""
-    from hpo._study import lost_trials
+    """Whether no trial is left to run: none RUNNING or WAITING, and the study's cap reached
+    (:func:`hpo._study.cap_reached`, the rule :func:`hpo._study.next_trial` applies)."""
+    from hpo._study import cap_reached
     from hpo._summary import state_counts
 
     counts = state_counts(study.get_trials(deepcopy=False))
-    if counts["RUNNING"] or counts["WAITING"]:
-        return False
-    if spec.sampler.name == "grid":  # the grid's points are enqueued up front: none WAITING = exhausted
-        return True
-    lost = lost_trials(study) if counts["FAIL"] else set()
-    return counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"] - len(lost) >= spec.study.n_trials
+    return not counts["RUNNING"] and not counts["WAITING"] and cap_reached(study, spec, counts)
 
 
 def _close_tracker(tracker: Any, study: Any, spec: StudySpec, console: Console) -> None:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +191,18 @@ def lost_trials(study: optuna.Study) -> set[int]:
     return {int(key.removeprefix(LOST_PREFIX)) for key in attrs if key.startswith(LOST_PREFIX)}
 
 
+def cap_reached(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> bool:
+    """Whether the study may start no more trials: its grid is exhausted (no point left WAITING), or
+    ``n_trials`` trials exist besides the queued ones, not counting trials lost to dead workers.
+
+    ``counts``: trials by state name (:func:`hpo._storage.trial_state_counts`).
+    """
+    if spec.sampler.name == "grid" and not counts["WAITING"]:
+        return True
+    lost = lost_trials(study) if counts["FAIL"] else set()
+    return sum(counts.values()) - counts["WAITING"] - len(lost) >= spec.study.n_trials
+
+
 def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
     """Creates (or takes a queued) trial while the study's cap allows; None when the study is done.
 
@@ -205,13 +217,9 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
 
     with study_lock(spec):
         counts = trial_state_counts(spec, study)
-        waiting = counts["WAITING"]
-        if spec.sampler.name == "grid" and not waiting:
+        if cap_reached(study, spec, counts):
             return None
-        lost = lost_trials(study) if counts["FAIL"] else set()
-        if sum(counts.values()) - waiting - len(lost) >= spec.study.n_trials:
-            return None
-        trial_id = pop_waiting_trial_id(study) if waiting else None
+        trial_id = pop_waiting_trial_id(study) if counts["WAITING"] else None
         queued = trial_id is not None
         if not queued:
             trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())

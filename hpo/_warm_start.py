@@ -99,7 +99,7 @@ def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: se
     import optuna
     from optuna.trial import TrialState
 
-    from hpo._compat_space import distribution
+    from hpo._compat_space import compatible, distribution
 
     earlier = _load_earlier(spec, item.study, item.label)
     same_goal = [d.name for d in earlier.directions] == [d.name for d in study.directions] and \
@@ -107,7 +107,7 @@ def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: se
     distributions = {p.name: distribution(p) for p in spec.space}
     for t in earlier.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         fits = same_goal and set(t.params) <= set(distributions) and all(
-            _compatible(t.distributions[k], distributions[k]) and _inside(distributions[k], v)
+            compatible(t.distributions[k], distributions[k]) and _inside(distributions[k], v)
             for k, v in t.params.items())
         if fits:
             study.add_trial(optuna.trial.create_trial(
@@ -125,16 +125,6 @@ def _inside(dist: Any, value: Any) -> bool:
     if isinstance(dist, CategoricalDistribution):
         return value in dist.choices
     return dist.low <= value <= dist.high
-
-
-def _compatible(old: Any, new: Any) -> bool:
-    from optuna.distributions import check_distribution_compatibility
-
-    try:
-        check_distribution_compatibility(old, new)
-    except ValueError:
-        return False
-    return True
 
 
 def _load_earlier(spec: StudySpec, name: str, label: str) -> optuna.Study:
