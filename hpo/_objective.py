@@ -67,10 +67,14 @@ def known_param_names(name: str) -> frozenset[str] | None:
         return None
 
 
-def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[str, tuple]) -> tuple[str, str] | None:
+def check_builtin_values(
+    name: str, fixed: Mapping[str, Any], choices: Mapping[str, tuple], ends: Mapping[str, tuple] | None = None
+) -> tuple[str, str] | None:
     """Checks the values of the stack's knobs where the stack applies them: every key of a built-in
     objective, the reserved knobs (``objectives.STACK_KNOBS``) of a module study; each finite
-    choice of a searched param too. A custom objective function's params are its own.
+    choice of a searched param too, and both ends (``(low, high)`` in ``ends``) of a searched range:
+    the table's intervals are convex, so a range whose ends pass holds no bad value. A custom
+    objective function's params are their own.
 
     Returns ``(key path, problem)`` for the first bad value, so a typo fails validation instead
     of every trial.
@@ -81,6 +85,7 @@ def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[s
         stack = frozenset(import_object(_STACK_KNOBS))
         fixed = {k: v for k, v in fixed.items() if k in stack}
         choices = {k: v for k, v in choices.items() if k in stack}
+        ends = {k: v for k, v in (ends or {}).items() if k in stack}
     config = import_object(_BUILTIN_CONFIG)
     try:
         config.for_objective(name, dict(fixed))
@@ -93,6 +98,12 @@ def check_builtin_values(name: str, fixed: Mapping[str, Any], choices: Mapping[s
                 config.for_objective(name, {**fixed, param: value})
             except ValueError as exc:
                 return f"space.{param}", str(exc).partition(": ")[2]
+    for param, pair in (ends or {}).items():
+        for end, value in zip(("low", "high"), pair):
+            try:
+                config.for_objective(name, {**fixed, param: value})
+            except ValueError as exc:
+                return f"space.{param}.{end}", str(exc).partition(": ")[2]
     return None
 
 

@@ -518,7 +518,8 @@ class _Validator:
         if known is not None or module is not None:
             self.check_stack_space(space)
         finite = {p.name: p.finite_values() for p in space if p.choices is not None or p.values is not None}
-        problem = check_builtin_values(name, fixed, finite)
+        ends = {p.name: _ends(p) for p in space if p.choices is None and p.values is None}
+        problem = check_builtin_values(name, fixed, finite, ends)
         if problem:
             self.fail(*problem)
         if known is not None:
@@ -671,6 +672,14 @@ class _Validator:
             _dependency_order(params)
         except ValueError as exc:
             self.fail(f"space.{exc.args[0]}.when", "conditions form a cycle")
+
+
+def _ends(p: ParamSpec) -> tuple[Any, Any]:
+    """The smallest and largest value a range param can take (a stepped int range may stop below high)."""
+    values = p.finite_values()
+    if isinstance(values, range) and len(values):
+        return values[0], values[-1]
+    return p.low, p.high
 
 
 def _dependency_order(params: dict[str, ParamSpec]) -> list[ParamSpec]:

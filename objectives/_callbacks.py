@@ -1,7 +1,7 @@
 """Lightning callbacks that connect a training run to its trial; one hook, one job.
 
 Order in ``objectives.fit``: ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
-``BestWeights`` → ``PruningCallback``. Each is written once as plain hooks and made a callback of
+``WeightPruning`` (``objectives._sparsity``) → ``BestWeights`` → ``PruningCallback``. Each is written once as plain hooks and made a callback of
 the Lightning package that drives the module (:func:`callback_classes`); the module-level names
 are the ``pytorch_lightning`` ones. The epoch-level numbers (``val_*`` from the module's
 ``self.log``, ``train_loss``/``epoch_time``/``samples_per_sec`` from ``EpochMetrics``) are
@@ -238,6 +238,12 @@ def _matching(module: nn.Module, patterns: Sequence[str]) -> set[str]:
     return out
 
 
+def _weights_final(trainer: pl.Trainer) -> bool:
+    """False while a callback says this epoch's weights are not the final ones (weight pruning
+    before its final sparsity): such an epoch cannot be the best."""
+    return all(getattr(cb, "weights_final", True) for cb in trainer.callbacks)
+
+
 class _BestWeights(_EpochOnce):
     """Keeps the best epoch's ``state_dict`` (on the CPU, in memory) by ``monitor``; at the end of
     a completed fit saves it to ``ctx.workdir/best.pt`` and calls ``ctx.set_checkpoint(path, keep)``:
@@ -273,7 +279,7 @@ class _BestWeights(_EpochOnce):
         metrics["epoch"] = float(trainer.current_epoch)
         self.last_metrics = metrics
         value = metrics.get(self.monitor)
-        if value is not None and self._better(value):
+        if value is not None and _weights_final(trainer) and self._better(value):
             self.best_value = value
             self.best_metrics = dict(metrics)
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}

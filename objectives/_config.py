@@ -85,6 +85,31 @@ def _check_teacher_reference(teacher: Any) -> None:
                          f"checkpoint: PATH (its state dict), got {found(teacher.get('checkpoint'))}")
 
 
+def final_prune_epoch(cfg: Any) -> int:
+    """The epoch from whose start weight pruning has reached ``prune_amount``."""
+    if cfg.prune_schedule != "gradual":
+        return cfg.prune_start_epoch
+    return cfg.prune_end_epoch or cfg.max_epochs - 1
+
+
+def _check_weight_pruning(cfg: Any) -> None:
+    """The weight-pruning epochs against each other and ``max_epochs`` (both keys named)."""
+    start, epochs = cfg.prune_start_epoch, cfg.max_epochs
+    if start >= epochs:
+        raise ValueError(f"prune_start_epoch: must be < max_epochs ({epochs}): epochs count from 0 and "
+                         f"weight pruning would never start, got {start}")
+    if cfg.prune_schedule != "gradual":
+        return
+    end = final_prune_epoch(cfg)
+    if cfg.prune_end_epoch >= epochs:
+        raise ValueError(f"prune_end_epoch: must be < max_epochs ({epochs}): the final sparsity is set at the start "
+                         f"of epoch prune_end_epoch, counted from 0, got {end}")
+    if end <= start:
+        given = f"got {end}" if cfg.prune_end_epoch else f"got 0, the last epoch ({end})"
+        raise ValueError(f"prune_end_epoch: must be > prune_start_epoch ({start}) for prune_schedule: gradual, "
+                         f"{given}")
+
+
 @_knob_fields
 class TrainConfig:
     """Hyperparameters of ``image_classifier`` / ``sequence_classifier`` / ``resnet_classifier`` and
@@ -111,6 +136,7 @@ class TrainConfig:
             object.__setattr__(self, "teacher", teacher)
         if self.arch == "resnet":
             resnet_blocks(self.depth)
+        _check_weight_pruning(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> TrainConfig:

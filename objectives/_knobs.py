@@ -275,14 +275,17 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 STRATEGIES = ("auto", "ddp")
 ARCHS = ("convnet", "resnet")
 SHORTCUTS = ("A", "B")
+PRUNE_SCHEDULES = ("oneshot", "gradual")
+PRUNE_STRUCTURES = ("weights", "channels")
 
 _RESNET = OnlyWith(lambda c: c.arch == "resnet", "arch: resnet")
+_GRADUAL = OnlyWith(lambda c: c.prune_schedule == "gradual", "prune_schedule: gradual")
 _IMAGEFOLDER = OnlyWith(lambda c: c.dataset.startswith("imagefolder:"), "an imagefolder:PATH dataset")
 
 # Groups, in the docs' order. "optimizer" and "lr schedule" reach training through hpo's optimizer,
 # "augmentation" by rewriting batches, "mixing" by replacing the loss (see objectives._stack).
 GROUPS = ("data", "model", "optimizer", "training", "lr schedule", "augmentation", "mixing", "precision",
-          "parallelism", "clipping", "distillation", "other")
+          "parallelism", "clipping", "distillation", "weight pruning", "other")
 
 KNOBS: tuple[Knob, ...] = (
     # data
@@ -356,6 +359,27 @@ KNOBS: tuple[Knob, ...] = (
     Knob("distill_alpha", "float", 0.5, _unit(), "Weight of the soft-target loss.", "distillation"),
     Knob("distill_temperature", "float", 4.0, _gt0(), "Softmax temperature of the distillation loss.",
          "distillation"),
+    # weight pruning (zeroing weights; not Optuna's pruning of trials)
+    Knob("prune_amount", "float", 0.0, Interval(0.0, 0.95),
+         "Weight pruning: the final sparsity, the share of Conv/Linear weights (weights) or of output "
+         "channels and neurons (channels) removed by magnitude; the epoch's value is the metric sparsity "
+         "(0 disables).", "weight pruning"),
+    Knob("prune_schedule", "str", "oneshot", Options(PRUNE_SCHEDULES),
+         "oneshot: prune to prune_amount at the start of epoch prune_start_epoch; gradual: the cubic "
+         "schedule of Zhu & Gupta (2017), raised at the start of every epoch from prune_start_epoch "
+         "(sparsity 0) to prune_end_epoch (prune_amount).", "weight pruning"),
+    Knob("prune_start_epoch", "int", 0, _ge0(int),
+         "First epoch of weight pruning, counted from 0 (oneshot at 0 prunes the untrained weights); "
+         "must be < max_epochs.", "weight pruning"),
+    Knob("prune_end_epoch", "int", 0, _ge0(int),
+         "Epoch from whose start the sparsity is prune_amount (0: the last epoch, max_epochs - 1); must be "
+         "> prune_start_epoch and < max_epochs. Only epochs from here on can be the trial's best epoch.",
+         "weight pruning", only_with=_GRADUAL),
+    Knob("prune_structure", "str", "weights", Options(PRUNE_STRUCTURES),
+         "weights: global unstructured L1 magnitude over all Conv/Linear weights; channels: the output "
+         "channels (neurons) of smallest L2 norm in each Conv/Linear layer but the output layer, and "
+         "best.pt holds the physically slimmed network (needs the sparsity extra: torch-pruning).",
+         "weight pruning"),
     # other
     Knob("seed", "int | None", None, None, "Seed of the run (null: the trial's seed).", "other"),
     Knob("keep_checkpoints", "int", 3, _ge0(int), "best.pt files kept for the best K trials (0 keeps all).",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 import torch
 
+from objectives import _sparsity
 from objectives._callbacks import callback_classes
 from objectives._config import TrainConfig
 from objectives._namespace import NAMESPACES, is_datamodule, namespace_of
@@ -183,6 +184,7 @@ def _callbacks(namespace: str, request: FitRequest) -> tuple[list[Any], Any]:
     out: list[Any] = [hooks.EpochMetrics()]
     if cfg.agc_clip > 0:
         out.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
+    out += _sparsity.callbacks(namespace, cfg)  # before BestWeights: it saves the masks made permanent
     out += [best, hooks.PruningCallback(request.ctx), *request.callbacks]
     return out, best
 
