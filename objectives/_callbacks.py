@@ -292,8 +292,12 @@ class _BestWeights(_EpochOnce):
         if self.ctx is None:
             return
         model = getattr(pl_module, "model", None)
+        state = self.best_state
+        for cb in trainer.callbacks:  # weight pruning by channels saves the slimmed network
+            if hasattr(cb, "export_state"):
+                state = cb.export_state(pl_module, state)
         payload = {
-            "state_dict": self.best_state,
+            "state_dict": state,
             "model": dict(getattr(model, "hparams", {}) or {}) if isinstance(getattr(model, "hparams", None), dict) else {},
             "metrics": self.best_metrics,
             "epoch": int(self.best_metrics.get("epoch", -1)),

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,7 +94,11 @@ def final_prune_epoch(cfg: Any) -> int:
 
 
 def _check_weight_pruning(cfg: Any) -> None:
-    """The weight-pruning epochs against each other and ``max_epochs`` (both keys named)."""
+    """The weight-pruning epochs against each other and ``max_epochs`` (both keys named), and
+    the package ``channels`` needs."""
+    if cfg.prune_structure == "channels" and importlib.util.find_spec("torch_pruning") is None:
+        raise ValueError("prune_structure: channels needs the torch-pruning package, which is not installed: "
+                         "pip install 'hpo[sparsity]'")
     start, epochs = cfg.prune_start_epoch, cfg.max_epochs
     if start >= epochs:
         raise ValueError(f"prune_start_epoch: must be < max_epochs ({epochs}): epochs count from 0 and "
