@@ -251,7 +251,9 @@ class _BestWeights(_EpochOnce):
     keeps all). ``restore=True`` loads the best weights back into the module.
 
     The file is ``{"state_dict", "model" (architecture hparams, if known), "metrics", "epoch",
-    "monitor"}`` and loads with ``torch.load(path, weights_only=True)``.
+    "monitor"}`` and loads with ``torch.load(path, weights_only=True)``. A callback with
+    ``export_state(pl_module, state)`` rewrites the state saved (weight pruning by channels: the
+    slimmed network); one with ``weights_final = False`` keeps the epoch from being the best.
     """
 
     def __init__(

@@ -362,8 +362,8 @@ KNOBS: tuple[Knob, ...] = (
     # weight pruning (zeroing weights; not Optuna's pruning of trials)
     Knob("prune_amount", "float", 0.0, Interval(0.0, 0.95),
          "Weight pruning: the final sparsity, the share of Conv/Linear weights (weights) or of output "
-         "channels and neurons (channels) removed by magnitude; the epoch's value is the metric sparsity "
-         "(0 disables).", "weight pruning"),
+         "channels and neurons (channels) removed by magnitude (0 disables). Each epoch reports the metric "
+         "sparsity; only epochs at the final sparsity can be the trial's best.", "weight pruning"),
     Knob("prune_schedule", "str", "oneshot", Options(PRUNE_SCHEDULES),
          "oneshot: prune to prune_amount at the start of epoch prune_start_epoch; gradual: the cubic "
          "schedule of Zhu & Gupta (2017), raised at the start of every epoch from prune_start_epoch "
@@ -373,7 +373,7 @@ KNOBS: tuple[Knob, ...] = (
          "must be < max_epochs.", "weight pruning"),
     Knob("prune_end_epoch", "int", 0, _ge0(int),
          "Epoch from whose start the sparsity is prune_amount (0: the last epoch, max_epochs - 1); must be "
-         "> prune_start_epoch and < max_epochs. Only epochs from here on can be the trial's best epoch.",
+         "> prune_start_epoch and < max_epochs.",
          "weight pruning", only_with=_GRADUAL),
     Knob("prune_structure", "str", "weights", Options(PRUNE_STRUCTURES),
          "weights: global unstructured L1 magnitude over all Conv/Linear weights; channels: the output "

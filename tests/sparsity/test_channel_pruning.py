@@ -8,7 +8,9 @@ import importlib.util
 import pytest
 import torch
 
-from objectives._fit import run_classifier
+from sparsity._mlp import TwoLayers, loaders
+
+from objectives._fit import fit, run_classifier
 from objectives._models import build_model
 from objectives._sparsity import load_slimmed
 from objectives.techniques.sparsity import channel_norms
@@ -62,3 +64,16 @@ def test_channels_without_torch_pruning_is_exit_2(write_space, cli, monkeypatch)
     assert code == 2
     assert ("objective.fixed.prune_structure: channels needs the torch-pruning package, which is not installed: "
             "pip install 'hpo[sparsity]'") in err
+
+
+def test_a_users_module_loses_hidden_neurons_but_keeps_its_outputs(ctx):
+    module = TwoLayers()
+    fit(module, loaders(), {"max_epochs": 2, "prune_amount": 0.5, "prune_structure": "channels"}, ctx,
+        restore_best=True)
+    state = torch.load(ctx.workdir / "best.pt", weights_only=True)["state_dict"]
+    assert state["body.0.weight"].shape == (16, 8) and state["body.0.bias"].shape == (16,)
+    assert state["body.2.weight"].shape == (3, 16)
+    slim = load_slimmed(TwoLayers(), state).eval()
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.allclose(slim(x), module.eval()(x), atol=1e-6)

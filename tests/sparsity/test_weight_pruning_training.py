@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch import nn
+
+from sparsity._mlp import TwoLayers, loaders
 
 from objectives._fit import fit, run_classifier
 from objectives._sparsity import prunable_layers
@@ -76,34 +77,9 @@ def test_masks_keep_pruned_weights_at_zero_while_training(ctx):
         assert torch.equal(zeros, pruned)
 
 
-class TwoLayers(pl.LightningModule):
-    """A user's module: an MLP on 8 features, 3 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
-
-    def forward(self, x):
-        return self.body(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self(batch[0]), batch[1])
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_acc", (self(batch[0]).argmax(1) == batch[1]).float().mean())
-
-
-def _loaders():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 8, generator=g)
-    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-    ds = torch.utils.data.TensorDataset(x, y)
-    return torch.utils.data.DataLoader(ds, batch_size=32), torch.utils.data.DataLoader(ds, batch_size=96)
-
-
 def test_a_users_module_is_pruned_and_reports_sparsity(ctx):
     module = TwoLayers()
-    result = fit(module, _loaders(), {"max_epochs": 2, "prune_amount": 0.5}, ctx)
+    result = fit(module, loaders(), {"max_epochs": 2, "prune_amount": 0.5}, ctx)
     assert [m["sparsity"] for _, m in ctx.tracker.steps] == [0.5, 0.5]
     assert result["sparsity"] == 0.5
     weights = [module.body[0].weight, module.body[2].weight]
