@@ -176,7 +176,6 @@ class _ChannelPruning(_WeightPruning):
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
-        self.amount = cfg.prune_amount
         self.example: torch.Tensor | None = None
         self.roots: list[str] = []  # names of the layers that lose channels
         self.norms: dict[str, list[str]] = {}
