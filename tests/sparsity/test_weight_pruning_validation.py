@@ -62,6 +62,7 @@ def test_a_range_is_checked_at_the_ends_it_can_reach(write_space, cli):
     assert code == 0, out + err
 
 
+@pytest.mark.slow  # ~15 s: a whole study
 def test_the_example_space_file_runs_end_to_end(workdir, cli):
     path = workdir / EXAMPLE.name
     shutil.copy(EXAMPLE, path)
