@@ -96,6 +96,8 @@ def fit(
         result = _ddp.fit_ddp(request)
     else:
         result = fit_local(request)
+    if ctx is not None:
+        ctx.fitted = (module, data)
     if ctx is not None and monitor not in result:
         # A user's module decides what it logs: say so at the first trial rather than return nothing.
         raise ValueError(f"study metric {monitor!r} was never logged by {type(module).__name__}; it logged "
