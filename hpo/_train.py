@@ -110,10 +110,11 @@ def _print_comparison(console: Console, c: Any) -> None:
              f"{c.int8.accuracy - c.float.accuracy:+.4f}"),
             ("file size", _kib(c.float.size_bytes), _kib(c.int8.size_bytes), f"x{c.int8.size_bytes / c.float.size_bytes:.2f}"),
             ("CPU ms/batch", f"{c.float.latency_ms:.3f}", f"{c.int8.latency_ms:.3f}",
-             f"x{c.int8.latency_ms / c.float.latency_ms:.2f}"))
-    console.print(f"{'':<14}{'float':>12}{'int8':>12}{'change':>10}", markup=False)
+             f"x{c.int8.latency_ms / c.float.latency_ms:.2f}"),
+            ("Conv/Linear weights", "", "", f"x{c.weight_ratio:.2f}"))
+    console.print(f"{'':<20}{'float':>12}{'int8':>12}{'change':>10}", markup=False)
     for name, before, after, change in rows:
-        console.print(f"{name:<14}{before:>12}{after:>12}{change:>10}", markup=False)
+        console.print(f"{name:<20}{before:>12}{after:>12}{change:>10}", markup=False)
 
 
 def _kib(size: int) -> str:

@@ -110,3 +110,12 @@ def test_without_torchao_the_error_says_how_to_install_it(monkeypatch):
     with pytest.raises(UsageError, match=r"pip install 'hpo\[quantize\]'") as caught:
         q.torchao_quantization()
     assert caught.value.exit_code == 2
+
+
+def test_weight_ratio_counts_int8_bytes_and_scales_over_float32():
+    model = q.quantize(_net().eval(), "dynamic")
+    numel = sum(m.weight_int8.numel() if hasattr(m, "weight_int8") else m.weight.qdata.numel()
+                for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    scales = model[0].weight_scale.numel() + model[3].weight.scale.numel() + model[5].weight.scale.numel()
+    assert q.weight_ratio(model.state_dict()) == pytest.approx((numel + 4 * scales) / (4 * numel))
+    assert q.weight_ratio(_net().state_dict()) != q.weight_ratio(_net().state_dict())  # nan: nothing quantized
