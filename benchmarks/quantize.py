@@ -13,7 +13,6 @@ the CPU latency per validation batch of both (one thread, each batch's fastest o
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import tempfile
 import time
@@ -51,7 +50,6 @@ def train(objective: str, config: dict[str, Any], workdir: Path) -> tuple[Any, A
     start = time.perf_counter()
     run_objective(resolve_objective(objective, Path.cwd()), ctx)
     module, data = ctx.fitted
-    module.trainer = None  # so that copying the module does not copy the Trainer
     return module, data, ctx.checkpoint, time.perf_counter() - start
 
 
@@ -60,7 +58,7 @@ def main() -> None:
     parser.add_argument("--only", help="models whose name contains this")
     parser.add_argument("--epochs", type=int, help="max_epochs of every model (default: each model's own)")
     args = parser.parse_args()
-    from objectives._quantize import quantize_trained
+    from objectives._quantize import float_copy, quantize_trained
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +70,7 @@ def main() -> None:
             module, data, checkpoint, seconds = train(objective, config, Path(tmp) / name.replace(" ", "-"))
             print(f"trained {name} ({objective}) in {seconds:.0f} s", flush=True)
             for mode in MODES:
-                c = quantize_trained(copy.deepcopy(module), data, checkpoint, mode, checkpoint,
+                c = quantize_trained(float_copy(module), data, checkpoint, mode, checkpoint,
                                      Path(checkpoint).with_name(f"int8-{mode}.pt"))
                 rows.append((name, c))
     print()

@@ -200,25 +200,33 @@ def accuracy(model: nn.Module, batches: Iterable[Any]) -> float:
 
 
 def latency_ms(model: nn.Module, batches: Iterable[Any], repeats: int = 5) -> float:
-    """CPU time of one forward pass per batch, in milliseconds, on one intra-op thread: each batch's
-    fastest of ``repeats`` passes (after a warm-up pass), averaged over the batches.
+    """CPU time of one forward pass per batch, in milliseconds (see :func:`paired_latency_ms`)."""
+    return paired_latency_ms([model], batches, repeats)[0]
 
-    The calling thread's CPU time, not the wall clock: with one thread every op runs on it, and on a
-    shared machine the wall clock of a tiny net's forward varied tenfold with other processes' load
-    (this is also how a small model is usually served: one thread per request)."""
+
+def paired_latency_ms(models: list[nn.Module], batches: Iterable[Any], repeats: int = 5) -> list[float]:
+    """CPU time of one forward pass per batch of each model, in milliseconds, on one intra-op thread:
+    each batch's fastest of ``repeats`` passes (after a warm-up pass), averaged over the batches.
+
+    The models take turns batch by batch, so that a change of the machine's load falls on all of
+    them. The calling thread's CPU time, not the wall clock: with one thread every op runs on it,
+    and on a shared machine the wall clock of a tiny net's forward varied tenfold with other
+    processes' load (one thread is also how a small model is usually served)."""
     inputs = [inputs_of(b) for b in batches]
     if not inputs:
-        return float("nan")
-    fastest = [float("inf")] * len(inputs)
+        return [float("nan")] * len(models)
+    fastest = [[float("inf")] * len(inputs) for _ in models]
     with torch.inference_mode(), _one_thread():
-        for x in inputs:
-            model(x)
+        for model in models:
+            for x in inputs:
+                model(x)
         for _ in range(repeats):
             for i, x in enumerate(inputs):
-                start = time.thread_time()
-                model(x)
-                fastest[i] = min(fastest[i], time.thread_time() - start)
-    return 1000.0 * sum(fastest) / len(fastest)
+                for times, model in zip(fastest, models):
+                    start = time.thread_time()
+                    model(x)
+                    times[i] = min(times[i], time.thread_time() - start)
+    return [1000.0 * sum(times) / len(times) for times in fastest]
 
 
 @contextlib.contextmanager
@@ -321,11 +329,21 @@ def quantize_trained(
     module.cpu().eval()
     train, val = loaders_of(module, data)
     val_batches = list(val)
-    before = measure(module, val_batches, float_file)
+    reference = float_copy(module)
     calibration = list(itertools.islice(train, calibration_batches)) if mode == "static" else None
     quantize(module, mode, calibration)
-    Path(int8_file).parent.mkdir(parents=True, exist_ok=True)
     state = module.state_dict()
+    Path(int8_file).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "model": saved.get("model"), "quantize": mode}, int8_file)
-    after = measure(module, val_batches, int8_file)
+    latency = paired_latency_ms([reference, module], val_batches)
+    before = Measures(accuracy(reference, val_batches), Path(float_file).stat().st_size, latency[0])
+    after = Measures(accuracy(module, val_batches), Path(int8_file).stat().st_size, latency[1])
     return Comparison(mode, before, after, str(int8_file), len(calibration or ()), weight_ratio(state))
+
+
+def float_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` to measure beside its quantized self (a LightningModule's copy
+    leaves its Trainer behind: ``LightningModule.__getstate__`` drops it)."""
+    import copy
+
+    return copy.deepcopy(module)

@@ -119,3 +119,35 @@ def test_weight_ratio_counts_int8_bytes_and_scales_over_float32():
     scales = model[0].weight_scale.numel() + model[3].weight.scale.numel() + model[5].weight.scale.numel()
     assert q.weight_ratio(model.state_dict()) == pytest.approx((numel + 4 * scales) / (4 * numel))
     assert q.weight_ratio(_net().state_dict()) != q.weight_ratio(_net().state_dict())  # nan: nothing quantized
+
+
+def test_the_float_reference_is_an_independent_copy_without_the_trainer():
+    import pytorch_lightning as pl
+
+    module = pl.LightningModule()
+    module.net = _net()
+    trainer = object()
+    module._trainer = trainer
+    copy = q.float_copy(module)
+    assert copy._trainer is None and module._trainer is trainer
+    q.quantize(module, "dynamic")
+    assert isinstance(copy.net[0].weight, nn.Parameter) and copy.net[0].weight.dtype == torch.float32
+    assert "weight" not in module.net[0]._parameters
+
+
+def test_paired_latency_times_each_model_on_every_batch():
+    calls: list[str] = []
+
+    class Timed(nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def forward(self, x):
+            calls.append(self.name)
+            assert torch.get_num_threads() == 1
+            return x
+
+    latencies = q.paired_latency_ms([Timed("a"), Timed("b")], _batches(n=3), repeats=2)
+    assert len(latencies) == 2 and all(t >= 0 for t in latencies)
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["a", "b"] * 6  # warm-up, then turns batch by batch

@@ -128,3 +128,24 @@ def test_without_torchao_the_flag_is_refused_with_the_install_command(workdir, c
     code, out, err = cli("train", workdir / "best.yaml", "--quantize", "static")
     assert code == 2
     assert "pip install 'hpo[quantize]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_users_module_and_datamodule_are_quantized_too(workdir, cli, write_space):
+    """``objective.module`` + a LightningDataModule (the example's SmallCNN on digits)."""
+    examples = Path(__file__).resolve().parents[2] / "examples" / "my_models"
+    space = write_space({
+        "study": {"direction": "maximize", "metric": "val_acc", "n_trials": 1, "seed": 0},
+        "objective": {"module": f"{examples}/model.py:SmallCNN", "data": f"{examples}/data.py:DigitsDataModule",
+                      "fixed": {"max_epochs": 1, "threads": 1, "width": 8}},
+        "space": {"lr": {"type": "float", "low": 0.005, "high": 0.02, "log": True}},
+        "mlflow": {"enabled": False},
+    })
+    assert cli("run", space, "--no-report")[0] == 0
+    assert cli("export", space, "-o", workdir / "best.yaml")[0] == 0
+    code, out, err = cli("train", workdir / "best.yaml", "--quantize", "static", "-o", workdir / "user.pt")
+    assert code == 0, out + err
+    saved = torch.load(workdir / "user-int8.pt", weights_only=True)["state_dict"]
+    assert any(k.endswith("weight_int8") for k in _quantize.int8_weights(saved))  # its Conv layers
+    assert any(hasattr(v, "qdata") for v in saved.values())  # its Linear layers
+    val_acc = float(out.split("val_acc: ")[1].split()[0])
+    assert float(_printed(out, "val_acc ")[0]) == pytest.approx(val_acc, abs=1e-4)
