@@ -14,6 +14,9 @@ API for module-by-module quantization, ``prepare_pt2e``/``convert_pt2e`` for gra
   graph was ~70x slower than float here). Conv weights are therefore stored as int8 with a per-output-channel
   scale (symmetric) and dequantized once for float compute: the file shrinks ~4x, the speed stays float's.
 
+The int8 file is ``{"state_dict", "model" (architecture, as in best.pt), "quantize" (the mode)}``;
+:func:`load_quantized` loads it into a freshly built float model.
+
 torchao is an optional dependency (``pip install 'hpo[quantize]'``); without it ``--quantize`` is
 refused with exit 2 and that command.
 """
@@ -166,6 +169,28 @@ def quantize(model: nn.Module, mode: str, calibration: Iterable[Any] | None = No
         if isinstance(module, _CONV_TYPES) and "weight" in module._parameters:
             quantize_conv_weight(module)
     return model
+
+
+def load_quantized(model: nn.Module, file: str | Path) -> nn.Module:
+    """Loads an int8 file written by ``hpo train --quantize`` into ``model``, a freshly built float
+    model of the same architecture (the class the objective trained), and returns it in eval mode.
+
+    Example:
+        ```python
+        from objectives._quantize import load_quantized
+        model = load_quantized(MyModule(hidden=64), "model-int8.pt")
+        ```
+    """
+    torchao_quantization()  # torchao registers its tensor types for weights-only loading
+    saved = torch.load(file, map_location="cpu", weights_only=True)
+    state = saved["state_dict"] if "state_dict" in saved else saved
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, _CONV_TYPES) and f"{prefix}weight_int8" in state:
+            quantize_conv_weight(module)
+    # assign: the int8 tensors (torchao's for Linear) replace the float parameters instead of being copied into them
+    model.load_state_dict(state, assign=True)
+    return model.eval()
 
 
 # -- measuring ----------------------------------------------------------------------------------

@@ -151,3 +151,16 @@ def test_paired_latency_times_each_model_on_every_batch():
     latencies = q.paired_latency_ms([Timed("a"), Timed("b")], _batches(n=3), repeats=2)
     assert len(latencies) == 2 and all(t >= 0 for t in latencies)
     assert calls == ["a"] * 3 + ["b"] * 3 + ["a", "b"] * 6  # warm-up, then turns batch by batch
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_a_saved_int8_model_loads_into_a_fresh_float_one_and_computes_the_same(mode, tmp_path):
+    quantized = q.quantize(_net().eval(), mode, _batches())
+    torch.save({"state_dict": quantized.state_dict(), "quantize": mode}, tmp_path / "int8.pt")
+    fresh = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 64, 64), nn.ReLU(),
+                          nn.Linear(64, 10))  # other random weights: everything must come from the file
+    loaded = q.load_quantized(fresh, tmp_path / "int8.pt")
+    assert q.int8_weights(loaded.state_dict()).keys() == q.int8_weights(quantized.state_dict()).keys()
+    with torch.inference_mode():
+        for x, _ in _batches():
+            assert torch.equal(loaded(x), quantized(x))

@@ -56,6 +56,13 @@ def test_the_example_study_exports_and_retrains_into_an_int8_model(workdir, cli)
     int8 = _quantize.int8_weights(saved["state_dict"])
     assert layers and all(f"{layer}.weight" in int8 or f"{layer}.weight_int8" in int8 for layer in layers), int8
     assert (workdir / "final-int8.pt").stat().st_size < (workdir / "final.pt").stat().st_size
+    # Usable: the recorded architecture rebuilt, the file loads into it (strictly) and classifies.
+    from objectives._models import build_model
+
+    holder = torch.nn.Module()
+    holder.model = build_model(saved["model"])
+    loaded = _quantize.load_quantized(holder, workdir / "final-int8.pt").model
+    assert loaded(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
     # Printed: accuracy (the float one on the objective's validation split is the retrain's val_acc), size.
     val_acc = float(out.split("val_acc: ")[1].split()[0])
