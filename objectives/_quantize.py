@@ -6,8 +6,8 @@ API for module-by-module quantization, ``prepare_pt2e``/``convert_pt2e`` for gra
 
 - **Linear** layers go through ``torchao.quantization.quantize_``: ``dynamic`` is
   ``Int8DynamicActivationInt8WeightConfig`` (int8 per-row weights, activations quantized per token
-  at run time); ``static`` is ``Int8StaticActivationInt8WeightConfig`` with a per-tensor
-  activation scale calibrated on training batches (the input's absolute maximum / 127).
+  at run time); ``static`` is ``Int8StaticActivationInt8WeightConfig`` with int8 per-row weights and
+  a fixed per-tensor activation scale calibrated on training batches (the input's absolute maximum / 127).
 - **Conv** layers: torchao's eager int8 tensor has no convolution kernel on the CPU (``aten.convolution``
   is not implemented for ``Int8Tensor``), and the pt2e route (``X86InductorQuantizer``) only runs fast
   after an inductor compile (a C++ toolchain and minutes per model; run eagerly its quantize/dequantize
@@ -143,7 +143,7 @@ def _quantize_static(model: nn.Module, calibration: Iterable[Any] | None) -> Non
     scales = calibrate(model, calibration)
     if not scales and any(_is_linear(m) for m in model.modules()):
         raise ValueError("static quantization saw no calibration batch: the training data is empty")
-    granularity = tq.PerTensor()
+    granularity = [tq.PerTensor(), tq.PerRow()]  # one calibrated scale per activation, per-row weights
     for name, scale in scales.items():
         config = tq.Int8StaticActivationInt8WeightConfig(act_quant_scale=scale, granularity=granularity)
         tq.quantize_(model, config, filter_fn=lambda m, fqn, name=name: fqn == name and _is_linear(m))

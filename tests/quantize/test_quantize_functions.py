@@ -80,6 +80,7 @@ def test_static_quantization_uses_the_calibrated_scale():
         largest = max(model[:3](x).abs().max() for x, _ in _batches(scale=3.0))
     q.quantize(model, "static", _batches(scale=3.0))
     assert model[3].weight.act_quant_scale.item() == pytest.approx(largest.item() / 127, rel=1e-6)
+    assert tuple(model[3].weight.scale.shape) == (64, 1)  # the weights keep one scale per output row
 
 
 def test_static_without_calibration_batches_is_refused():
