@@ -109,11 +109,13 @@ def fit(
 def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None):
     """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``."""
     from objectives._data import load_dataset, make_device_data
+    from objectives._finetune import checkpoint_architecture
     from objectives._models import build_network
     from objectives._module import ClassifierModule
     from objectives._teacher import resolve_teacher
 
     arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction, image_size=cfg.image_size)
+    cfg = checkpoint_architecture(cfg)  # init_from: the checkpoint's network (its width, depth, ...)
     teacher = resolve_teacher(cfg.teacher, cfg, kind, ctx, arrays)
     seed_everything(cfg.effective_seed)
     model = build_network(arrays.input_shape, arrays.num_classes, cfg)
