@@ -205,19 +205,22 @@ def _as_patterns(value: Any) -> Any:
 FREEZE_MODES = ("none", "backbone")
 
 
+FREEZE_FORMS = "none, backbone or a list of parameter-name patterns"
+INIT_FROM_FORMS = "a checkpoint path, an exported best.yaml, study:NAME or null"
+
+
 def _freeze_problem(value: Any) -> str | None:
     if isinstance(value, str):
         if value in FREEZE_MODES:
             return None
-        return (f"expected {' or '.join(FREEZE_MODES)} or a list of parameter-name patterns, got {found(value)}"
-                f"{did_you_mean(value, list(FREEZE_MODES))}")
+        return f"expected {FREEZE_FORMS}, got {found(value)}{did_you_mean(value, list(FREEZE_MODES))}"
     return Patterns().problem(value)
 
 
 def _init_from_problem(value: Any) -> str | None:
     if value is None or (value.strip() and value.strip() != "study:"):
         return None
-    return f"expected a checkpoint path, an exported best.yaml or study:NAME, got {found(value)}"
+    return f"expected {INIT_FROM_FORMS}, got {found(value)}"
 
 
 def _freeze_value(value: Any) -> Any:
@@ -235,10 +238,10 @@ TYPES: dict[str, TypeRule] = {
                            _integral_to_int),
     "str": TypeRule(lambda v: True, "a string", "string"),  # its constraint names the allowed strings
     "tuple[str, ...]": TypeRule(lambda v: isinstance(v, tuple), "a list of strings", "list of strings", _as_patterns),
-    "str | None": TypeRule(lambda v: v is None or isinstance(v, str), "a string or null", "path or null",
+    "str | None": TypeRule(lambda v: v is None or isinstance(v, str), INIT_FROM_FORMS, "path or null",
                            refine=_init_from_problem),
-    "str | tuple[str, ...]": TypeRule(lambda v: isinstance(v, (str, tuple)), "a string or a list of strings",
-                                      "none, backbone or list of patterns", _freeze_value, _freeze_problem),
+    "str | tuple[str, ...]": TypeRule(lambda v: isinstance(v, (str, tuple)), FREEZE_FORMS,
+                                      "string or list of strings", _freeze_value, _freeze_problem),
     "Any": TypeRule(lambda v: True, "any value", "path or mapping"),
 }
 
