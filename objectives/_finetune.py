@@ -125,13 +125,28 @@ def _kept(best: Any, what: str) -> Path:
 # -- loading --------------------------------------------------------------------------------------
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
+def _located(ref: str) -> Path:
+    """:func:`checkpoint_path`, as an exit-2 error naming the reference when there is none."""
+    try:
+        return checkpoint_path(ref)
+    except ValueError as exc:
+        raise SpecError(ref, KEY, str(exc)) from None
+
+
+
+def _read(path: Path) -> Any:
     import torch
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever the file is, say it cannot be loaded
         raise SpecError(str(path), KEY, f"cannot be loaded with torch.load(weights_only=True): {exc}") from None
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
+    ckpt = _read(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SpecError(str(path), KEY, f"expected a state dict (or a checkpoint with one), got {type(ckpt).__name__}")
@@ -147,13 +162,8 @@ def checkpoint_architecture(cfg: TrainConfig) -> TrainConfig:
     different value in ``cfg`` is replaced, with a warning saying so."""
     if cfg.init_from is None:
         return cfg
-    import torch
-
-    try:
-        path = checkpoint_path(cfg.init_from)
-    except ValueError as exc:
-        raise SpecError(cfg.init_from, KEY, str(exc)) from None
-    ckpt = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    path = _located(cfg.init_from)
+    ckpt = _read(path)
     hparams = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or not hparams:
         return cfg
@@ -180,10 +190,7 @@ def load_init(module: torch.nn.Module, ref: str, head: Iterable[str]) -> list[st
     """
     from objectives.techniques.finetune import fit_state
 
-    try:
-        path = checkpoint_path(ref)
-    except ValueError as exc:
-        raise SpecError(ref, KEY, str(exc)) from None
+    path = _located(ref)
     load, reinit, problems = fit_state(module.state_dict(), _read_state(path), head)
     if problems:
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")

@@ -55,6 +55,8 @@ def lr_scales(groups: Sequence[Sequence[str]], head_lr_mult: float, layer_lr_dec
               head: Iterable[str] | None = None) -> dict[str, float]:
     """Each parameter's LR as a share of the base LR: ``head_lr_mult`` for the output layer (``head``,
     default the last layer), ``layer_lr_decay ** k`` for the k-th layer below it."""
+    if not groups:
+        return {}
     head = set(groups[-1] if head is None else head)
     scales = {name: head_lr_mult for name in head}
     below = [[n for n in g if n not in head] for g in groups]

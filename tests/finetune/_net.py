@@ -52,6 +52,11 @@ class Net(L.LightningModule):
         self.log_dict({{"val_loss": loss, "val_acc": accuracy}})
 
 
+class OwnOptimizer(Net):
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
 class TrainableOnly(Net):
     """Gives hpo's optimizer only the parameters trainable when it is built."""
 

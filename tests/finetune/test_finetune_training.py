@@ -172,3 +172,9 @@ def test_a_checkpoint_that_needs_unpickling_is_refused(pl_net, tmp_path):
 def test_a_freeze_pattern_matching_nothing_names_the_parameters(pl_net):
     with pytest.raises(ValueError, match=r"freeze: 'bdy\.\*' matches no parameter of Net; its parameters: "):
         objectives.fit(pl_net.Net(), pl_net.loaders(), dict(USER, freeze=["bdy.*"]), None)
+
+
+@pytest.mark.parametrize("knob", ["head_lr_mult", "layer_lr_decay"])
+def test_lr_knobs_are_refused_for_a_module_that_builds_its_own_optimizer(pl_net, knob):
+    with pytest.raises(ValueError, match=rf"^{knob} cannot reach OwnOptimizer: it defines configure_optimizers"):
+        objectives.fit(pl_net.OwnOptimizer(), pl_net.loaders(), dict(USER, **{knob: 0.5}), None)
