@@ -41,11 +41,13 @@ def layers(module: nn.Module, order: Sequence[str] | None = None) -> list[list[s
         prefix = f"{name}." if name else ""
         params = [(prefix + n, p) for n, p in mod.named_parameters(recurse=False)]
         names = [n for n, _ in params]
-        if any(p.ndim >= 2 for _, p in params) or not out:
+        if any(p.ndim >= 2 for _, p in params):
             out.append(pending + names)
             pending = []
-        else:
+        elif out:
             out[-1].extend(names)
+        else:
+            pending.extend(names)
     if pending:
         out.append(pending)
     return [group for group in out if group]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from _helpers import load_trials
 
@@ -20,6 +21,7 @@ def _backbone(path: str | Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("model.features.") and k.endswith(("weight", "bias"))}
 
 
+@pytest.mark.slow  # ~40 s: two small studies
 def test_finetune_example_starts_from_the_quickstart_study(workdir, cli):
     for name in ("quickstart", "finetune"):
         shutil.copy(SPACES / f"{name}.yaml", workdir / f"{name}.yaml")
