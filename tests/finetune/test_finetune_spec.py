@@ -44,6 +44,8 @@ CASES = [
      "only read with freeze: backbone or a list of patterns; remove it here (got 2)"),
     ({"freeze": "backbone", "unfreeze_at_epoch": 4}, None, "objective.fixed.unfreeze_at_epoch",
      "expected a value < max_epochs (4): the frozen parameters would never train, got 4"),
+    ({"freeze": "backbone", "unfreeze_at_epoch": 1, "devices": 2}, None, "objective.fixed.unfreeze_at_epoch",
+     "expected 0 with devices > 1 (DDP fixes the trainable parameters when it starts), got 1"),
     ({"freeze": "backbone", "unfreeze_at_epoch": -1}, None, "objective.fixed.unfreeze_at_epoch",
      "expected a value >= 0, got -1"),
     ({"layer_lr_decay": 1.5}, None, "objective.fixed.layer_lr_decay", "expected a value <= 1.0, got 1.5"),
