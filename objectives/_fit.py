@@ -83,6 +83,10 @@ def fit(
         optuna.TrialPruned: when the study's pruner stops the trial (``pruned_at_epoch`` is set).
     """
     cfg = _as_config(config)
+    if cfg.cv_folds:
+        # One fit trains one model: the folds are built by the objectives that own the data.
+        raise ValueError(f"cv_folds: fit() trains one model; cross-validation ({cfg.cv_folds} folds) is run by "
+                         "the built-in objectives and module studies (objective.module); remove cv_folds here")
     if cfg.seed is None and ctx is not None:
         cfg = cfg.replace(seed=int(ctx.seed))
     namespace_of(module, data)  # a clear error for a non-Lightning module or mixed packages
@@ -106,14 +110,17 @@ def fit(
 # -- built-in objectives -----------------------------------------------------------------------
 
 
-def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None):
-    """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``."""
+def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None, arrays: Any = None):
+    """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``.
+
+    ``arrays``: the ``ArrayData`` to train on instead of ``cfg.dataset``'s (a cross-validation fold)."""
     from objectives._data import load_dataset, make_device_data
     from objectives._models import build_network
     from objectives._module import ClassifierModule
     from objectives._teacher import resolve_teacher
 
-    arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction, image_size=cfg.image_size)
+    if arrays is None:
+        arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction, image_size=cfg.image_size)
     teacher = resolve_teacher(cfg.teacher, cfg, kind, ctx, arrays)
     seed_everything(cfg.effective_seed)
     model = build_network(arrays.input_shape, arrays.num_classes, cfg)
@@ -129,6 +136,10 @@ def run_classifier(
     cfg = params if isinstance(params, TrainConfig) else TrainConfig.from_params(params)
     if cfg.seed is None:
         cfg = cfg.replace(seed=int(ctx.seed) if ctx is not None else 0)
+    if cfg.cv_folds:
+        from objectives._cv import cross_validate_classifier
+
+        return cross_validate_classifier(kind, cfg, ctx, **fit_kwargs)
     module, data = build_classifier(kind, cfg, ctx)
     return fit(module, data, cfg, ctx, **fit_kwargs), module
 

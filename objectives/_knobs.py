@@ -154,6 +154,19 @@ class Teacher:
 
 
 @dataclass(frozen=True)
+class FoldCount:
+    """0 (off) or a number of folds >= 2: one fold would leave nothing to train on."""
+
+    def problem(self, value: Any) -> str | None:
+        if value == 0 or value >= 2:
+            return None
+        return f"must be >= 2 (0 turns cross-validation off), got {value!r}"
+
+    def describe(self) -> str:
+        return "0 (off) or >= 2"
+
+
+@dataclass(frozen=True)
 class Patterns:
     """A list of non-empty ``fnmatch`` patterns (a lone string is a one-item list)."""
 
@@ -282,7 +295,7 @@ _IMAGEFOLDER = OnlyWith(lambda c: c.dataset.startswith("imagefolder:"), "an imag
 # Groups, in the docs' order. "optimizer" and "lr schedule" reach training through hpo's optimizer,
 # "augmentation" by rewriting batches, "mixing" by replacing the loss (see objectives._stack).
 GROUPS = ("data", "model", "optimizer", "training", "lr schedule", "augmentation", "mixing", "precision",
-          "parallelism", "clipping", "distillation", "other")
+          "parallelism", "clipping", "distillation", "cross-validation", "other")
 
 KNOBS: tuple[Knob, ...] = (
     # data
@@ -356,6 +369,16 @@ KNOBS: tuple[Knob, ...] = (
     Knob("distill_alpha", "float", 0.5, _unit(), "Weight of the soft-target loss.", "distillation"),
     Knob("distill_temperature", "float", 4.0, _gt0(), "Softmax temperature of the distillation loss.",
          "distillation"),
+    # cross-validation
+    Knob("cv_folds", "int", 0, FoldCount(),
+         "Stratified k-fold cross-validation over the training data (0: off). The trial trains k models, "
+         "each holding out one fold (drawn from the trial's seed) as its validation data; its value is the "
+         "mean of the folds' best-epoch metrics (per-fold values and their std are trial attributes "
+         "cv_fold_values / cv_std). The dataset's own validation split is not used while searching. The "
+         "pruner sees step fold * max_epochs + epoch with the mean of the folds so far at that epoch; a "
+         "pruned trial skips its remaining folds. hpo train retrains once on all the training data. A "
+         "module of your own: its training DataLoader's dataset must be map-style with integer labels.",
+         "cross-validation"),
     # other
     Knob("seed", "int | None", None, None, "Seed of the run (null: the trial's seed).", "other"),
     Knob("keep_checkpoints", "int", 3, _ge0(int), "best.pt files kept for the best K trials (0 keeps all).",
