@@ -171,3 +171,101 @@ def cross_validate_classifier(
 
     return cross_validate(arrays.y, cfg, ctx, build, **fit_kwargs)
 
+
+
+# -- any LightningModule (objectives.fit) ------------------------------------------------------------
+
+_LABEL_ATTRS = ("targets", "labels")  # torchvision's datasets and others keep their labels here
+_LABEL_KEYS = ("label", "labels", "target", "y")
+CONTRACT = ("cross-validation of your own module needs a training DataLoader (from the data's (train, val) "
+            "pair, its LightningDataModule's train_dataloader() or the module's) over a map-style Dataset "
+            "whose samples are (input, integer label) or that has a targets/labels attribute, and an "
+            "integer batch_size")
+
+
+def training_loader(module: Any, data: Any) -> Any:
+    """The training DataLoader of ``data`` (as ``objectives.fit`` takes it) or of the module itself."""
+    from objectives._namespace import is_datamodule
+
+    if data is None:
+        return module.train_dataloader()
+    if is_datamodule(data):
+        data.setup("fit")
+        return data.train_dataloader()
+    if hasattr(data, "train") and hasattr(data, "val"):
+        return data.train
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0]
+    if isinstance(data, Mapping) and "train" in data:
+        return data["train"]
+    return data
+
+
+def _label(sample: Any) -> Any:
+    if isinstance(sample, (tuple, list)) and len(sample) >= 2:
+        return sample[1]
+    if isinstance(sample, Mapping):
+        return next((sample[k] for k in _LABEL_KEYS if k in sample), None)
+    return None
+
+
+def dataset_labels(loader: Any) -> np.ndarray:
+    """The integer labels of a DataLoader's map-style dataset, for stratified folds.
+
+    Raises:
+        ValueError: ``cv_folds: ...`` saying what of :data:`CONTRACT` is missing.
+    """
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+    dataset = getattr(loader, "dataset", None)
+    if not isinstance(loader, DataLoader) or isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+        raise ValueError(f"cv_folds: {CONTRACT}; got a training loader {type(loader).__name__} over "
+                         f"{type(dataset).__name__}")
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        labels = dataset.tensors[1]
+    else:
+        attr = next((a for a in _LABEL_ATTRS if hasattr(dataset, a)), None)
+        labels = getattr(dataset, attr) if attr else [_label(dataset[i]) for i in range(len(dataset))]
+    try:
+        array = np.asarray(torch.as_tensor(labels).cpu())
+    except (TypeError, ValueError, RuntimeError):
+        array = np.asarray([], dtype=np.float32)
+    if array.shape != (len(dataset),) or not np.issubdtype(array.dtype, np.integer):
+        first = labels[0] if len(labels) else None
+        raise ValueError(f"cv_folds: {CONTRACT}; the labels of {type(dataset).__name__} are not one integer per "
+                         f"sample (the first: {first!r})")
+    return array
+
+
+def fold_loader(loader: Any, indices: np.ndarray, *, train: bool) -> Any:
+    """A DataLoader like ``loader`` over ``indices`` of its dataset (shuffled for training)."""
+    from torch.utils.data import DataLoader, Subset
+
+    if loader.batch_size is None:  # a batch_sampler of the user's: its indices cannot be restricted
+        raise ValueError(f"cv_folds: {CONTRACT}; the training loader has a batch_sampler")
+    return DataLoader(Subset(loader.dataset, indices.tolist()), batch_size=loader.batch_size, shuffle=train,
+                      drop_last=loader.drop_last and train, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                      persistent_workers=loader.persistent_workers)
+
+
+def cross_validate_module(
+    module: Any, data: Any, cfg: TrainConfig, ctx: TrialContext | None, **fit_kwargs: Any
+) -> dict[str, float]:
+    """:func:`cross_validate` of a user's module: each fold trains a copy of the untrained ``module``
+    on folds of its training DataLoader's dataset (see :data:`CONTRACT`); ``data``'s validation
+    loader is not used. Returns the mean of the folds' best-epoch metrics."""
+    import copy
+
+    if cfg.seed is None and ctx is not None:
+        cfg = cfg.replace(seed=int(ctx.seed))
+    initial = copy.deepcopy(module)  # every fold starts from the same weights
+    loader = training_loader(initial, data)
+    labels = dataset_labels(loader)
+
+    def build(fold: int, train: np.ndarray, held_out: np.ndarray) -> tuple[Any, Any]:
+        return copy.deepcopy(initial), (fold_loader(loader, train, train=True),
+                                        fold_loader(loader, held_out, train=False))
+
+    return cross_validate(labels, cfg, ctx, build, **fit_kwargs)[0]

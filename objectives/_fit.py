@@ -79,14 +79,18 @@ def fit(
         ``epoch_time``, ``samples_per_sec``, ... and ``epoch``); the last epoch's if ``monitor``
         was never logged.
 
+    With ``cv_folds: k`` it trains k copies of the untrained ``module``, one per stratified fold of
+    the training DataLoader's dataset (``objectives._cv``), and returns the folds' mean metrics.
+
     Raises:
         optuna.TrialPruned: when the study's pruner stops the trial (``pruned_at_epoch`` is set).
     """
     cfg = _as_config(config)
     if cfg.cv_folds:
-        # One fit trains one model: the folds are built by the objectives that own the data.
-        raise ValueError(f"cv_folds: fit() trains one model; cross-validation ({cfg.cv_folds} folds) is run by "
-                         "the built-in objectives and module studies (objective.module); remove cv_folds here")
+        from objectives._cv import cross_validate_module
+
+        return cross_validate_module(module, data, cfg, ctx, monitor=monitor, mode=mode, restore_best=restore_best,
+                                     callbacks=callbacks)
     if cfg.seed is None and ctx is not None:
         cfg = cfg.replace(seed=int(ctx.seed))
     namespace_of(module, data)  # a clear error for a non-Lightning module or mixed packages

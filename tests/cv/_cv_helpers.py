@@ -23,6 +23,12 @@ class RecordingTracker(Tracker):
         self.steps.append((step, dict(metrics)))
 
 
+def _indices(batch) -> list[int]:
+    """The sample indices a batch carries in each input's first value."""
+    x = batch[0]
+    return x.reshape(len(x), -1)[:, 0].round().long().tolist()
+
+
 class SeenBatches(pl.Callback):
     """Per fit (fold): the sample indices of the training and validation batches the model saw."""
 
@@ -33,11 +39,19 @@ class SeenBatches(pl.Callback):
         self.fits.append({"train": [], "val": []})
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.fits[-1]["train"] += batch[0][:, 0, 0].round().long().tolist()
+        self.fits[-1]["train"] += _indices(batch)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self.fits[-1]["val"] += batch[0][:, 0, 0].round().long().tolist()
+        self.fits[-1]["val"] += _indices(batch)
 
 
 def labels() -> np.ndarray:
     return np.repeat(np.arange(len(COUNTS)), COUNTS)
+
+
+def indexed_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1, 8) inputs whose first value is the sample's index, and their :func:`labels`."""
+    y = labels()
+    x = np.random.default_rng(seed).normal(size=(len(y), 1, 8)).astype(np.float32)
+    x[:, 0, 0] = np.arange(len(y))
+    return x, y

@@ -13,7 +13,7 @@ import pytest
 from hpo._context import TrialContext
 
 sys.path.insert(0, str(Path(__file__).parent))  # for _cv_helpers
-from _cv_helpers import COUNTS, N_VAL, VAL_OFFSET, RecordingTracker, labels  # noqa: E402
+from _cv_helpers import COUNTS, N_VAL, VAL_OFFSET, RecordingTracker, indexed_arrays  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -21,9 +21,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 @pytest.fixture
 def indexed_npz(tmp_path: Path) -> str:
     """``npz:PATH`` of (N, 1, 8) sequences whose first value is the sample's index."""
-    y = labels()
-    x = np.random.default_rng(0).normal(size=(len(y), 1, 8)).astype(np.float32)
-    x[:, 0, 0] = np.arange(len(y))
+    x, y = indexed_arrays()
     x_val = np.random.default_rng(1).normal(size=(N_VAL, 1, 8)).astype(np.float32)
     x_val[:, 0, 0] = VAL_OFFSET + np.arange(N_VAL)
     path = tmp_path / "indexed.npz"

@@ -94,10 +94,3 @@ def test_without_cv_folds_one_model_trains_on_the_training_split(params, make_ct
     assert len(seen.fits) == 1
     assert set(seen.fits[0]["train"]) == set(range(sum(COUNTS)))
     assert set(seen.fits[0]["val"]) == {VAL_OFFSET + i for i in range(N_VAL)}
-
-
-def test_fit_refuses_cv_folds(params):
-    from objectives import fit
-
-    with pytest.raises(ValueError, match="cv_folds: fit\\(\\) trains one model"):
-        fit(object(), None, {"cv_folds": 3})
