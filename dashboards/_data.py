@@ -27,6 +27,7 @@ __all__ = [
     "StudySummary",
     "best_so_far",
     "failures",
+    "fold_curves",
     "learning_curves",
     "objective_names",
     "param_importances",
@@ -310,6 +311,36 @@ def learning_curves(study: optuna.Study) -> pd.DataFrame:
             })
     return pd.DataFrame(rows, columns=["number", "state", "worker", "step", "value", "pruned",
                                        "last", "is_best"])
+
+
+#: Trial user attribute of a cross-validated trial: ``{fold: [metric per epoch]}`` (hpo's
+#: ``hpo._keys.CV_FOLD_CURVES``; spelled here because this library does not import hpo).
+FOLD_CURVES_ATTR = "cv_fold_curves"
+
+
+def fold_curves(study: optuna.Study) -> pd.DataFrame:
+    """Per-fold learning curves of cross-validated trials, one row per (trial, fold, epoch).
+
+    Columns: ``number``, ``state``, ``fold``, ``epoch``, ``value``, ``is_best``. Empty when no
+    trial has the ``cv_fold_curves`` user attribute (the study did not cross-validate).
+    """
+    best_number = None
+    if not _is_multi(study):
+        try:
+            best_number = study.best_trial.number
+        except ValueError:
+            pass
+    rows = []
+    for t in sorted(_trials(study), key=lambda t: t.number):
+        curves = t.user_attrs.get(FOLD_CURVES_ATTR)
+        if not isinstance(curves, Mapping):
+            continue
+        for fold in sorted(curves, key=lambda f: int(f)):
+            for epoch, value in enumerate(curves[fold] or []):
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    rows.append({"number": t.number, "state": t.state.name, "fold": int(fold), "epoch": epoch,
+                                 "value": float(value), "is_best": t.number == best_number})
+    return pd.DataFrame(rows, columns=["number", "state", "fold", "epoch", "value", "is_best"])
 
 
 # --------------------------------------------------------------------------------------------
