@@ -460,6 +460,14 @@ class PruningSavings:
         return self.epochs_saved / self.epochs_without_pruning
 
 
+def _folds(study: optuna.Study, trial: FrozenTrial) -> int:
+    """How many times a trial runs max_epochs: its ``cv_folds`` (searched or fixed) when it
+    cross-validates (one reported step per fold and epoch), else 1."""
+    fixed = study.user_attrs.get("fixed")
+    folds = trial.params.get("cv_folds", fixed.get("cv_folds") if isinstance(fixed, Mapping) else None)
+    return folds if isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2 else 1
+
+
 def pruning_savings(study: optuna.Study, max_epochs: int | None = None, *,
                     info: Mapping[str, Any] | None = None) -> PruningSavings:
     """Compute :class:`PruningSavings`. ``max_epochs``: explicit, else from ``info`` / study user
@@ -478,7 +486,7 @@ def pruning_savings(study: optuna.Study, max_epochs: int | None = None, *,
     def hypothetical(t: FrozenTrial) -> int:
         n = len(t.intermediate_values)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            return max(me, n)
+            return max(me * (_folds(study, t) if source == "configured" else 1), n)
         return n
 
     epochs_trained = sum(len(t.intermediate_values) for t in trials)

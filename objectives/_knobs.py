@@ -372,12 +372,13 @@ KNOBS: tuple[Knob, ...] = (
     # cross-validation
     Knob("cv_folds", "int", 0, FoldCount(),
          "Stratified k-fold cross-validation over the training data (0: off). The trial trains k models, "
-         "each holding out one fold (drawn from the trial's seed) as its validation data; its value is the "
-         "mean of the folds' best-epoch metrics (per-fold values and their std are trial attributes "
-         "cv_fold_values / cv_std). The dataset's own validation split is not used while searching. The "
-         "pruner sees step fold * max_epochs + epoch with the mean of the folds so far at that epoch; a "
-         "pruned trial skips its remaining folds. hpo train retrains once on all the training data. A "
-         "module of your own: its training DataLoader's dataset must be map-style with integer labels.",
+         "each validated on one fold (folds drawn from the trial's seed) and trained on the others; its value "
+         "is the mean of the folds' best-epoch metrics (each fold's value and their std: trial attributes "
+         "cv_fold_values, cv_std). The validation split (the dataset's own, or val_fraction's) is not used "
+         "while searching. The pruner sees step fold * max_epochs + epoch with the mean over the folds so far "
+         "at that epoch (pruned_at_epoch counts the same way); a pruned trial skips its remaining folds. hpo "
+         "train retrains one model on all the training data. Your own module: its training DataLoader must "
+         "have a batch_size and a map-style dataset with integer labels.",
          "cross-validation"),
     # other
     Knob("seed", "int | None", None, None, "Seed of the run (null: the trial's seed).", "other"),

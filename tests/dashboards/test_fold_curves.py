@@ -48,3 +48,14 @@ def test_the_figure_draws_each_fold_and_the_best_trials_folds(cv_study):
 def test_the_panel_appears_only_for_a_cross_validated_study(cv_study, single_study):
     assert "fold-curves" in [p.name for p in _html.build_panels(cv_study)]
     assert "fold-curves" not in [p.name for p in _html.build_panels(single_study)]
+
+
+def test_pruning_savings_count_a_cross_validated_trial_as_folds_times_max_epochs():
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("fixed", {"max_epochs": 2, "cv_folds": 3})
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8,
+                                 intermediate_values={s: 0.5 for s in range(6)}))
+    study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={s: 0.1 for s in range(3)}))
+    savings = _data.pruning_savings(study)
+    assert savings.epochs_trained == 9
+    assert savings.epochs_saved == 3  # the pruned trial's remaining fold and a half
