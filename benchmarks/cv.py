@@ -11,7 +11,9 @@ for each of ``--seeds`` seeds:
 
 For each seed, the ranking of the configurations by ``holdout`` and by ``cv`` is compared with the
 ranking by ``truth`` (Kendall's tau; 1 = same order) and whether it picks the same best one. The
-table gives the mean and std over seeds, and the training time of one configuration.
+table gives the mean and std over seeds, how much a configuration's score moves between seeds
+(its std over seeds, averaged over configurations: the noise a sampler has to rank through), and
+the training time of one configuration.
 
 Usage::
 
@@ -92,29 +94,32 @@ def main() -> None:
             "max_epochs": args.epochs, "cv_folds": args.folds}
     configs = [{**base, "lr": lr} for lr in args.lrs]
     rows: dict[str, list[tuple[float, bool]]] = {"holdout": [], "cv": []}
+    by_seed: dict[str, list[list[float]]] = {"holdout": [], "cv": []}  # [seed][config]
     seconds: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         reference = [truth(c, args.seeds) for c in configs]
         for seed in args.seeds:
             scored = [score(c, seed, Path(tmp)) for c in configs]
             seconds += [s[2] for s in scored]
-            rows["holdout"].append(agreement([s[0] for s in scored], reference))
-            rows["cv"].append(agreement([s[1] for s in scored], reference))
+            for i, name in enumerate(("holdout", "cv")):
+                by_seed[name].append([s[i] for s in scored])
+                rows[name].append(agreement(by_seed[name][-1], reference))
             print(f"seed {seed}: holdout " + " ".join(f"{s[0]:.3f}" for s in scored)
                   + " | cv " + " ".join(f"{s[1]:.3f}" for s in scored), flush=True)
     print("truth (val split, all training data): " + " ".join(f"{r:.3f}" for r in reference))
     print()
     print(f"digits, image_classifier width 8, {args.epochs} epochs, lr in {args.lrs}, seeds {args.seeds}")
     print()
-    print("| ranking by | Kendall tau vs truth (mean ± std over seeds) | same best config | fits per config "
-          "| seconds per config |")
-    print("|---|---|---|---|---|")
+    print("| ranking by | Kendall tau vs truth (mean ± std over seeds) | same best config "
+          "| score std over seeds | fits per config | seconds per config |")
+    print("|---|---|---|---|---|---|")
     per_fit = statistics.mean(seconds) / args.folds
-    for name, fits in (("holdout (1 split)", 1), (f"cv ({args.folds} folds)", args.folds)):
-        taus = [t for t, _ in rows[name.split()[0]]]
-        same = sum(b for _, b in rows[name.split()[0]])
+    for key, name, fits in (("holdout", "holdout (1 split)", 1), ("cv", f"cv ({args.folds} folds)", args.folds)):
+        taus = [t for t, _ in rows[key]]
+        same = sum(b for _, b in rows[key])
         spread = statistics.stdev(taus) if len(taus) > 1 else 0.0
-        print(f"| {name} | {statistics.mean(taus):.2f} ± {spread:.2f} | {same}/{len(taus)} | {fits} "
+        noise = float(np.mean(np.std(np.array(by_seed[key]), axis=0)))
+        print(f"| {name} | {statistics.mean(taus):.2f} ± {spread:.2f} | {same}/{len(taus)} | {noise:.4f} | {fits} "
               f"| {per_fit * fits:.1f} |")
 
 
