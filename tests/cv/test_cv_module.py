@@ -51,13 +51,38 @@ class Pairs(Dataset):
         return torch.from_numpy(self.x[i]), int(self.y[i])
 
 
-@pytest.mark.parametrize("dataset", ["tensors", "pairs"])
-def test_a_users_module_trains_one_copy_per_stratified_fold_of_its_training_dataset(dataset, make_ctx):
-    train, val = _loaders()
-    if dataset == "pairs":
-        train = DataLoader(Pairs(), batch_size=16)
+class Data(pl.LightningDataModule):
+    def train_dataloader(self):
+        return _loaders()[0]
+
+    def val_dataloader(self):
+        return _loaders()[1]
+
+
+class OwnLoaders(Net):
+    def train_dataloader(self):
+        return _loaders()[0]
+
+    def val_dataloader(self):
+        return _loaders()[1]
+
+
+def _module_and_data(kind: str):
+    """The forms of training data ``objectives.fit`` takes, all over the same indexed samples."""
+    if kind == "pairs":
+        return Net(), (DataLoader(Pairs(), batch_size=16), _loaders()[1])
+    if kind == "datamodule":
+        return Net(), Data()
+    if kind == "own loaders":
+        return OwnLoaders(), None
+    return Net(), _loaders()
+
+
+@pytest.mark.parametrize("kind", ["tensors", "pairs", "datamodule", "own loaders"])
+def test_a_users_module_trains_one_copy_per_stratified_fold_of_its_training_dataset(kind, make_ctx):
+    module, data = _module_and_data(kind)
     ctx, seen = make_ctx(), SeenBatches()
-    result = fit(Net(), (train, val), {"cv_folds": 3, "max_epochs": 2}, ctx, callbacks=[seen])
+    result = fit(module, data, {"cv_folds": 3, "max_epochs": 2}, ctx, callbacks=[seen])
 
     assert len(seen.fits) == 3
     everything = set(range(sum(COUNTS)))
