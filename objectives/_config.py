@@ -117,6 +117,9 @@ class TrainConfig:
             teacher = dict(self.teacher)
             if "teacher" in teacher:
                 raise ValueError("teacher.teacher: a teacher cannot have a teacher of its own")
+            if teacher.get("cv_folds"):
+                raise ValueError("teacher.cv_folds: a teacher is one model trained on all the training data; "
+                                 f"remove cv_folds here (got {teacher['cv_folds']!r})")
             try:
                 TrainConfig.from_params(teacher)
             except ValueError as exc:

@@ -154,6 +154,19 @@ class Teacher:
 
 
 @dataclass(frozen=True)
+class FoldCount:
+    """0 (off) or a number of folds >= 2: one fold would leave nothing to train on."""
+
+    def problem(self, value: Any) -> str | None:
+        if value == 0 or value >= 2:
+            return None
+        return f"must be >= 2 (0 turns cross-validation off), got {value!r}"
+
+    def describe(self) -> str:
+        return "0 (off) or >= 2"
+
+
+@dataclass(frozen=True)
 class Patterns:
     """A list of non-empty ``fnmatch`` patterns (a lone string is a one-item list)."""
 
@@ -314,7 +327,7 @@ _IMAGEFOLDER = OnlyWith(lambda c: c.dataset.startswith("imagefolder:"), "an imag
 # Groups, in the docs' order. "optimizer" and "lr schedule" reach training through hpo's optimizer,
 # "augmentation" by rewriting batches, "mixing" by replacing the loss (see objectives._stack).
 GROUPS = ("data", "model", "optimizer", "training", "lr schedule", "augmentation", "mixing", "precision",
-          "parallelism", "clipping", "distillation", "fine-tuning", "other")
+          "parallelism", "clipping", "distillation", "fine-tuning", "cross-validation", "other")
 
 KNOBS: tuple[Knob, ...] = (
     # data
@@ -403,6 +416,17 @@ KNOBS: tuple[Knob, ...] = (
     Knob("layer_lr_decay", "float", 1.0, _unit("right"),
          "Layer-wise LR decay: the k-th layer below the output layer trains at lr * layer_lr_decay**k "
          "(1: one LR for all).", "fine-tuning"),
+    # cross-validation
+    Knob("cv_folds", "int", 0, FoldCount(),
+         "Stratified k-fold cross-validation over the training data (0: off). The trial trains k models, "
+         "each validated on one fold (folds drawn from the trial's seed) and trained on the others; its value "
+         "is the mean of the folds' best-epoch metrics (each fold's value and their std: trial attributes "
+         "cv_fold_values, cv_std). The validation split (the dataset's own, or val_fraction's) is not used "
+         "while searching. The pruner sees step fold * max_epochs + epoch with the mean over the folds so far "
+         "at that epoch (pruned_at_epoch counts the same way); a pruned trial skips its remaining folds. hpo "
+         "train retrains one model on all the training data. Your own module: its training DataLoader must "
+         "have a batch_size and a map-style dataset with integer labels.",
+         "cross-validation"),
     # other
     Knob("seed", "int | None", None, None, "Seed of the run (null: the trial's seed).", "other"),
     Knob("keep_checkpoints", "int", 3, _ge0(int), "best.pt files kept for the best K trials (0 keeps all).",
