@@ -18,6 +18,7 @@ from hpo._spec import RUNS_DIR
 # ``hpo train --quantize`` modes (``objectives._quantize.MODES`` implements them; named here so the
 # CLI parser does not import torch).
 QUANTIZE_MODES = ("dynamic", "static")
+CV_FOLDS_KNOB = "cv_folds"  # objectives._knobs; not imported: it is the objectives package's
 
 
 def train_from_export(
@@ -48,7 +49,11 @@ def train_from_export(
     workdir = RUNS_DIR / cfg.study_name / "retrain" / f"trial-{cfg.trial_number}-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
     tracker = _tracker(cfg, tracking_uri)
-    ctx = TrialContext(study.ask(), dict(cfg.params), dict(cfg.config), tuple(cfg.metrics),
+    params, config = _one_model(cfg.params), _one_model(cfg.config)
+    if cfg.config.get(CV_FOLDS_KNOB):
+        console.print(f"the trial cross-validated {cfg.config[CV_FOLDS_KNOB]} folds: retraining one model on "
+                      "all the training data", markup=False)
+    ctx = TrialContext(study.ask(), params, config, tuple(cfg.metrics),
                        cfg.seed if cfg.seed is not None else 0, workdir, RUNS_DIR / cfg.study_name, tracker)
     run_id = tracker.start_trial(cfg.trial_number, cfg.params, _fixed(cfg), role="retrain")
     console.print(f"retraining trial {cfg.trial_number} of {cfg.study_name!r} with {cfg.objective}", markup=False)
@@ -132,6 +137,13 @@ def _memory_study(directions: Any) -> Any:
         return optuna.create_study(directions=list(directions) or None)
     finally:
         optuna.logging.set_verbosity(verbosity)
+
+
+def _one_model(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with cross-validation off: a cross-validated trial trained a model per fold on part
+    of the training data; its retrain trains one model on all of it (and validates on the dataset's
+    own validation split)."""
+    return {**values, CV_FOLDS_KNOB: 0} if values.get(CV_FOLDS_KNOB) else dict(values)
 
 
 def _fixed(cfg: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ complete at ``on_validation_end``, which is where weights are kept and the prune
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import importlib
 import logging
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from objectives.techniques import adaptive_clip_grad_
+from objectives.techniques.finetune import match
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -227,15 +227,7 @@ class _AdaptiveGradientClipping:
 
 def _matching(module: nn.Module, patterns: Sequence[str]) -> set[str]:
     """Parameter names matching any pattern; a pattern matching nothing is an error (a typo)."""
-    names = [n for n, _ in module.named_parameters()]
-    out: set[str] = set()
-    for pattern in patterns:
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            raise ValueError(f"agc_exclude: {pattern!r} matches no parameter of {type(module).__name__}; "
-                             f"its parameters: {', '.join(names)}")
-        out.update(hits)
-    return out
+    return match([n for n, _ in module.named_parameters()], patterns, "agc_exclude", type(module).__name__)
 
 
 class _BestWeights(_EpochOnce):
