@@ -27,6 +27,7 @@ __all__ = [
     "StudySummary",
     "best_so_far",
     "failures",
+    "fold_curves",
     "learning_curves",
     "objective_names",
     "param_importances",
@@ -312,6 +313,36 @@ def learning_curves(study: optuna.Study) -> pd.DataFrame:
                                        "last", "is_best"])
 
 
+#: Trial user attribute of a cross-validated trial: ``{fold: [metric per epoch]}`` (hpo's
+#: ``hpo._keys.CV_FOLD_CURVES``; spelled here because this library does not import hpo).
+FOLD_CURVES_ATTR = "cv_fold_curves"
+
+
+def fold_curves(study: optuna.Study) -> pd.DataFrame:
+    """Per-fold learning curves of cross-validated trials, one row per (trial, fold, epoch).
+
+    Columns: ``number``, ``state``, ``fold``, ``epoch``, ``value``, ``is_best``. Empty when no
+    trial has the ``cv_fold_curves`` user attribute (the study did not cross-validate).
+    """
+    best_number = None
+    if not _is_multi(study):
+        try:
+            best_number = study.best_trial.number
+        except ValueError:
+            pass
+    rows = []
+    for t in sorted(_trials(study), key=lambda t: t.number):
+        curves = t.user_attrs.get(FOLD_CURVES_ATTR)
+        if not isinstance(curves, Mapping):
+            continue
+        for fold in sorted(curves, key=lambda f: int(f)):
+            for epoch, value in enumerate(curves[fold] or []):
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    rows.append({"number": t.number, "state": t.state.name, "fold": int(fold), "epoch": epoch,
+                                 "value": float(value), "is_best": t.number == best_number})
+    return pd.DataFrame(rows, columns=["number", "state", "fold", "epoch", "value", "is_best"])
+
+
 # --------------------------------------------------------------------------------------------
 # timeline / workers
 # --------------------------------------------------------------------------------------------
@@ -429,6 +460,14 @@ class PruningSavings:
         return self.epochs_saved / self.epochs_without_pruning
 
 
+def _folds(study: optuna.Study, trial: FrozenTrial) -> int:
+    """How many times a trial runs max_epochs: its ``cv_folds`` (searched or fixed) when it
+    cross-validates (one reported step per fold and epoch), else 1."""
+    fixed = study.user_attrs.get("fixed")
+    folds = trial.params.get("cv_folds", fixed.get("cv_folds") if isinstance(fixed, Mapping) else None)
+    return folds if isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2 else 1
+
+
 def pruning_savings(study: optuna.Study, max_epochs: int | None = None, *,
                     info: Mapping[str, Any] | None = None) -> PruningSavings:
     """Compute :class:`PruningSavings`. ``max_epochs``: explicit, else from ``info`` / study user
@@ -447,7 +486,7 @@ def pruning_savings(study: optuna.Study, max_epochs: int | None = None, *,
     def hypothetical(t: FrozenTrial) -> int:
         n = len(t.intermediate_values)
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            return max(me, n)
+            return max(me * (_folds(study, t) if source == "configured" else 1), n)
         return n
 
     epochs_trained = sum(len(t.intermediate_values) for t in trials)

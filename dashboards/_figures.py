@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import optuna
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -131,6 +132,37 @@ def learning_curves_figure(study: optuna.Study, metric: str) -> go.Figure:
             line=dict(color=BEST_COLOR, width=3), marker=dict(size=5),
             hovertemplate="best trial<br>step %{x}<br>" + metric + " %{y:.6g}<extra></extra>"))
     fig.update_xaxes(title_text="step (epoch)")
+    fig.update_yaxes(title_text=metric)
+    return _style(fig, height=440)
+
+
+def fold_curves_figure(study: optuna.Study, metric: str) -> go.Figure:
+    """Cross-validated trials' per-fold curves (metric vs epoch), one colour and legend entry per
+    fold; the best trial's folds drawn thick on top."""
+    df = _data.fold_curves(study)
+    if df.empty:
+        raise PanelUnavailable("no trial cross-validated (cv_folds) yet")
+    fig = go.Figure()
+    palette = plotly.colors.qualitative.Plotly
+    for fold, sub in df.groupby("fold", sort=True):
+        color = palette[int(fold) % len(palette)]
+        for best in (False, True):
+            part = sub[sub["is_best"] == best]
+            if part.empty:
+                continue
+            xs, ys, cd = [], [], []
+            for number, g in part.groupby("number", sort=True):
+                xs += g["epoch"].tolist() + [None]
+                ys += g["value"].tolist() + [None]
+                cd += [number] * len(g) + [None]
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, customdata=cd, mode="lines+markers" if best else "lines",
+                name=f"fold {fold}" + (" (best trial)" if best else ""), legendgroup=f"fold{fold}",
+                connectgaps=False, line=dict(color=color, width=3 if best else 1.2),
+                opacity=1.0 if best else 0.45,
+                hovertemplate="trial %{customdata}, fold " + str(fold) + "<br>epoch %{x}<br>" + metric
+                              + " %{y:.6g}<extra></extra>"))
+    fig.update_xaxes(title_text="epoch (within the fold)")
     fig.update_yaxes(title_text=metric)
     return _style(fig, height=440)
 
@@ -274,7 +306,7 @@ def pareto_figure(study: optuna.Study, names: Sequence[str]) -> go.Figure:
 
 
 __all__ = [
-    "PanelUnavailable", "STATE_COLORS", "history_figure", "importances_figure",
+    "PanelUnavailable", "STATE_COLORS", "fold_curves_figure", "history_figure", "importances_figure",
     "learning_curves_figure", "parallel_figure", "pareto_figure", "savings_figure",
     "slice_figure", "timeline_figures",
 ]

@@ -143,6 +143,11 @@ def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> 
                f"Intermediate values ({curve_metric}) reported each epoch by every trial. "
                "Pruned trials are grey and dashed, ending in ✕ where the pruner stopped them.",
                lambda: _figures.learning_curves_figure(study, curve_metric), wide=True),
+        *([_panel("fold-curves", "Per-fold learning curves",
+                  f"Cross-validated trials (cv_folds): {metric} on each fold's held-out data per epoch, one "
+                  "colour per fold; the best trial's folds are thick.",
+                  lambda: _figures.fold_curves_figure(study, metric), wide=True)]
+          if not _data.fold_curves(study).empty else []),
         _panel("savings", "Pruning savings",
                "Epochs actually trained versus a search without pruning (every finished trial "
                "trained to max_epochs), and the best value reached for each cumulative epoch "

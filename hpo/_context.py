@@ -58,6 +58,9 @@ class TrialContext:
     checkpoint: str | None = None
     last_step: int | None = field(default=None, init=False)
     keep_checkpoints: int | None = field(default=None, init=False)
+    # ``(module, data)`` of the trial's last ``objectives.fit``: what ``hpo train --quantize`` quantizes
+    # and measures (an objective's own return value is only its metrics).
+    fitted: tuple[Any, Any] | None = field(default=None, init=False, repr=False)
 
     @property
     def number(self) -> int:

@@ -23,6 +23,9 @@ WARM_START = "warm_start"              # queued or added from study.warm_start (
 DDP_RANKS = "ddp_ranks"                # how many ranks trained the trial
 TEACHER_CHECKPOINT = "teacher_checkpoint"
 TEACHER_CACHE = "teacher_cache"        # whether the study-wide teacher was trained or reused
+CV_FOLD_VALUES = "cv_fold_values"      # cross-validation: each fold's best value of the study metric
+CV_STD = "cv_std"                      # cross-validation: the std of those values (population, ddof 0)
+CV_FOLD_CURVES = "cv_fold_curves"      # cross-validation: {fold: [study metric per epoch]} (dashboard)
 
 # --- study user attrs -------------------------------------------------------------------------
 MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run

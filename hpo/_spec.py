@@ -524,7 +524,19 @@ class _Validator:
             self.fail(*problem)
         if known is not None:
             self.check_builtin_metrics(name, metrics)
+        if (known is not None or module is not None) and fixed.get("init_from") is not None:
+            fixed = {**fixed, "init_from": self.init_from(fixed["init_from"])}
         return ObjectiveSpec(name, dict(fixed), module, data)
+
+    def init_from(self, value: str) -> str | None:
+        """``init_from`` as the trials get it: relative to the space file; checked (the file, the
+        study, its checkpoint) only when the objective is imported: readers must not fail on it."""
+        from objectives._finetune import resolve_init_from
+
+        try:
+            return resolve_init_from(value, Path(self.source).parent, check=self.import_objective)
+        except ValueError as exc:
+            self.fail("objective.fixed.init_from", str(exc))
 
     def objective_refs(self, s: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
         """``(name, module, data)``: exactly one of ``name`` and ``module``; ``data`` only with ``module``."""
@@ -565,6 +577,9 @@ class _Validator:
                 # The run's supervisor hands GPUs to each worker before any trial samples its params.
                 self.fail("space.devices", "cannot be searched: GPUs are assigned to each worker before a trial "
                           "samples its parameters; set devices in objective.fixed")
+            if p.name == "init_from":
+                self.fail("space.init_from", "cannot be searched: the trials of a study fine-tune one starting "
+                          "checkpoint; set init_from in objective.fixed")
 
     def mlflow(self, s: dict[str, Any]) -> MlflowSpec:
         uri = s["tracking_uri"]

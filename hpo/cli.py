@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="a file written by `hpo export`")
     train.add_argument("-o", "--output", help="where to save the final model (default beside the study's runs)")
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the study used)")
+    train.add_argument("--quantize", metavar="MODE",
+                       help="also write an int8 copy of the model (dynamic or static, static calibrates on training "
+                            "batches) and compare accuracy, size and CPU latency of both (needs torchao)")
 
     report = with_space("report", "write the dashboard HTML and log it to the study's MLflow run", READER_SPACE_HELP)
     report.add_argument("-o", "--output", default=None, help="output folder (default the study's run folder)")
@@ -285,7 +288,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from hpo._train import train_from_export
 
-    result = train_from_export(args.config, output=args.output, tracking_uri=args.tracking_uri, console=console)
+    result = train_from_export(args.config, output=args.output, tracking_uri=args.tracking_uri, console=console,
+                               quantize=args.quantize)
     return 0 if result is not None else 1
 
 

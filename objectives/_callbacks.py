@@ -1,16 +1,15 @@
 """Lightning callbacks that connect a training run to its trial; one hook, one job.
 
 Order in ``objectives.fit``: ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
-``WeightPruning`` (``objectives._sparsity``) → ``BestWeights`` → ``PruningCallback``. Each is written once as plain hooks and made a callback of
-the Lightning package that drives the module (:func:`callback_classes`); the module-level names
-are the ``pytorch_lightning`` ones. The epoch-level numbers (``val_*`` from the module's
+``WeightPruning`` (``objectives._sparsity``) → ``BestWeights`` → ``PruningCallback``. Each is
+written once as plain hooks and made a callback of the Lightning package that drives the module
+(:func:`callback_classes`); the module-level names are the ``pytorch_lightning`` ones. The epoch-level numbers (``val_*`` from the module's
 ``self.log``, ``train_loss``/``epoch_time``/``samples_per_sec`` from ``EpochMetrics``) are
 complete at ``on_validation_end``, which is where weights are kept and the pruner is asked.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import importlib
 import logging
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from objectives.techniques import adaptive_clip_grad_
+from objectives.techniques.finetune import match
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -227,15 +227,7 @@ class _AdaptiveGradientClipping:
 
 def _matching(module: nn.Module, patterns: Sequence[str]) -> set[str]:
     """Parameter names matching any pattern; a pattern matching nothing is an error (a typo)."""
-    names = [n for n, _ in module.named_parameters()]
-    out: set[str] = set()
-    for pattern in patterns:
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            raise ValueError(f"agc_exclude: {pattern!r} matches no parameter of {type(module).__name__}; "
-                             f"its parameters: {', '.join(names)}")
-        out.update(hits)
-    return out
+    return match([n for n, _ in module.named_parameters()], patterns, "agc_exclude", type(module).__name__)
 
 
 def _weights_final(trainer: pl.Trainer) -> bool:

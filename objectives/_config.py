@@ -86,6 +86,18 @@ def _check_teacher_reference(teacher: Any) -> None:
                          f"checkpoint: PATH (its state dict), got {found(teacher.get('checkpoint'))}")
 
 
+def _check_unfreeze(epoch: int, max_epochs: int, devices: int) -> None:
+    """``unfreeze_at_epoch`` that could never happen, or that DDP could not honour."""
+    if epoch and epoch >= max_epochs:
+        raise ValueError(f"unfreeze_at_epoch: expected a value < max_epochs ({max_epochs}): the frozen parameters "
+                         f"would never train, got {epoch}")
+    if epoch and devices > 1:
+        # DDP registers the trainable parameters once, when it wraps the module: gradients of
+        # parameters unfrozen later would not be averaged across ranks.
+        raise ValueError(f"unfreeze_at_epoch: expected 0 with devices > 1 (DDP fixes the trainable parameters "
+                         f"when it starts), got {epoch}")
+
+
 def final_prune_epoch(cfg: Any) -> int:
     """The epoch from whose start weight pruning has reached ``prune_amount``."""
     if cfg.prune_schedule != "gradual":
@@ -125,7 +137,8 @@ class TrainConfig:
     """
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "agc_exclude", BY_NAME["agc_exclude"].coerce(self.agc_exclude))
+        for name in ("agc_exclude", "freeze"):  # lists from YAML or Python: tuples, the frozen form
+            object.__setattr__(self, name, BY_NAME[name].coerce(getattr(self, name)))
         for name in PARAM_NAMES:
             check_knob(name, getattr(self, name))
         _check_teacher_reference(self.teacher)
@@ -134,6 +147,9 @@ class TrainConfig:
             teacher = dict(self.teacher)
             if "teacher" in teacher:
                 raise ValueError("teacher.teacher: a teacher cannot have a teacher of its own")
+            if teacher.get("cv_folds"):
+                raise ValueError("teacher.cv_folds: a teacher is one model trained on all the training data; "
+                                 f"remove cv_folds here (got {teacher['cv_folds']!r})")
             try:
                 TrainConfig.from_params(teacher)
             except ValueError as exc:
@@ -141,6 +157,7 @@ class TrainConfig:
             object.__setattr__(self, "teacher", teacher)
         if self.arch == "resnet":
             resnet_blocks(self.depth)
+        _check_unfreeze(self.unfreeze_at_epoch, self.max_epochs, self.devices)
         _check_weight_pruning(self)
 
     @classmethod
@@ -207,6 +224,6 @@ STACK_KNOBS: tuple[str, ...] = names(applies_to=STACK)
 BUILTIN_ONLY: tuple[str, ...] = names(applies_to=BUILTIN)
 # Knobs hpo applies by building the optimizer (a module with its own configure_optimizers must take
 # hpo's optimizer_factory), by rewriting batches, and by replacing the loss.
-OPTIMIZER_KNOBS: tuple[str, ...] = names(groups=("optimizer", "lr schedule"))
+OPTIMIZER_KNOBS: tuple[str, ...] = names(groups=("optimizer", "lr schedule")) + ("head_lr_mult", "layer_lr_decay")
 AUGMENT_KNOBS: tuple[str, ...] = names(groups=("augmentation",))
 MIXING_KNOBS: tuple[str, ...] = names(groups=("mixing",))

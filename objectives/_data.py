@@ -139,13 +139,19 @@ def mnist1d_cache_path() -> Path:
     return cache_dir() / f"mnist1d-{digest}.npz"
 
 
-def generate_mnist1d() -> dict[str, np.ndarray]:
-    """Runs the mnist1d package's own generator (no download); returns x, y, x_test, y_test."""
+def generate_mnist1d(**overrides: object) -> dict[str, np.ndarray]:
+    """Runs the mnist1d package's own generator (no download); returns x, y, x_test, y_test.
+
+    ``overrides`` replace the generator's arguments (``num_samples``, ``train_split``,
+    ``max_translation``, ``scale_coeff``, ``corr_noise_scale``, ``seed``, ...): a shifted variant."""
     from mnist1d.data import get_dataset_args, make_dataset
 
+    args = get_dataset_args()
+    for key, value in overrides.items():
+        setattr(args, key, value)
     state = np.random.get_state()  # the generator reseeds numpy's global RNG
     try:
-        d = make_dataset(get_dataset_args())
+        d = make_dataset(args)
     finally:
         np.random.set_state(state)
     return {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}

@@ -79,10 +79,18 @@ def fit(
         ``epoch_time``, ``samples_per_sec``, ... and ``epoch``); the last epoch's if ``monitor``
         was never logged.
 
+    With ``cv_folds: k`` it trains k copies of the untrained ``module``, one per stratified fold of
+    the training DataLoader's dataset (``objectives._cv``), and returns the folds' mean metrics.
+
     Raises:
         optuna.TrialPruned: when the study's pruner stops the trial (``pruned_at_epoch`` is set).
     """
     cfg = _as_config(config)
+    if cfg.cv_folds:
+        from objectives._cv import cross_validate_module
+
+        return cross_validate_module(module, data, cfg, ctx, monitor=monitor, mode=mode, restore_best=restore_best,
+                                     callbacks=callbacks)
     if cfg.seed is None and ctx is not None:
         cfg = cfg.replace(seed=int(ctx.seed))
     namespace_of(module, data)  # a clear error for a non-Lightning module or mixed packages
@@ -96,6 +104,8 @@ def fit(
         result = _ddp.fit_ddp(request)
     else:
         result = fit_local(request)
+    if ctx is not None:
+        ctx.fitted = (module, data)
     if ctx is not None and monitor not in result:
         # A user's module decides what it logs: say so at the first trial rather than return nothing.
         raise ValueError(f"study metric {monitor!r} was never logged by {type(module).__name__}; it logged "
@@ -106,14 +116,19 @@ def fit(
 # -- built-in objectives -----------------------------------------------------------------------
 
 
-def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None):
-    """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``."""
+def build_classifier(kind: str, cfg: TrainConfig, ctx: TrialContext | None = None, arrays: Any = None):
+    """Data + model (+ teacher) + module for a built-in objective; returns ``(module, data)``.
+
+    ``arrays``: the ``ArrayData`` to train on instead of ``cfg.dataset``'s (a cross-validation fold)."""
     from objectives._data import load_dataset, make_device_data
+    from objectives._finetune import checkpoint_architecture
     from objectives._models import build_network
     from objectives._module import ClassifierModule
     from objectives._teacher import resolve_teacher
 
-    arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction, image_size=cfg.image_size)
+    if arrays is None:
+        arrays = load_dataset(cfg.dataset, kind, cfg.val_fraction, image_size=cfg.image_size)
+    cfg = checkpoint_architecture(cfg)  # init_from: the checkpoint's network (its width, depth, ...)
     teacher = resolve_teacher(cfg.teacher, cfg, kind, ctx, arrays)
     seed_everything(cfg.effective_seed)
     model = build_network(arrays.input_shape, arrays.num_classes, cfg)
@@ -129,6 +144,10 @@ def run_classifier(
     cfg = params if isinstance(params, TrainConfig) else TrainConfig.from_params(params)
     if cfg.seed is None:
         cfg = cfg.replace(seed=int(ctx.seed) if ctx is not None else 0)
+    if cfg.cv_folds:
+        from objectives._cv import cross_validate_classifier
+
+        return cross_validate_classifier(kind, cfg, ctx, **fit_kwargs)
     module, data = build_classifier(kind, cfg, ctx)
     return fit(module, data, cfg, ctx, **fit_kwargs), module
 

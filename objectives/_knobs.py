@@ -154,6 +154,19 @@ class Teacher:
 
 
 @dataclass(frozen=True)
+class FoldCount:
+    """0 (off) or a number of folds >= 2: one fold would leave nothing to train on."""
+
+    def problem(self, value: Any) -> str | None:
+        if value == 0 or value >= 2:
+            return None
+        return f"must be >= 2 (0 turns cross-validation off), got {value!r}"
+
+    def describe(self) -> str:
+        return "0 (off) or >= 2"
+
+
+@dataclass(frozen=True)
 class Patterns:
     """A list of non-empty ``fnmatch`` patterns (a lone string is a one-item list)."""
 
@@ -202,6 +215,33 @@ def _as_patterns(value: Any) -> Any:
     return (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else value
 
 
+FREEZE_MODES = ("none", "backbone")
+
+
+FREEZE_FORMS = "none, backbone or a list of parameter-name patterns"
+INIT_FROM_FORMS = "a checkpoint path, an exported best.yaml, study:NAME or null"
+
+
+def _freeze_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        if value in FREEZE_MODES:
+            return None
+        return f"expected {FREEZE_FORMS}, got {found(value)}{did_you_mean(value, list(FREEZE_MODES))}"
+    return Patterns().problem(value)
+
+
+def _init_from_problem(value: Any) -> str | None:
+    if value is None or (value.strip() and value.strip() != "study:"):
+        return None
+    return f"expected {INIT_FROM_FORMS}, got {found(value)}"
+
+
+def _freeze_value(value: Any) -> Any:
+    # A string stays a string (a mode, or a typo of one: a lone pattern must be a list); a list becomes a
+    # tuple (TrainConfig is frozen).
+    return tuple(value) if isinstance(value, list) else value
+
+
 # Keyed by the annotation TrainConfig's field gets. Value checks (choices, datasets) are constraints.
 TYPES: dict[str, TypeRule] = {
     "int": TypeRule(_is_int, "an integer", "integer", _integral_to_int),
@@ -211,6 +251,10 @@ TYPES: dict[str, TypeRule] = {
                            _integral_to_int),
     "str": TypeRule(lambda v: True, "a string", "string"),  # its constraint names the allowed strings
     "tuple[str, ...]": TypeRule(lambda v: isinstance(v, tuple), "a list of strings", "list of strings", _as_patterns),
+    "str | None": TypeRule(lambda v: v is None or isinstance(v, str), INIT_FROM_FORMS, "path or null",
+                           refine=_init_from_problem),
+    "str | tuple[str, ...]": TypeRule(lambda v: isinstance(v, (str, tuple)), FREEZE_FORMS,
+                                      "string or list of strings", _freeze_value, _freeze_problem),
     "Any": TypeRule(lambda v: True, "any value", "path or mapping"),
 }
 
@@ -279,13 +323,14 @@ PRUNE_SCHEDULES = ("oneshot", "gradual")
 PRUNE_STRUCTURES = ("weights", "channels")
 
 _RESNET = OnlyWith(lambda c: c.arch == "resnet", "arch: resnet")
+_FROZEN = OnlyWith(lambda c: c.freeze != "none", "freeze: backbone or a list of patterns")
 _GRADUAL = OnlyWith(lambda c: c.prune_schedule == "gradual", "prune_schedule: gradual")
 _IMAGEFOLDER = OnlyWith(lambda c: c.dataset.startswith("imagefolder:"), "an imagefolder:PATH dataset")
 
 # Groups, in the docs' order. "optimizer" and "lr schedule" reach training through hpo's optimizer,
 # "augmentation" by rewriting batches, "mixing" by replacing the loss (see objectives._stack).
 GROUPS = ("data", "model", "optimizer", "training", "lr schedule", "augmentation", "mixing", "precision",
-          "parallelism", "clipping", "distillation", "weight pruning", "other")
+          "parallelism", "clipping", "distillation", "fine-tuning", "cross-validation", "weight pruning", "other")
 
 KNOBS: tuple[Knob, ...] = (
     # data
@@ -359,6 +404,32 @@ KNOBS: tuple[Knob, ...] = (
     Knob("distill_alpha", "float", 0.5, _unit(), "Weight of the soft-target loss.", "distillation"),
     Knob("distill_temperature", "float", 4.0, _gt0(), "Softmax temperature of the distillation loss.",
          "distillation"),
+    # fine-tuning (objectives._finetune loads, freezes and unfreezes; build_optimizer makes the LR groups)
+    Knob("init_from", "str | None", None, None,
+         "Start from trained weights: a checkpoint (.pt, relative to the space file), an exported best.yaml, "
+         "or study:NAME (that study's best trial's checkpoint). Another number of classes re-initialises the "
+         "output layer.", "fine-tuning"),
+    Knob("freeze", "str | tuple[str, ...]", "none", None,
+         "Parameters that do not train: none, backbone (all but the output layer), or a list of "
+         "parameter-name patterns (fnmatch style, e.g. model.features.*).", "fine-tuning"),
+    Knob("unfreeze_at_epoch", "int", 0, _ge0(int),
+         "Epoch from which the frozen parameters train too, at their layer's LR (0: never).", "fine-tuning",
+         only_with=_FROZEN),
+    Knob("head_lr_mult", "float", 1.0, _gt0(), "The output layer's LR is lr * head_lr_mult.", "fine-tuning"),
+    Knob("layer_lr_decay", "float", 1.0, _unit("right"),
+         "Layer-wise LR decay: the k-th layer below the output layer trains at lr * layer_lr_decay**k "
+         "(1: one LR for all).", "fine-tuning"),
+    # cross-validation
+    Knob("cv_folds", "int", 0, FoldCount(),
+         "Stratified k-fold cross-validation over the training data (0: off). The trial trains k models, "
+         "each validated on one fold (folds drawn from the trial's seed) and trained on the others; its value "
+         "is the mean of the folds' best-epoch metrics (each fold's value and their std: trial attributes "
+         "cv_fold_values, cv_std). The validation split (the dataset's own, or val_fraction's) is not used "
+         "while searching. The pruner sees step fold * max_epochs + epoch with the mean over the folds so far "
+         "at that epoch (pruned_at_epoch counts the same way); a pruned trial skips its remaining folds. hpo "
+         "train retrains one model on all the training data. Your own module: its training DataLoader must "
+         "have a batch_size and a map-style dataset with integer labels.",
+         "cross-validation"),
     # weight pruning (zeroing weights; not Optuna's pruning of trials)
     Knob("prune_amount", "float", 0.0, Interval(0.0, 0.95),
          "Weight pruning: the final sparsity, the share of Conv/Linear weights (weights) or of output "

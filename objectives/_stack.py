@@ -52,7 +52,9 @@ class StackContractError(ValueError):
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig, trainer: Any) -> Any:
     """The optimizer of ``cfg`` over ``params``, with its per-optimizer-step LR schedule."""
-    params = [p for p in params if p.requires_grad]
+    from objectives._finetune import optimizer_params
+
+    params = optimizer_params(params, cfg, trainer)  # trainable ones; with fine-tuning, LR groups
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:

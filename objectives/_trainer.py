@@ -24,6 +24,7 @@ import torch
 from objectives import _sparsity
 from objectives._callbacks import callback_classes
 from objectives._config import TrainConfig
+from objectives._finetune import finetune_callback, is_finetuning
 from objectives._namespace import NAMESPACES, is_datamodule, namespace_of
 from objectives._stack import stack_installed
 
@@ -182,6 +183,8 @@ def _callbacks(namespace: str, request: FitRequest) -> tuple[list[Any], Any]:
     best = hooks.BestWeights(request.ctx, request.monitor, request.mode, keep=cfg.keep_checkpoints,
                              restore=request.restore_best)
     out: list[Any] = [hooks.EpochMetrics()]
+    if is_finetuning(cfg):  # before AGC: its setup skips the parameters frozen here
+        out.append(finetune_callback(namespace, cfg))
     if cfg.agc_clip > 0:
         out.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
     out += _sparsity.callbacks(namespace, cfg)  # before BestWeights: it saves the masks made permanent

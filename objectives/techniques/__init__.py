@@ -1,9 +1,10 @@
 """Pure-tensor training techniques: AGC, LR schedules, mixup/cutmix, augmentation, distillation,
-weight pruning."""
+stratified folds, weight pruning."""
 
 from objectives.techniques.agc import adaptive_clip_grad_, unitwise_norm
 from objectives.techniques.augment import gaussian_noise, random_crop, random_hflip
 from objectives.techniques.distill import distillation_loss, soft_cross_entropy
+from objectives.techniques.folds import stratified_folds, train_indices
 from objectives.techniques.mixing import cutmix, mixup, one_hot
 from objectives.techniques.schedules import SCHEDULES, lr_multiplier
 from objectives.techniques.sparsity import channel_masks, cubic_sparsity, global_magnitude_masks
@@ -23,5 +24,7 @@ __all__ = [
     "random_crop",
     "random_hflip",
     "soft_cross_entropy",
+    "stratified_folds",
+    "train_indices",
     "unitwise_norm",
 ]

@@ -17,6 +17,7 @@ from objectives._knobs import (
     STACK,
     AnyOf,
     DatasetName,
+    FoldCount,
     Interval,
     Knob,
     Options,
@@ -73,6 +74,7 @@ def _bad_values(knob: Knob) -> list[tuple[Any, str]]:
         DatasetName: lambda: [("no-such-data", f"expected {knob.allowed()}, got 'no-such-data' (str)")],
         Teacher: lambda: [(3, "expected a checkpoint path or a mapping of teacher hyperparameters, got 3 (int)")],
         Patterns: lambda: [([""], "expected a list of parameter-name patterns, got [''] (list)")],
+        FoldCount: lambda: [(v, f"must be >= 2 (0 turns cross-validation off), got {v}") for v in (1, -2)],
     }
     return cases[type(knob.constraint)]()
 
