@@ -3,9 +3,10 @@
 Order in ``objectives.fit``: ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
 ``WeightPruning`` (``objectives._sparsity``) → ``BestWeights`` → ``PruningCallback``. Each is
 written once as plain hooks and made a callback of the Lightning package that drives the module
-(:func:`callback_classes`); the module-level names are the ``pytorch_lightning`` ones. The epoch-level numbers (``val_*`` from the module's
-``self.log``, ``train_loss``/``epoch_time``/``samples_per_sec`` from ``EpochMetrics``) are
-complete at ``on_validation_end``, which is where weights are kept and the pruner is asked.
+(:func:`callback_classes`); the module-level names are the ``pytorch_lightning`` ones. The
+epoch-level numbers (``val_*`` from the module's ``self.log``, ``train_loss``/``epoch_time``/
+``samples_per_sec`` from ``EpochMetrics``) are complete at ``on_validation_end``, which is where
+weights are kept and the pruner is asked.
 """
 
 from __future__ import annotations

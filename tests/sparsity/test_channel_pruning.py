@@ -56,7 +56,8 @@ def test_whole_output_channels_are_zero_during_training_from_the_start_epoch(ctx
 
 def test_channels_without_torch_pruning_is_exit_2(write_space, cli, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch_pruning" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch_pruning" else real(name, *a))
     doc = {"study": {"direction": "maximize", "metric": "val_acc", "n_trials": 1},
            "objective": {"name": "image_classifier", "fixed": {"prune_structure": "channels", "prune_amount": 0.5}},
            "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}}}
