@@ -349,8 +349,11 @@ def quantize_trained(
     training batches), saves it to ``int8_file`` and measures that too, on the same validation batches."""
     import itertools
 
+    from objectives._sparsity import load_slimmed
+
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    module.load_state_dict(saved["state_dict"] if "state_dict" in saved else saved)
+    # load_slimmed: a prune_structure: channels checkpoint holds fewer channels than the module.
+    load_slimmed(module, saved["state_dict"] if "state_dict" in saved else saved)
     module.cpu().eval()
     train, val = loaders_of(module, data)
     val_batches = list(val)

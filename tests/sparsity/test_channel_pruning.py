@@ -78,3 +78,18 @@ def test_a_users_module_loses_hidden_neurons_but_keeps_its_outputs(ctx):
     x = torch.randn(4, 8)
     with torch.no_grad():
         assert torch.allclose(slim(x), module.eval()(x), atol=1e-6)
+
+
+def test_quantizing_a_trial_pruned_by_channels_loads_its_slimmed_checkpoint(ctx, tmp_path):
+    # What `hpo train best.yaml --quantize dynamic` does with the retrained module and best.pt.
+    from objectives._config import TrainConfig
+    from objectives._fit import build_classifier
+    from objectives._quantize import quantize_trained
+
+    cfg = TrainConfig.from_params({**TINY, "depth": 2, "seed": 0})
+    module, data = build_classifier("image", cfg)
+    result = fit(module, data, cfg, ctx)
+    best = ctx.workdir / "best.pt"
+    comparison = quantize_trained(module, data, best, "dynamic", best, tmp_path / "int8.pt")
+    assert module.model.features[0].out_channels == 4  # slimmed from 8 when the weights were loaded
+    assert comparison.float.accuracy == pytest.approx(result["val_acc"], abs=1e-6)
