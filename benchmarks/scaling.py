@@ -6,6 +6,13 @@ Throughput is measured between the first trial's start and the last trial's end 
 own timestamps), so process start-up is not counted. MLflow is off: this measures the study.
 
     python benchmarks/scaling.py
+
+Many workers (``--many 8,32,64,128``): direct PostgreSQL against an ``hpo proxy`` (see
+benchmarks/_many_workers.py for what each light worker does), with PostgreSQL connections in use
+(pg_stat_activity, sampled), the study lock's wait and hold per trial, and CPU per trial of the
+workers, the proxy and PostgreSQL; the table feeds the model in benchmarks/results/scaling.md.
+
+    nice -n 10 python benchmarks/scaling.py --many 8,32,64,128 --trials-per-worker 10
 """
 
 from __future__ import annotations
@@ -92,4 +99,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--many" in sys.argv:
+        from _many_workers import main as many_main
+
+        many_main(sys.argv[1:])
+    else:
+        main()

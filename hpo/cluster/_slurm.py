@@ -78,10 +78,20 @@ def sbatch_script(options: SlurmOptions, jobs: int, name: str, folder: Path, com
 
 
 def worker_task(spec_json: str, index: int) -> int:
-    """One array task: an hpo worker on the study (what ``--jobs`` starts on one machine)."""
+    """One array task: an hpo worker on the study (what ``--jobs`` starts on one machine).
+
+    It first writes who it is (:func:`hpo._study.worker_identity`) beside the spec, so the driver can
+    take back its trial when the task ends mid-trial on another node (see :meth:`SlurmEngine._task_ended`).
+    """
+    from hpo._study import worker_identity
     from hpo._worker import main
 
+    identity_file(Path(spec_json).parent, index).write_text(json.dumps(worker_identity()))
     return main([spec_json, str(index)])
+
+
+def identity_file(folder: Path, index: int) -> Path:
+    return folder / f"task-{index}.json"
 
 
 def make_executor(options: SlurmOptions, folder: Path, jobs: int, name: str) -> Any:
@@ -96,7 +106,8 @@ def make_executor(options: SlurmOptions, folder: Path, jobs: int, name: str) -> 
         if options.local:
             executor = submitit.LocalExecutor(folder=folder)
             # The local executor's own defaults would end a task after 2 minutes.
-            executor.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_task or 0)
+            executor.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_task or 0,
+                                       setup=options.setup)
             return executor
         executor = submitit.SlurmExecutor(folder=folder)
     except RuntimeError as exc:  # "Could not detect srun"
@@ -175,15 +186,46 @@ class SlurmEngine:
         from hpo._study import recover_orphans
         from hpo._worker import STUDY_COMPLETE
 
-        while not all(job.done() for job in array):
+        ended: set[int] = set()
+        while len(ended) < len(array):
             time.sleep(POLL_S)
             progress.update(study)
+            for index, job in enumerate(array):
+                if index not in ended and job.done():
+                    ended.add(index)
+                    self._task_ended(spec, study, index, job.job_id)
         recover_orphans(study, spec)  # a task killed by SLURM (time limit, node lost) left its trial RUNNING
         if study_is_complete(study, spec):
             return 0, STUDY_COMPLETE
         states = ", ".join(sorted({job.state for job in array}))
         return 1, (f"the SLURM workers ended before the study did (job states: {states}); see their logs in "
                    f"{array[0].paths.folder}; run the same command again to go on")
+
+
+    @staticmethod
+    def _task_ended(spec: StudySpec, study: Any, index: int, job_id: str) -> None:
+        """Fails and re-queues the trial a task left RUNNING (killed by SLURM: time limit, node lost).
+
+        Needed where no heartbeat notices it: through an ``hpo proxy`` there is none, and
+        :func:`hpo._study.recover_orphans` only judges workers on this host.
+        """
+        from optuna.trial import TrialState
+
+        from hpo._keys import WORKER, WORKER_START
+        from hpo._storage import study_lock
+        from hpo._study import fail_running_trial, requeue
+
+        path = identity_file(spec.study_dir / "slurm", index)
+        if not path.exists():  # the task never started
+            return
+        who = json.loads(path.read_text())
+        reason = f"SLURM task {job_id} ended during the trial"
+        with study_lock(spec):
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                mine = (trial.user_attrs.get(WORKER), trial.user_attrs.get(WORKER_START)) == (who[WORKER],
+                                                                                             who[WORKER_START])
+                if mine and fail_running_trial(study, trial, reason):
+                    requeue(study, trial, spec, reason)
 
 
 def cancel(array: list[Any]) -> None:

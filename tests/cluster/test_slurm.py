@@ -64,7 +64,9 @@ def test_ctrl_c_cancels_the_array_and_requeues_its_trials(write_space, workdir):
     try:
         trials = wait_until(lambda: len(r := running()) == 2 and r, timeout=120)
     except Exception:
-        proc.kill()
+        (workdir / "hold").unlink()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
         raise
     task_pids = trial_worker_pids(trials)
     proc.send_signal(signal.SIGINT)
@@ -99,3 +101,41 @@ def test_an_unknown_engine_lists_the_known_ones(write_space, workdir, cli):
     code, _, err = cli("run", write_space(_space(2)), "--cluster", "kubernetes")
     assert code == 2
     assert "unknown engine 'kubernetes'; known: slurm" in err
+
+
+@pytest.mark.slow  # ~25 s
+def test_a_task_killed_on_another_node_has_its_trial_requeued_by_the_driver(write_space, workdir):
+    """The tasks say they run on "node-a" (as on a compute node), so nothing on this host judges their
+    processes; the driver sees the killed task end and takes its trial back; the study still completes."""
+    import os
+
+    (workdir / "hold").write_text("")
+    path = write_space(_space(3, objective="objs.py:held"))
+    proc = start_hpo("run", path, "--cluster", "slurm", "--slurm-local", "--jobs", "2", "--no-report",
+                     "--slurm-setup", "export HPO_WORKER_HOST=node-a", cwd=workdir)
+
+    def trials(state: str) -> list:
+        if not (workdir / "hpo-runs" / "space" / "journal.log").exists():
+            return []
+        return [t for t in load_trials(path) if t.state.name == state]
+
+    try:
+        running = wait_until(lambda: len(r := trials("RUNNING")) == 2 and r, timeout=120)
+        assert all(t.user_attrs["worker"].startswith("node-a:") for t in running)
+        victim = running[0]
+        os.kill(trial_worker_pids([victim]).pop(), signal.SIGKILL)
+        failed = wait_until(lambda: trials("FAIL"), timeout=60)
+        assert failed[0].number == victim.number
+        assert failed[0].user_attrs["fail_reason"].startswith("SLURM task ")
+        (workdir / "hold").unlink()  # the surviving task runs the rest, the re-queued trial included
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failure above: stop the driver as Ctrl-C would, so it cancels its tasks
+            (workdir / "hold").unlink(missing_ok=True)
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    after = load_trials(path)
+    assert sorted(t.state.name for t in after) == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+    retry = next(t for t in after if t.user_attrs.get("retry_of") == victim.number)
+    assert retry.state.name == "COMPLETE" and retry.params == victim.params
