@@ -153,11 +153,20 @@ def run_once(base_url: str, workers: int, per_worker: int, via_proxy: bool, repo
         (folder / "space.yaml").write_text(yaml.safe_dump(doc))
         (folder / "sleep.py").write_text("def sleep(params, ctx):\n    return 0.0\n")
         script = WORKER % {"sleep": SLEEP_S}
-        procs = [subprocess.Popen([sys.executable, "-c", script, str(folder), str(i)], cwd=folder, env=env)
-                 for i in range(workers)]
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(folder), str(i)], cwd=folder, env=env,
+                                  stderr=open(folder / f"err-{i}.log", "w")) for i in range(workers)]
         while len(list(folder.glob("ready-*"))) < workers:
-            if any(p.poll() not in (None, 0) for p in procs):
-                raise RuntimeError("a worker failed to start")
+            failed = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+            if failed:  # e.g. PostgreSQL's max_connections reached: that is the result of this run
+                for p in procs:
+                    p.kill()
+                    p.wait()
+                if proxy:
+                    proxy.terminate()
+                    proxy.wait(timeout=60)
+                last = (folder / f"err-{failed[0]}.log").read_text().strip().splitlines()[-1:]
+                return {"storage": label, "workers": workers, "error": f"{len(failed)}+ workers failed to start: "
+                        f"{last[0][:200] if last else '?'}"}
             time.sleep(0.2)
         pg_port = int(base_url.rsplit(':', 1)[1].split('/')[0])
         pg_before = _postgres_cpu(pg_port)
@@ -226,6 +235,9 @@ def main(argv: list[str]) -> None:
           "| worker CPU ms/trial | proxy CPU ms/trial | PostgreSQL CPU ms/trial |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if "error" in r:
+            print(f"| {r['storage']} | {r['workers']} | failed: {r['error']} |")
+            continue
         print(f"| {r['storage']} | {r['workers']} | {r['tps']:.1f} | {r['efficiency']:.2f} | {r['connections']} | "
               f"{r['wait_ms']:.1f} | {r['hold_ms']:.1f} | {r['worker_cpu_ms']:.1f} | {r['proxy_cpu_ms']:.1f} | "
               f"{r['pg_cpu_ms']:.1f} |")

@@ -166,6 +166,8 @@ class SlurmEngine:
         folder.mkdir(parents=True, exist_ok=True)
         spec_json = (folder / "spec.json").resolve()  # tasks may start in another folder
         spec_json.write_text(json.dumps({"source": spec.source, "raw": spec.raw}, default=str))
+        for stale in folder.glob("task-*.json"):  # identities of an earlier array's tasks
+            stale.unlink()
         executor = make_executor(self.options, folder / "%j", jobs, f"hpo-{spec.study.name}")
         array = executor.map_array(worker_task, [str(spec_json)] * jobs, list(range(jobs)))
         record_jobs(study, [job.job_id for job in array])
@@ -178,7 +180,11 @@ class SlurmEngine:
 
             cancel(array)
             wait_for(array, CANCEL_GRACE_S)
-            recover_orphans(study, spec)  # tasks killed before they could re-queue their trials
+            # Tasks killed before they could re-queue their trials (SLURM's KillWait, or a slow node):
+            for index, job in enumerate(array):
+                if job.done():
+                    self._task_ended(spec, study, index, job.job_id)
+            recover_orphans(study, spec)
             raise
 
     def _follow(self, spec: StudySpec, study: Any, progress: StudyProgress, array: list[Any]) -> tuple[int, str]:
@@ -200,7 +206,6 @@ class SlurmEngine:
         states = ", ".join(sorted({job.state for job in array}))
         return 1, (f"the SLURM workers ended before the study did (job states: {states}); see their logs in "
                    f"{array[0].paths.folder}; run the same command again to go on")
-
 
     @staticmethod
     def _task_ended(spec: StudySpec, study: Any, index: int, job_id: str) -> None:

@@ -33,6 +33,7 @@ def _space(storage: str, n_trials: int) -> dict:
                              "storage": storage})
 
 
+@pytest.mark.slow  # six workers on PostgreSQL, ~30 s
 def test_workers_through_the_proxy_run_exactly_n_trials(proxy, write_space, workdir):
     """6 workers (4 through the proxy, 2 straight on PostgreSQL: they share the lock) race for 30 fast trials."""
     url, grpc_url, proc = proxy
