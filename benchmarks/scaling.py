@@ -6,6 +6,13 @@ Throughput is measured between the first trial's start and the last trial's end 
 own timestamps), so process start-up is not counted. MLflow is off: this measures the study.
 
     python benchmarks/scaling.py
+
+Many workers (``--many 8,32,64,128``): direct PostgreSQL against an ``hpo proxy`` (see
+benchmarks/_many_workers.py for what each light worker does), with PostgreSQL connections in use
+(pg_stat_activity, sampled), the study lock's wait and hold per trial, and CPU per trial of the
+workers, the proxy and PostgreSQL; the table feeds the model in benchmarks/results/scaling.md.
+
+    nice -n 10 python benchmarks/scaling.py --many 8,32,64,128 --trials-per-worker 10
 """
 
 from __future__ import annotations
@@ -16,23 +23,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
-
-
-def _test_helpers():
-    """tests/_helpers.py (the PostgreSQL starter the tests use), without putting tests/ on sys.path:
-    there, tests/hpo/ would shadow the hpo package."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tests" / "_helpers.py"
-    spec = importlib.util.spec_from_file_location("_hpo_test_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _test_helpers()
-load_trials, start_postgres = _helpers.load_trials, _helpers.start_postgres
+from _helpers_loader import load_trials_in, start_postgres  # benchmarks/ is on sys.path when run as a script
 
 SLEEP = "import time\ndef sleep(params, ctx):\n    time.sleep(0.2)\n    return params['x']\n"
 
@@ -54,14 +45,7 @@ def throughput(folder: Path, workers: int, storage: str | None) -> float:
         procs = [subprocess.Popen([*cmd, "--jobs", str(workers)], cwd=folder, stdout=subprocess.DEVNULL)]
     for p in procs:
         assert p.wait() == 0
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        trials = load_trials(path)
-    finally:
-        os.chdir(cwd)
+    trials = load_trials_in(folder, path.name)
     start = min(t.datetime_start for t in trials)
     end = max(t.datetime_complete for t in trials)
     return len(trials) / (end - start).total_seconds()
@@ -92,4 +76,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--many" in sys.argv:
+        from _many_workers import main as many_main
+
+        many_main(sys.argv[1:])
+    else:
+        main()

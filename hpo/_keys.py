@@ -39,4 +39,5 @@ STUDY_SPACE_FILE = "space_file"
 STUDY_GIT_SHA = "git_sha"
 
 # --- study system attrs -----------------------------------------------------------------------
+SLURM_JOBS = "hpo:slurm_jobs"          # [{"jobs": [SLURM job ids], "submitted": iso time}], one per `--cluster slurm` run
 LOST_PREFIX = "hpo:lost:"              # + trial number: that trial's worker died or was interrupted

@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 __all__ = [
-    "JournalFileBackend", "count_trials_by_state_sql", "heartbeat", "pop_waiting_trial_id", "reset_trial_cache",
-    "storage_of", "study_id", "trial_id",
+    "JournalFileBackend", "count_trials_by_state_sql", "heartbeat", "make_grpc_server", "pop_waiting_trial_id",
+    "reset_trial_cache", "storage_of", "study_id", "trial_id",
 ]
 
 
@@ -97,3 +97,12 @@ def heartbeat(trial: optuna.Trial, study: optuna.Study) -> AbstractContextManage
 
 # Optuna's RDB schema: ``trials.state`` holds the TrialState name, ``trials.study_id`` the study.
 count_trials_by_state_sql = "SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"
+
+
+def make_grpc_server(storage: optuna.storages.BaseStorage, host: str, port: int, thread_pool: Any) -> Any:
+    """An unstarted ``grpc.Server`` serving Optuna's storage proxy service for ``storage``
+    (``optuna.storages._grpc.server.make_server``: the public ``run_grpc_proxy_server`` starts and
+    blocks, so hpo could not add its study-lock method beside Optuna's service)."""
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, thread_pool)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,17 @@ class RunResult:
     study: Any = None  # the opened study, when it got that far
 
 
-def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
-    """Creates or resumes the study and runs it to its end, an interrupt, or too many failures."""
+# Runs ``jobs`` workers somewhere else (a cluster engine, hpo.cluster) and follows them until they end:
+# (spec, jobs, study, progress, tracker) -> (exit code, stop reason).
+Engine = Callable[[StudySpec, int, Any, StudyProgress, Any], tuple[int, str]]
+
+
+def run_study(spec: StudySpec, jobs: int, console: Console, engine: Engine | None = None) -> RunResult:
+    """Creates or resumes the study and runs it to its end, an interrupt, or too many failures.
+
+    Args:
+        engine: where the workers run; None: in this process (``jobs == 1``) or as ``jobs`` local processes.
+    """
     from hpo._preflight import preflight
     from hpo.tracking import check_reachable, make_tracker
 
@@ -63,7 +73,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
             code, reason = 0, STUDY_COMPLETE
         else:
-            code, reason = _run_trials(spec, jobs, study, tracker, console)
+            code, reason = _run_trials(spec, jobs, study, tracker, console, engine)
         if code != 0 or reason.startswith(STUDY_COMPLETE):
             recover_orphans(study, spec, tracker)
         if reason.startswith(STUDY_COMPLETE):
@@ -79,12 +89,16 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     return RunResult(code, reason, time.monotonic() - started, study)
 
 
-def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: Console) -> tuple[int, str]:
-    """Runs the study's trials in this process (``jobs == 1``) or in ``jobs`` workers, with progress."""
+def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: Console,
+                engine: Engine | None = None) -> tuple[int, str]:
+    """Runs the study's trials in this process (``jobs == 1``), in ``jobs`` workers, or through ``engine``,
+    with progress."""
     with StudyProgress(spec, console) as progress:
         progress.mark_seen(study.get_trials(deepcopy=False))
         progress.update(study, force=True)
-        if jobs == 1:
+        if engine is not None:
+            code, reason = engine(spec, jobs, study, progress, tracker)
+        elif jobs == 1:
             outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
             code, reason = outcome.exit_code, outcome.stop_reason
         else:

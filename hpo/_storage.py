@@ -8,7 +8,6 @@ locked".
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import warnings
 from collections import Counter
@@ -69,6 +68,8 @@ def open_storage(
             return JournalStorage(open_journal(journal_path(spec), read_only=read_only, fsync=spec.study.fsync))
         except FileNotFoundError:
             raise UsageError(_no_store_message(spec, str(journal_path(spec)))) from None
+    if is_proxy(spec.study.storage):  # reading through the proxy writes nothing: no read-only variant needed
+        return _open_proxy(spec.study.storage)
     if read_only:
         try:
             return open_rdb_read_only(spec.study.storage)
@@ -86,6 +87,28 @@ def open_storage(
             grace_period=spec.study.heartbeat_grace,
             heartbeat_stale_trial_callback=on_stale_trial,
         )
+
+
+def is_proxy(url: str | None) -> bool:
+    """Whether ``url`` names an ``hpo proxy`` (``grpc://host:port``)."""
+    return url is not None and url.startswith("grpc://")
+
+
+def _open_proxy(url: str) -> optuna.storages.BaseStorage:
+    from hpo._proxy import open_proxy_storage
+
+    return _reach_proxy(open_proxy_storage, url)
+
+
+def _reach_proxy(connect: Callable[[str], Any], url: str) -> Any:
+    """``connect(url)``, with a bad URL or a proxy that does not answer as one clear line."""
+    try:
+        return connect(url)
+    except ValueError as exc:
+        raise UsageError(f"study.storage: {exc}") from None
+    except ConnectionError:
+        raise UsageError(f"no hpo proxy answers at {url}; start it with `hpo proxy --storage URL --port PORT` "
+                         "and check the host and port") from None
 
 
 def open_rdb_read_only(url: str) -> optuna.storages.RDBStorage:
@@ -149,6 +172,13 @@ def study_lock(spec: StudySpec) -> Iterator[None]:
     interleave between workers.
     """
     url = spec.study.storage
+    if is_proxy(url):  # the proxy holds the lock for its workers (hpo._proxy)
+        from hpo._proxy import channel, proxy_study_lock
+
+        _reach_proxy(channel, url)
+        with proxy_study_lock(url, spec.study.name):
+            yield
+        return
     if url is not None and url.startswith(("postgresql", "postgres")):
         with _pg_advisory_lock(url, spec.study.name):
             yield
@@ -190,7 +220,9 @@ def trial_state_counts(spec: StudySpec, study: optuna.Study) -> Counter[str]:
 def _pg_advisory_lock(url: str, name: str) -> Iterator[None]:
     import sqlalchemy
 
-    key = int.from_bytes(hashlib.sha256(f"hpo:{name}".encode()).digest()[:8], "big", signed=True)
+    from hpo._proxy import advisory_key
+
+    key = advisory_key(name)
     conn = _PG_CONNECTIONS.get(url)
     if conn is None or conn.closed:
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)

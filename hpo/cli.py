@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="sampler seed (overrides study.seed)")
     run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--no-report", action="store_true", help="do not write the dashboard at the end")
+    _add_cluster_arguments(run)
 
     with_space("validate", "check the space file and print the resolved space; runs nothing")
     with_space("status", "trials by state, best trial, time spent, workers seen", READER_SPACE_HELP)
@@ -104,7 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help=argparse.SUPPRESS)
+    _add_proxy_parser(sub)
     return parser
+
+
+def _add_cluster_arguments(run: argparse.ArgumentParser) -> None:
+    from hpo.cluster import ENGINES
+    from hpo.cluster._slurm import add_slurm_arguments
+
+    run.add_argument("--cluster", metavar="ENGINE",
+                     help=f"run the --jobs workers on a cluster engine: {', '.join(sorted(ENGINES))}")
+    add_slurm_arguments(run, _positive_int, _positive_float)
+
+
+def _add_proxy_parser(sub: Any) -> None:
+    from hpo._proxy import DEFAULT_THREADS
+
+    text = ("serve a study database to many workers over gRPC (workers use --storage grpc://HOST:PORT); "
+            "it holds the database connections and the lock that keeps n_trials exact")
+    proxy = sub.add_parser("proxy", help=text, description=text)
+    proxy.add_argument("--storage", required=True, help="the database URL, e.g. postgresql://user@host/db")
+    proxy.add_argument("--host", default="0.0.0.0", help="interface to bind (default 0.0.0.0: all)")
+    proxy.add_argument("--port", type=_positive_int, default=13000, help="port (default 13000)")
+    proxy.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                       help=f"server threads: about one per worker waiting for the study lock (default {DEFAULT_THREADS})")
 
 
 # Commands that only read a study: they find it from any folder (hpo._locate).
@@ -170,12 +194,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hpo._run import run_study
     from hpo._storage import describe_storage
 
+    from hpo.cluster._slurm import check_slurm_flags
+
+    check_slurm_flags(args)
     spec = load(args)
     console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
                   f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}",
                   markup=False)
     _warn_about_pickling_sampler(spec)
-    result = run_study(spec, args.jobs, console)
+    if args.cluster:
+        from hpo.cluster import run_on_cluster
+
+        result = run_on_cluster(args.cluster, spec, args.jobs, console, args)
+    else:
+        result = run_study(spec, args.jobs, console)
     study = result.study or _open(spec)
     _print_summary(spec, study)
     console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s", markup=False)
@@ -254,6 +286,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"trials {lost} lost: their worker died; re-queued by the next `hpo run {spec.source}`")
     seen = workers(study.get_trials(deepcopy=False))
     console.print(f"workers seen: {len(seen)}" + (f" ({', '.join(seen)})" if seen else ""))
+    from hpo.cluster._slurm import describe_jobs
+
+    if jobs := describe_jobs(study):
+        console.print(jobs, markup=False)
     return 0
 
 
@@ -326,6 +362,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     artifacts = None if uri else default_artifacts_dir()
     return serve_ui(uri or default_tracking_uri(), host=args.host, port=args.port, experiment=experiment,
                     artifacts_dir=artifacts)
+
+
+@command("proxy")
+def cmd_proxy(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from hpo._proxy import serve
+    from hpo._storage import redact
+
+    if "://" not in args.storage or args.storage.startswith("grpc://"):
+        raise UsageError(f"--storage: expected a database URL such as postgresql://user@host/db, got {args.storage!r}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a clean stop: in-flight calls finish
+
+    def announce() -> None:
+        console.print(f"hpo proxy for {redact(args.storage)} listening on {args.host}:{args.port}; workers use "
+                      f"--storage grpc://HOST:{args.port}", markup=False)
+
+    try:
+        serve(args.storage, args.host, args.port, args.threads, on_ready=announce, stop=stop)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,3 +144,28 @@ def test_importing_with_an_unsupported_optuna_fails_unless_allowed(allow):
         assert done.returncode == 0 and "imported" in done.stdout and "optuna 6.1.0" in done.stderr, done.stderr
     else:
         assert done.returncode != 0 and "UnsupportedOptunaError" in done.stderr and ">=4.2,<6.0" in done.stderr
+
+
+def test_make_grpc_server_serves_optunas_storage_service(tmp_path):
+    """hpo's proxy adds its lock method beside the service this server carries."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from _helpers import free_port
+
+    storage = optuna.storages.get_storage(f"sqlite:///{tmp_path}/s.db")
+    port = free_port()
+    server = compat.make_grpc_server(storage, "127.0.0.1", port, ThreadPoolExecutor(max_workers=4))
+    server.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            client = optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port)
+        client.wait_server_ready(timeout=30)
+        study = optuna.create_study(storage=client, study_name="through-grpc")
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        assert len(storage.get_all_trials(storage.get_study_id_from_name("through-grpc"))) == 2, \
+            changed("optuna.storages._grpc.server.make_server")
+        client.close()
+    finally:
+        server.stop(grace=None)
