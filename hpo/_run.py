@@ -43,13 +43,28 @@ class RunResult:
     study: Any = None  # the opened study, when it got that far
 
 
-def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
-    """Creates or resumes the study and runs it to its end, an interrupt, or too many failures."""
+def run_study(spec: StudySpec, jobs: int, console: Console, engine: Any = None) -> RunResult:
+    """Creates or resumes the study and runs it to its end, an interrupt, or too many failures.
+
+    ``engine``: a cluster engine (:mod:`hpo.cluster`) that runs the ``jobs`` workers, else they
+    run on this machine.
+    """
     from hpo._preflight import preflight
-    from hpo.tracking import check_reachable, make_tracker
 
     preflight(spec)  # before anything is created: the objective imports, the folders and stores are writable
     install_signal_handlers()
+    if engine is None:
+        return _run_study(spec, jobs, console, None)
+    try:
+        engine.prepare(spec)  # connects; refuses a store or a trial the cluster cannot hold
+        return _run_study(spec, jobs, console, engine)
+    finally:
+        engine.close()
+
+
+def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> RunResult:
+    from hpo.tracking import check_reachable, make_tracker
+
     started = time.monotonic()
     study = None
     if spec.mlflow.enabled:
@@ -63,7 +78,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
         if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
             code, reason = 0, STUDY_COMPLETE
         else:
-            code, reason = _run_trials(spec, jobs, study, tracker, console)
+            code, reason = _run_trials(spec, jobs, study, tracker, console, engine)
         if code != 0 or reason.startswith(STUDY_COMPLETE):
             recover_orphans(study, spec, tracker)
         if reason.startswith(STUDY_COMPLETE):
@@ -79,12 +94,16 @@ def run_study(spec: StudySpec, jobs: int, console: Console) -> RunResult:
     return RunResult(code, reason, time.monotonic() - started, study)
 
 
-def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: Console) -> tuple[int, str]:
-    """Runs the study's trials in this process (``jobs == 1``) or in ``jobs`` workers, with progress."""
+def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: Console,
+                engine: Any = None) -> tuple[int, str]:
+    """Runs the study's trials in this process (``jobs == 1``), in ``jobs`` workers, or in
+    ``jobs`` workers of a cluster ``engine``, with progress."""
     with StudyProgress(spec, console) as progress:
         progress.mark_seen(study.get_trials(deepcopy=False))
         progress.update(study, force=True)
-        if jobs == 1:
+        if engine is not None:
+            code, reason = engine.run(spec, jobs, study, progress, tracker)
+        elif jobs == 1:
             outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
             code, reason = outcome.exit_code, outcome.stop_reason
         else:
@@ -165,8 +184,9 @@ class Supervisor:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.spec_file = self.logs_dir / "spec.json"
         self.spec_file.write_text(json.dumps({"source": spec.source, "raw": spec.raw}, default=str))
-        devices = spec.objective.fixed.get("devices", 1)
-        self.gpus = gpu_assignment(jobs, gpu_ids(), devices if isinstance(devices, int) else 1)
+        from hpo._objective import resource_needs
+
+        self.gpus = gpu_assignment(jobs, gpu_ids(), resource_needs(spec).devices)
         self.crash_restarts = 0
         self.lifeline: Lifeline | None = None
 

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="sampler seed (overrides study.seed)")
     run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--no-report", action="store_true", help="do not write the dashboard at the end")
+    run.add_argument("--cluster", metavar="ENGINE",
+                     help="run the --jobs workers on a cluster engine instead of this machine: ray")
+    run.add_argument("--address", help="with --cluster ray: the cluster's address, HOST:PORT (default auto: "
+                     "$RAY_ADDRESS, else the cluster started on this machine by `ray start`)")
 
     with_space("validate", "check the space file and print the resolved space; runs nothing")
     with_space("status", "trials by state, best trial, time spent, workers seen", READER_SPACE_HELP)
@@ -168,11 +172,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hpo._storage import describe_storage
 
     spec = load(args)
+    engine = _cluster_engine(args)
+    where = f" on {engine.describe()}" if engine is not None else ""
     console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
-                  f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}",
+                  f"pruner {spec.pruner.name}, {args.jobs} worker(s){where}; storage {describe_storage(spec)}",
                   markup=False)
     _warn_about_pickling_sampler(spec)
-    result = run_study(spec, args.jobs, console)
+    result = run_study(spec, args.jobs, console, engine)
     study = result.study or _open(spec)
     _print_summary(spec, study)
     console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s", markup=False)
@@ -183,6 +189,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.exit_code in (129, 130, 143):
         console.print(f"[yellow]interrupted; resume with: hpo run {escape(spec.source)}[/yellow]")
     return result.exit_code
+
+
+def _cluster_engine(args: argparse.Namespace) -> Any:
+    """The ``--cluster`` engine with its options, or None (then no engine module is imported)."""
+    if args.cluster is None:
+        if args.address is not None:
+            raise UsageError("--address needs --cluster ray")
+        return None
+    from hpo.cluster import make_engine
+
+    return make_engine(args.cluster, {"address": args.address})
 
 
 def _warn_about_pickling_sampler(spec: Any) -> None:
