@@ -169,16 +169,17 @@ class RayWorkers:
         self.started.append(ref.task_id().hex())
 
     def run(self) -> tuple[int, str]:
-        from hpo._signals import Interrupted
+        from hpo._signals import as_interrupted
         from hpo._worker import STUDY_COMPLETE
 
         for index in range(self.jobs):
             self.start(index)
         try:
             outcome = self._watch()
-        except Interrupted:
-            self._stop("interrupted: hpo run was stopped")
-            raise
+        except KeyboardInterrupt as exc:  # Ray turns our Interrupted into a plain KeyboardInterrupt
+            interrupt = as_interrupted(exc)
+            self._stop(f"interrupted by {interrupt}: hpo run was stopped")
+            raise interrupt from None
         if self.refs:
             self._stop(outcome[1] if outcome[0] else STUDY_COMPLETE)
         return outcome

@@ -25,8 +25,6 @@ from _helpers import base_space, load_trials, start_hpo, wait_until
 
 from hpo import _keys as keys
 
-pytest.importorskip("ray")  # the optional extra; installed in the project's test environment
-
 SMALL = {"object_store_memory": 80 * 1024 * 1024, "num_gpus": 0}
 HEAD = {"include_dashboard": False, "resources": {"node_a": 1}}
 
@@ -203,26 +201,30 @@ def test_a_node_lost_mid_study_has_its_trial_requeued_at_once(ray_cluster, ray_s
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_ray_workers_and_requeues_their_trials(ray_cluster, ray_study, workdir):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_cancels_the_ray_workers_and_requeues_their_trials(ray_cluster, ray_study, workdir, signum):
+    """Ctrl-C/SIGTERM: the tasks are cancelled, their running trials failed and re-queued (not
+    counted as retries), and hpo run exits 130/143."""
     (workdir / "hold").touch()
     space = ray_study(4, objective="held")
     proc = start_hpo("run", space, "--cluster", "ray", "--address", ray_cluster.address, "--jobs", "2",
                      "--no-report", cwd=workdir)
     try:
         wait_until(lambda: len([t for t in _trials(space) if t.state.name == "RUNNING"]) == 2, timeout=180)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, out
+    assert proc.returncode == 128 + signum, out
     trials = load_trials(space)
     interrupted = [t for t in trials if t.state.name == "FAIL"]
-    assert len(interrupted) == 2 and not [t for t in trials if t.state.name == "RUNNING"]
+    assert len(interrupted) == 2 and not [t for t in trials if t.state.name == "RUNNING"], (by_state(trials), out)
     assert all(t.user_attrs[keys.FAIL_REASON].startswith("interrupted") for t in interrupted)
     queued = [t for t in trials if t.state.name == "WAITING"]
     assert sorted(t.user_attrs[keys.RETRY_OF] for t in queued) == sorted(t.number for t in interrupted)
+    assert all(t.user_attrs[keys.RETRY_COUNT] == 0 for t in queued)
 
 
 def _trials(space: Path) -> list[Any]:
