@@ -33,6 +33,7 @@ SHUTDOWN_GRACE_S = 60
 # other has room) or about to return: cancelled after this long.
 COMPLETE_GRACE_S = 10.0
 INSTALL_HINT = 'pip install "hpo-lightning[ray]"'
+CONNECT_TIMEOUT_S = 10.0
 
 
 def import_ray() -> Any:
@@ -61,6 +62,7 @@ class RayEngine:
 
         needs = resource_needs(spec)  # a bad knob fails before connecting
         self.ray = import_ray()
+        check_reachable(self.address)
         try:
             self.ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
         except ConnectionError as exc:
@@ -80,6 +82,21 @@ class RayEngine:
     def close(self) -> None:
         if self.ray is not None and self.ray.is_initialized():
             self.ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuses a ``HOST:PORT`` nothing listens on: ``ray.init`` would retry it for many minutes."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", or a ray:// client address: Ray's own lookup answers at once
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"--cluster ray: cannot connect to a Ray cluster at {address!r}: "
+                         f"{exc.strerror or exc}; check --address (the head node's HOST:PORT, "
+                         "6379 by default) and that `ray start --head` runs there") from None
 
 
 def check_storage(spec: Any, nodes: int, address: str) -> None:

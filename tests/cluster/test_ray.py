@@ -248,6 +248,15 @@ def test_an_unknown_engine_lists_the_known_ones(workdir, write_space, cli):
     assert code == 2 and "unknown cluster engine 'rya' (did you mean 'ray'?); known: ray" in err
 
 
+def test_an_address_nothing_listens_on_is_refused_at_once(workdir, write_space, cli):
+    from _helpers import free_port
+
+    started = time.monotonic()
+    code, out, err = cli("run", write_space(base_space()), "--cluster", "ray", "--address", f"127.0.0.1:{free_port()}")
+    assert code == 2 and "cannot connect to a Ray cluster at '127.0.0.1:" in err and "refused" in err
+    assert time.monotonic() - started < 60  # ray.init alone retries for many minutes
+
+
 def test_address_without_cluster_is_refused(workdir, write_space, cli):
     code, out, err = cli("run", write_space(base_space()), "--address", "10.0.0.1:6379")
     assert code == 2 and "--address needs --cluster ray" in err
