@@ -76,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="sampler seed (overrides study.seed)")
     run.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--no-report", action="store_true", help="do not write the dashboard at the end")
+    from hpo.cluster import ENGINES  # names only: an engine's module is imported when chosen
+
     run.add_argument("--cluster", metavar="ENGINE",
-                     help="run the --jobs workers on a cluster engine instead of this machine: ray")
+                     help=f"run the --jobs workers on a cluster engine instead of this machine: "
+                          f"{', '.join(ENGINES.names())}")
     run.add_argument("--address", help="with --cluster ray: the cluster's address, HOST:PORT (default auto: "
                      "$RAY_ADDRESS, else the cluster started on this machine by `ray start`)")
 
@@ -199,7 +202,7 @@ def _cluster_engine(args: argparse.Namespace) -> Any:
         return None
     from hpo.cluster import make_engine
 
-    return make_engine(args.cluster, {"address": args.address})
+    return make_engine(args.cluster, vars(args))  # each engine reads its own flags
 
 
 def _warn_about_pickling_sampler(spec: Any) -> None:

@@ -3,14 +3,16 @@ already run (Ray, SLURM) instead of starting them on this machine.
 
 An engine is registered here by name (a ``"module:attr"`` string, imported only when chosen, so
 ``hpo run`` without ``--cluster`` never imports Ray). Its factory takes the CLI's options for it
-and returns an object with three methods, called by :func:`hpo._run.run_study`:
+(all of ``hpo run``'s parsed flags, as a mapping; each engine reads its own) and returns an
+object with these methods, called by :func:`hpo._run.run_study` (``describe`` by ``hpo run``):
 
 - ``prepare(spec)``: connect, and refuse (``UsageError``) what the cluster cannot run, before the
   study is opened;
 - ``run(spec, jobs, study, progress, tracker) -> (exit_code, stop_reason)``: run ``jobs`` workers
   to the study's end, like ``--jobs`` does on one machine; on ``Interrupted``, stop them, fail and
   re-queue their running trials, and re-raise;
-- ``close()``: disconnect (always called).
+- ``close()``: disconnect (always called);
+- ``describe() -> str``: where the workers run, for the run's first line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from hpo._registry import Registry
 
 
 class Engine(Protocol):
+    """What :func:`hpo._run.run_study` calls on a cluster engine (see the module docstring)."""
+
     def prepare(self, spec: Any) -> None: ...
 
     def run(self, spec: Any, jobs: int, study: Any, progress: Any, tracker: Any) -> tuple[int, str]: ...
