@@ -291,3 +291,19 @@ def test_a_bad_devices_value_is_refused_naming_its_key(workdir):
     doc = base_space(objective={"name": "objs.py:quadratic", "fixed": {"devices": 0}})
     with pytest.raises(SpecError, match="objective.fixed.devices"):
         resource_needs(spec_from_dict(doc, source="space.yaml"))
+
+
+def test_the_embedded_store_is_taken_on_a_one_node_cluster_only(workdir):
+    """One node shares this machine's files (the journal's file lock works); several do not, and a
+    database URL is taken whatever the cluster."""
+    from hpo._errors import UsageError
+    from hpo._spec import spec_from_dict
+    from hpo.cluster._ray import check_storage
+
+    embedded = spec_from_dict(base_space(), source="space.yaml")
+    check_storage(embedded, 1, "auto")
+    with pytest.raises(UsageError, match="has 3 nodes"):
+        check_storage(embedded, 3, "auto")
+    doc = base_space()
+    doc["study"]["storage"] = "postgresql://user@db/hpo"
+    check_storage(spec_from_dict(doc, source="space.yaml"), 3, "auto")
