@@ -7,6 +7,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ OBJECTIVES.register("resnet_classifier", "objectives:resnet_classifier")
 _BUILTIN_PARAMS = "objectives._config:PARAM_NAMES"
 _BUILTIN_CONFIG = "objectives._config:TrainConfig"
 _STACK_KNOBS = "objectives._config:STACK_KNOBS"
+_WORKER_RESOURCES = "objectives._config:worker_resources"
 # What the built-ins report each epoch (and return for the best one): the study metric is one of these.
 BUILTIN_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time", "samples_per_sec")
 # A module study's objective name, as exports record it: "module=models.py:Net;data=models.py:Data".
@@ -105,6 +107,33 @@ def check_builtin_values(
             except ValueError as exc:
                 return f"space.{param}.{end}", str(exc).partition(": ")[2]
     return None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial needs from the machine it runs on (see :func:`resource_needs`)."""
+
+    devices: int  # GPUs it trains on; on a machine without GPUs, training processes (CPU DDP)
+    threads: int  # CPU threads per training process; 0: torch's default
+
+
+def resource_needs(spec: Any) -> Resources:
+    """The resources one trial of ``spec`` needs, as the training stack reads ``objective.fixed``.
+
+    Any objective may train through the stack (a built-in, a module study, a function returning a
+    LightningModule), so the stack, which owns the ``devices``/``threads`` knobs and their
+    defaults, answers; schedulers (``--jobs``, cluster engines) never read knobs by name.
+
+    Raises:
+        SpecError: a resource knob with a bad value (a custom objective's fixed values are not
+            checked by ``hpo validate``).
+    """
+    try:
+        devices, threads = import_object(_WORKER_RESOURCES)(spec.objective.fixed)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise SpecError(spec.source, f"objective.fixed.{key}", problem) from None
+    return Resources(devices, threads)
 
 
 def load_reference(ref: str, base_dir: Path) -> Any:

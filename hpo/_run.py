@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,22 +43,28 @@ class RunResult:
     study: Any = None  # the opened study, when it got that far
 
 
-# Runs ``jobs`` workers somewhere else (a cluster engine, hpo.cluster) and follows them until they end:
-# (spec, jobs, study, progress, tracker) -> (exit code, stop reason).
-Engine = Callable[[StudySpec, int, Any, StudyProgress, Any], tuple[int, str]]
-
-
-def run_study(spec: StudySpec, jobs: int, console: Console, engine: Engine | None = None) -> RunResult:
+def run_study(spec: StudySpec, jobs: int, console: Console, engine: Any = None) -> RunResult:
     """Creates or resumes the study and runs it to its end, an interrupt, or too many failures.
 
-    Args:
-        engine: where the workers run; None: in this process (``jobs == 1``) or as ``jobs`` local processes.
+    ``engine``: a cluster engine (:mod:`hpo.cluster`) that runs the ``jobs`` workers, else they
+    run on this machine.
     """
     from hpo._preflight import preflight
-    from hpo.tracking import check_reachable, make_tracker
 
     preflight(spec)  # before anything is created: the objective imports, the folders and stores are writable
     install_signal_handlers()
+    if engine is None:
+        return _run_study(spec, jobs, console, None)
+    try:
+        engine.prepare(spec)  # connects; refuses a store or a trial the cluster cannot hold
+        return _run_study(spec, jobs, console, engine)
+    finally:
+        engine.close()
+
+
+def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> RunResult:
+    from hpo.tracking import check_reachable, make_tracker
+
     started = time.monotonic()
     study = None
     if spec.mlflow.enabled:
@@ -90,14 +95,14 @@ def run_study(spec: StudySpec, jobs: int, console: Console, engine: Engine | Non
 
 
 def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: Console,
-                engine: Engine | None = None) -> tuple[int, str]:
-    """Runs the study's trials in this process (``jobs == 1``), in ``jobs`` workers, or through ``engine``,
-    with progress."""
+                engine: Any = None) -> tuple[int, str]:
+    """Runs the study's trials in this process (``jobs == 1``), in ``jobs`` workers, or in
+    ``jobs`` workers of a cluster ``engine``, with progress."""
     with StudyProgress(spec, console) as progress:
         progress.mark_seen(study.get_trials(deepcopy=False))
         progress.update(study, force=True)
         if engine is not None:
-            code, reason = engine(spec, jobs, study, progress, tracker)
+            code, reason = engine.run(spec, jobs, study, progress, tracker)
         elif jobs == 1:
             outcome = run_worker(spec, tracker, study, lambda s, t: progress.update(s), stuck_exit_code=1)
             code, reason = outcome.exit_code, outcome.stop_reason
@@ -179,8 +184,9 @@ class Supervisor:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.spec_file = self.logs_dir / "spec.json"
         self.spec_file.write_text(json.dumps({"source": spec.source, "raw": spec.raw}, default=str))
-        devices = spec.objective.fixed.get("devices", 1)
-        self.gpus = gpu_assignment(jobs, gpu_ids(), devices if isinstance(devices, int) else 1)
+        from hpo._objective import resource_needs
+
+        self.gpus = gpu_assignment(jobs, gpu_ids(), resource_needs(spec).devices)
         self.crash_restarts = 0
         self.lifeline: Lifeline | None = None
 

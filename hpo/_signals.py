@@ -43,9 +43,23 @@ def install_signal_handlers() -> dict[int, Any]:
         # Ignored, not queued: a second Ctrl-C must not cut the cleanup (fail + re-queue) short.
         for sig in SIGNAL_EXIT_CODES:
             signal.signal(sig, signal.SIG_IGN)
+        _received.append(signum)
         raise Interrupted(signum)
 
     return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
+
+
+_received: list[int] = []  # the signals handle() turned into Interrupted, in order
+
+
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """``exc`` as :class:`Interrupted`: native code that checks for signals while it blocks (Ray's
+    ``ray.wait``) replaces the exception our handler raised with a plain ``KeyboardInterrupt``;
+    the signal it stood for is the last one the handler received (SIGINT if none: a real Ctrl-C
+    under Python's default handler)."""
+    if isinstance(exc, Interrupted):
+        return exc
+    return Interrupted(_received[-1] if _received else signal.SIGINT)
 
 
 def _nohup(sig: int) -> bool:

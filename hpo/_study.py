@@ -44,12 +44,26 @@ def process_start_ticks(pid: int) -> str | None:
         return None
 
 
+# Extra user attrs of every trial this process claims, set by a cluster engine's worker (its node,
+# its task id): :func:`label_worker`.
+_WORKER_LABELS: dict[str, str] = {}
+
+
+def label_worker(labels: Mapping[str, str]) -> None:
+    """Every trial this process claims from now on carries ``labels`` as user attrs (replacing
+    earlier labels: a cluster engine may reuse the process for another worker)."""
+    _WORKER_LABELS.clear()
+    _WORKER_LABELS.update(labels)
+
+
 def worker_identity() -> dict[str, str]:
-    """User attrs that let any process on this host tell whether a trial's worker still lives.
+    """User attrs that let any process on this host tell whether a trial's worker still lives,
+    and the labels of :func:`label_worker`.
 
     In this order: a trial with ``worker`` already has ``worker_start`` (see :func:`worker_is_dead`).
     """
-    return {"worker_start": process_start_ticks(os.getpid()) or "", "worker": f"{HOST}:{os.getpid()}"}
+    return {**_WORKER_LABELS, keys.WORKER_START: process_start_ticks(os.getpid()) or "",
+            keys.WORKER: f"{HOST}:{os.getpid()}"}
 
 
 UNCLAIMED_GRACE = datetime.timedelta(seconds=60)
@@ -284,7 +298,6 @@ def fail_running_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> 
 def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | None = None) -> list[int]:
     """Fails and re-queues trials whose worker died; closes their tracker runs. Returns their numbers."""
     import optuna
-    from optuna.trial import TrialState
 
     from hpo._optuna_compat import storage_of
 
@@ -292,19 +305,56 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # RDB heartbeat; re-queues via open_study's callback
-    recovered = []
     with study_lock(spec):
-        for trial in orphaned_trials(study):
-            reason = f"worker {trial.user_attrs.get(WORKER)} died during the trial"
-            if fail_running_trial(study, trial, reason):
-                requeue(study, trial, spec, reason)
-                recovered.append(trial.number)
+        recovered = _fail_and_requeue(study, spec, orphaned_trials(study),
+                                      lambda t: f"worker {t.user_attrs.get(WORKER)} died during the trial")
+    _reconcile_tracker(study, tracker)
+    return recovered
+
+
+def recover_trials_of(study: optuna.Study, spec: StudySpec, tracker: Tracker | None, label: tuple[str, str],
+                      reason: str, *, counts: bool = True) -> list[int]:
+    """Fails and re-queues the RUNNING trials whose user attr ``label[0]`` is ``label[1]``: those of
+    one worker that a cluster engine reports dead (lost with its node) or that it stopped.
+
+    Unlike :func:`recover_orphans` this needs no heartbeat grace and no process on this host: the
+    engine knows the worker is gone. Returns the trials' numbers.
+
+    Args:
+        counts: whether the retry uses up one of ``study.max_retries`` (an interrupt does not).
+    """
+    from optuna.trial import TrialState
+
+    key, value = label
+    with study_lock(spec):
+        mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t.user_attrs.get(key) == value]
+        recovered = _fail_and_requeue(study, spec, mine, lambda t: reason, counts=counts)
+    _reconcile_tracker(study, tracker)
+    return recovered
+
+
+def _fail_and_requeue(study: optuna.Study, spec: StudySpec, trials: Sequence[FrozenTrial],
+                      reason_of: Any, *, counts: bool = True) -> list[int]:
+    """Fails each trial still RUNNING and queues its params again; call it under the study lock."""
+    recovered = []
+    for trial in trials:
+        reason = reason_of(trial)
+        if fail_running_trial(study, trial, reason):
+            requeue(study, trial, spec, reason, counts=counts)
+            recovered.append(trial.number)
+    return recovered
+
+
+def _reconcile_tracker(study: optuna.Study, tracker: Tracker | None) -> None:
+    """Closes the tracker runs of trials that ended without their worker (see ``Tracker.reconcile``)."""
+    from optuna.trial import TrialState
+
     if tracker is not None:
         trials = study.get_trials(deepcopy=False)
         live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
         lost = lost_trials(study)
         tracker.reconcile(live, {t.number: trial_outcome(t, lost) for t in trials if t.state.is_finished()})
-    return recovered
 
 
 def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -110,11 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_cluster_arguments(run: argparse.ArgumentParser) -> None:
-    from hpo.cluster import ENGINES
+    from hpo.cluster import ENGINES  # names only: an engine's module is imported when chosen
     from hpo.cluster._slurm import add_slurm_arguments
 
     run.add_argument("--cluster", metavar="ENGINE",
-                     help=f"run the --jobs workers on a cluster engine: {', '.join(sorted(ENGINES))}")
+                     help=f"run the --jobs workers on a cluster engine instead of this machine: "
+                          f"{', '.join(ENGINES.names())}")
+    run.add_argument("--address", help="with --cluster ray: the cluster's address, HOST:PORT (default auto: "
+                     "$RAY_ADDRESS, else the cluster started on this machine by `ray start`)")
     add_slurm_arguments(run, _positive_int, _positive_float)
 
 
@@ -198,16 +201,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_slurm_flags(args)
     spec = load(args)
+    engine = _cluster_engine(args)
+    where = f" on {engine.describe()}" if engine is not None else ""
     console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
-                  f"pruner {spec.pruner.name}, {args.jobs} worker(s); storage {describe_storage(spec)}",
+                  f"pruner {spec.pruner.name}, {args.jobs} worker(s){where}; storage {describe_storage(spec)}",
                   markup=False)
     _warn_about_pickling_sampler(spec)
-    if args.cluster:
-        from hpo.cluster import run_on_cluster
-
-        result = run_on_cluster(args.cluster, spec, args.jobs, console, args)
-    else:
-        result = run_study(spec, args.jobs, console)
+    result = run_study(spec, args.jobs, console, engine)
     study = result.study or _open(spec)
     _print_summary(spec, study)
     console.print(f"{result.stop_reason}; this run took {result.wall_seconds:.1f} s", markup=False)
@@ -218,6 +218,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.exit_code in (129, 130, 143):
         console.print(f"[yellow]interrupted; resume with: hpo run {escape(spec.source)}[/yellow]")
     return result.exit_code
+
+
+def _cluster_engine(args: argparse.Namespace) -> Any:
+    """The ``--cluster`` engine with its options, or None (then no engine module is imported)."""
+    if args.address is not None and args.cluster != "ray":
+        raise UsageError("--address needs --cluster ray")
+    if args.cluster is None:
+        return None
+    from hpo.cluster import make_engine
+
+    return make_engine(args.cluster, vars(args))  # each engine reads its own flags
 
 
 def _warn_about_pickling_sampler(spec: Any) -> None:

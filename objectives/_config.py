@@ -216,6 +216,21 @@ class TrainConfig:
 
 PARAM_NAMES: tuple[str, ...] = names()
 
+
+def worker_resources(fixed: Mapping[str, Any]) -> tuple[int, int]:
+    """``(devices, threads)`` one trial trains with, from a space file's ``objective.fixed``: what
+    a cluster engine reserves for each worker (``devices`` GPUs, or processes on a CPU-only node).
+
+    The stack owns these knobs, so hpo's drivers ask here instead of reading them by name.
+    Raises ``ValueError("<key>: expected ..., got ...")`` for a bad value.
+    """
+    found_values = []
+    for key in ("devices", "threads"):
+        value = BY_NAME[key].coerce(fixed.get(key, BY_NAME[key].default))
+        check_knob(key, value)
+        found_values.append(int(value))
+    return found_values[0], found_values[1]
+
 # The acceleration stack's reserved knobs: hpo applies them to any LightningModule it trains (the
 # table's applies_to, so that a new knob of the built-ins' data or network is not reserved by accident).
 STACK_KNOBS: tuple[str, ...] = names(applies_to=STACK)

@@ -9,5 +9,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3)"
 # A .venv from before the rename to hpo-lightning still holds "hpo" (same package, old name).
 .venv/bin/python -m pip uninstall --quiet --yes hpo 2>/dev/null || true
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,bench,docs,quantize]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,bench,docs,quantize,sparsity,grpc,slurm,ray]"
 echo "hpo installed in .venv: activate it with  . .venv/bin/activate"

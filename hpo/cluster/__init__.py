@@ -1,25 +1,48 @@
-"""Cluster engines for ``hpo run --cluster NAME``: where the study's workers run besides this machine.
+"""Cluster engines: ``hpo run --cluster NAME`` places the study's workers through an engine people
+already run (Ray, SLURM) instead of starting them on this machine.
 
-Each engine is named here and imported only when chosen (``hpo run`` without ``--cluster`` imports
-none of them). An engine's entry is ``run(spec, jobs, console, args) -> hpo._run.RunResult``.
+An engine is registered here by name (a ``"module:attr"`` string, imported only when chosen, so
+``hpo run`` without ``--cluster`` never imports Ray). Its factory takes the CLI's options for it
+(all of ``hpo run``'s parsed flags, as a mapping; each engine reads its own) and returns an
+object with these methods, called by :func:`hpo._run.run_study` (``describe`` by ``hpo run``):
+
+- ``prepare(spec)``: connect, and refuse (``UsageError``) what the cluster cannot run, before the
+  study is opened;
+- ``run(spec, jobs, study, progress, tracker) -> (exit_code, stop_reason)``: run ``jobs`` workers
+  to the study's end, like ``--jobs`` does on one machine; on ``Interrupted``, stop them, fail and
+  re-queue their running trials, and re-raise;
+- ``close()``: disconnect (always called);
+- ``describe() -> str``: where the workers run, for the run's first line.
 """
 
 from __future__ import annotations
 
-import argparse
-from importlib import import_module
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-ENGINES: dict[str, str] = {  # name -> "module:function"
-    "slurm": "hpo.cluster._slurm:run_from_args",
-}
+from hpo._errors import UsageError
+from hpo._registry import Registry
 
 
-def run_on_cluster(name: str, spec: Any, jobs: int, console: Any, args: argparse.Namespace) -> Any:
-    """Runs the study's workers on the cluster engine ``name`` (a key of :data:`ENGINES`)."""
-    from hpo._errors import UsageError
+class Engine(Protocol):
+    """What :func:`hpo._run.run_study` calls on a cluster engine (see the module docstring)."""
 
+    def prepare(self, spec: Any) -> None: ...
+
+    def run(self, spec: Any, jobs: int, study: Any, progress: Any, tracker: Any) -> tuple[int, str]: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+ENGINES: Registry[Engine] = Registry("cluster engine")
+ENGINES.register("ray", "hpo.cluster._ray:RayEngine")
+ENGINES.register("slurm", "hpo.cluster._slurm:SlurmEngine")
+
+
+def make_engine(name: str, options: Mapping[str, Any]) -> Engine:
+    """The engine registered as ``name``, given its CLI options; ``UsageError`` listing the known ones."""
     if name not in ENGINES:
-        raise UsageError(f"--cluster: unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}")
-    module, _, function = ENGINES[name].partition(":")
-    return getattr(import_module(module), function)(spec, jobs, console, args)
+        raise UsageError(f"--cluster: {ENGINES.unknown_message(name)}")
+    return ENGINES.get(name)(options)

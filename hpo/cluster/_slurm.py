@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from hpo._errors import UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from hpo._progress import StudyProgress
     from hpo._spec import StudySpec
@@ -154,12 +154,23 @@ def describe_jobs(study: Any) -> str | None:
 
 
 class SlurmEngine:
-    """Submits the array and follows it: the ``engine`` :func:`hpo._run.run_study` calls."""
+    """Submits the array and follows it: the engine (:mod:`hpo.cluster`) :func:`hpo._run.run_study` calls."""
 
-    def __init__(self, options: SlurmOptions) -> None:
-        self.options = options
+    def __init__(self, options: Mapping[str, Any] | SlurmOptions) -> None:
+        self.options = options if isinstance(options, SlurmOptions) else options_from_args(options)
 
-    def __call__(self, spec: StudySpec, jobs: int, study: Any, progress: StudyProgress, tracker: Any) -> tuple[int, str]:
+    def prepare(self, spec: StudySpec) -> None:
+        """Refuses, before the study is opened, a store the nodes cannot share and flags submitit refuses."""
+        check_storage(spec, self.options)
+        make_executor(self.options, spec.study_dir / "slurm" / "%j", 1, f"hpo-{spec.study.name}")
+
+    def describe(self) -> str:
+        return "local processes (--slurm-local)" if self.options.local else "a SLURM job array"
+
+    def close(self) -> None:
+        """Nothing to disconnect: the array's tasks end with the study or were cancelled."""
+
+    def run(self, spec: StudySpec, jobs: int, study: Any, progress: StudyProgress, tracker: Any) -> tuple[int, str]:
         from hpo._signals import Interrupted
 
         folder = spec.study_dir / "slurm"
@@ -249,26 +260,15 @@ def wait_for(array: list[Any], timeout_s: float) -> None:
         time.sleep(POLL_S)
 
 
-def run(spec: StudySpec, jobs: int, console: Console, options: SlurmOptions) -> Any:
-    """``hpo run --cluster slurm``: the entry the cluster registry calls; returns :class:`hpo._run.RunResult`."""
-    from hpo._run import run_study
-
-    check_storage(spec, options)
-    make_executor(options, spec.study_dir / "slurm" / "%j", jobs, f"hpo-{spec.study.name}")  # refuse bad flags first
-    return run_study(spec, jobs, console, engine=SlurmEngine(options))
-
-
 def options_from_args(args: Any) -> SlurmOptions:
-    """The ``--slurm-*`` flags of ``hpo run`` (see :func:`add_slurm_arguments`)."""
-    return SlurmOptions(partition=args.slurm_partition, gpus_per_task=args.slurm_gpus_per_task,
-                        cpus_per_task=args.slurm_cpus_per_task, mem_gb=args.slurm_mem_gb,
-                        time_min=args.slurm_time or DEFAULT_TIME_MIN, account=args.slurm_account, qos=args.slurm_qos,
-                        constraint=args.slurm_constraint, setup=list(args.slurm_setup), local=args.slurm_local)
-
-
-def run_from_args(spec: StudySpec, jobs: int, console: Console, args: Any) -> Any:
-    """The cluster registry's entry (:data:`hpo.cluster.ENGINES`)."""
-    return run(spec, jobs, console, options_from_args(args))
+    """The ``--slurm-*`` flags of ``hpo run`` (see :func:`add_slurm_arguments`), from the parsed
+    arguments or a mapping of them (what :func:`hpo.cluster.make_engine` passes)."""
+    get = args.get if isinstance(args, Mapping) else (lambda name, default=None: getattr(args, name, default))
+    return SlurmOptions(partition=get("slurm_partition"), gpus_per_task=get("slurm_gpus_per_task"),
+                        cpus_per_task=get("slurm_cpus_per_task"), mem_gb=get("slurm_mem_gb"),
+                        time_min=get("slurm_time") or DEFAULT_TIME_MIN, account=get("slurm_account"),
+                        qos=get("slurm_qos"), constraint=get("slurm_constraint"),
+                        setup=list(get("slurm_setup") or []), local=bool(get("slurm_local")))
 
 
 SLURM_FLAGS = ("slurm_partition", "slurm_gpus_per_task", "slurm_cpus_per_task", "slurm_mem_gb", "slurm_time",
