@@ -104,7 +104,7 @@ def test_slurm_flags_without_the_slurm_engine_are_refused(write_space, workdir, 
 def test_an_unknown_engine_lists_the_known_ones(write_space, workdir, cli):
     code, _, err = cli("run", write_space(_space(2)), "--cluster", "kubernetes")
     assert code == 2
-    assert "unknown engine 'kubernetes'; known: slurm" in err
+    assert "unknown cluster engine 'kubernetes'; known: ray, slurm" in err
 
 
 @pytest.mark.slow  # ~25 s
