@@ -37,3 +37,5 @@ STUDY_GIT_SHA = "git_sha"
 
 # --- study system attrs -----------------------------------------------------------------------
 LOST_PREFIX = "hpo:lost:"              # + trial number: that trial's worker died or was interrupted
+MLFLOW_RUN_PREFIX = "hpo:mlflow_run:"  # + trial number: its MLflow run id, when the run was created
+                                       # after the trial ended (MLflow was still starting)

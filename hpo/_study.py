@@ -191,6 +191,34 @@ def lost_trials(study: optuna.Study) -> set[int]:
     return {int(key.removeprefix(LOST_PREFIX)) for key in attrs if key.startswith(LOST_PREFIX)}
 
 
+def record_run_id(study: optuna.Study, trial: optuna.Trial, run_id: str) -> None:
+    """Keys the trial's tracker run on its record: the trial's user attr ``mlflow_run_id``, or, when
+    the run was created after the trial ended (the tracker was still starting; Optuna refuses
+    attrs of finished trials), the study system attr ``hpo:mlflow_run:<number>`` (:func:`run_ids`)."""
+    import optuna
+
+    from hpo._optuna_compat import storage_of, study_id, trial_id
+
+    storage = storage_of(study)
+    if not storage.get_trial(trial_id(trial)).state.is_finished():
+        try:
+            trial.set_user_attr(keys.MLFLOW_RUN_ID, run_id)
+            return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # it ended meanwhile
+    storage.set_study_system_attr(study_id(study), f"{keys.MLFLOW_RUN_PREFIX}{trial.number}", run_id)
+
+
+def run_id_of(study: optuna.Study, trial: FrozenTrial) -> str | None:
+    """The trial's tracker run id, wherever :func:`record_run_id` put it (None: no run)."""
+    from hpo._optuna_compat import storage_of, study_id
+
+    if keys.MLFLOW_RUN_ID in trial.user_attrs:
+        return trial.user_attrs[keys.MLFLOW_RUN_ID]
+    attrs = storage_of(study).get_study_system_attrs(study_id(study))
+    return attrs.get(f"{keys.MLFLOW_RUN_PREFIX}{trial.number}")
+
+
 def cap_reached(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> bool:
     """Whether the study may start no more trials: its grid is exhausted (no point left WAITING), or
     ``n_trials`` trials exist besides the queued ones, not counting trials lost to dead workers.

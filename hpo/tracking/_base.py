@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 
@@ -33,13 +33,24 @@ class Tracker:
         """
         return None
 
+    def defer(self, fn: Callable[[], Any], what: str = "start the study") -> None:
+        """Runs ``fn``, which calls this tracker (``start_study``...): now here; a tracker that
+        starts in the background runs it there, in order with its other writes."""
+        fn()
+
     def start_trial(
-        self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any], role: str = "trial"
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        fixed: Mapping[str, Any],
+        role: str = "trial",
+        on_created: Callable[[str], None] | None = None,
     ) -> str | None:
         """Opens the trial's record; returns its id (the MLflow run id) or None.
 
         ``role`` is ``trial`` for a study's trials and ``retrain`` for ``hpo train`` runs, which
-        are not counted among the study's trial records.
+        are not counted among the study's trial records. ``on_created`` gets the id once the
+        record exists, maybe later and from another thread (a tracker that starts in the background).
         """
         return None
 
