@@ -221,7 +221,9 @@ class MlflowTracker(Tracker):
         """Runs ``fn`` (which uses this tracker) on the writer thread after what is queued
         (``background``), else now. Its failure is logged and kept in :attr:`errors` (background)."""
         if self.background:
-            self._writer.put(("call", fn, what))
+            # The client first (MLflow's import, the store's creation: seconds), so that ``fn`` holds
+            # the study lock, which trials take too, only for its own few store calls.
+            self._writer.put(("call", lambda: (self.client, fn()), what))
         else:
             fn()
 
