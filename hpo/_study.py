@@ -328,11 +328,20 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
                 requeue(study, trial, spec, reason)
                 recovered.append(trial.number)
     if tracker is not None:
-        trials = study.get_trials(deepcopy=False)
-        live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
-        lost = lost_trials(study)
-        tracker.reconcile(live, {t.number: trial_outcome(t, lost) for t in trials if t.state.is_finished()})
+        tracker.reconcile(*tracker_view(study))
     return recovered
+
+
+def tracker_view(study: optuna.Study) -> tuple[set[int], dict[int, TrialOutcome]]:
+    """What a tracker's reconciliation needs: the trials whose own worker may still write their
+    records (running, or just finished in a live worker), and how each finished trial ended."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
+    lost = lost_trials(study)
+    fixed = study.user_attrs.get(keys.STUDY_FIXED)
+    return live, {t.number: trial_outcome(t, lost, fixed) for t in trials if t.state.is_finished()}
 
 
 def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -351,12 +360,13 @@ def _may_still_write(trial: FrozenTrial) -> bool:
     return done is not None and datetime.datetime.now() - done < FINAL_WRITE_GRACE and not worker_is_dead(trial)
 
 
-def trial_outcome(trial: FrozenTrial, lost: set[int]) -> TrialOutcome:
-    """How a finished trial ended, for its tracker record."""
+def trial_outcome(trial: FrozenTrial, lost: set[int], fixed: Mapping[str, Any] | None = None) -> TrialOutcome:
+    """How a finished trial ended, for its tracker record (``fixed``: the study's fixed params)."""
     from hpo.tracking import TrialOutcome
 
     state = "KILLED" if trial.number in lost else trial.state.name
-    return TrialOutcome(state, trial.values, trial.user_attrs.get(keys.FAIL_REASON), trial.user_attrs.get(keys.PRUNED_AT_EPOCH))
+    return TrialOutcome(state, trial.values, trial.user_attrs.get(keys.FAIL_REASON),
+                        trial.user_attrs.get(keys.PRUNED_AT_EPOCH), trial.params, fixed, trial.intermediate_values)
 
 
 def consecutive_failures(trials: Sequence[FrozenTrial], lost: set[int]) -> int:

@@ -39,6 +39,7 @@ from hpo._study import (
     recover_orphans,
     requeue,
     study_info,
+    tracker_view,
 )
 from hpo._storage import study_lock
 
@@ -71,13 +72,16 @@ def trial_seed(study_seed: int | None, number: int) -> int:
 def connect_tracker(study: optuna.Study, spec: StudySpec, tracker: Tracker) -> None:
     """Finds the study's parent record, creating it once under the study lock.
 
-    A tracker that starts in the background does this on its own thread while trials run.
+    A tracker that starts in the background does this on its own thread while trials run; then
+    it also makes the records of finished trials that have none (their worker died before its
+    tracker had made them), under the same lock, so that two processes never both make one.
     """
     from hpo.tracking import open_parent_run
 
     def connect() -> None:
         with study_lock(spec):
             open_parent_run(tracker, study_info(spec), study)
+            tracker.add_missing(*tracker_view(study))
 
     tracker.defer(connect)
 
@@ -101,8 +105,10 @@ def join_study(spec: StudySpec, tracker: Tracker, worker_index: int = 0) -> tupl
     Returns the study and the numbers of the trials it recovered.
     """
     study = open_study(spec, worker_index)
+    recovered = recover_orphans(study, spec)  # first, so that connecting sees those trials ended
     connect_tracker(study, spec, tracker)
-    return study, recover_orphans(study, spec, tracker)
+    tracker.reconcile(*tracker_view(study))
+    return study, recovered
 
 
 def run_worker(

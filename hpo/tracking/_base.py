@@ -13,6 +13,10 @@ class TrialOutcome(NamedTuple):
     values: list[float] | None = None
     reason: str | None = None
     pruned_at_step: int | None = None
+    params: Mapping[str, Any] | None = None  # sampled, then fixed: for a record made afterwards
+    fixed: Mapping[str, Any] | None = None
+    steps: Mapping[int, float] | None = None  # the study metric per reported step
+
 
 
 class Tracker:
@@ -73,6 +77,11 @@ class Tracker:
         e.g. when its worker was killed before the final write reached the store; any other
         gets state and status KILLED. Returns how many records were fixed.
         """
+        return 0
+
+    def add_missing(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
+        """Makes the record of each finished trial that has none and is not live: its worker died
+        before its tracker, starting in the background, had made it. Returns how many."""
         return 0
 
     def close_parent(self, status: str) -> None:

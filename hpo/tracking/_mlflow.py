@@ -359,7 +359,12 @@ class MlflowTracker(Tracker):
             self._call("update_run", lambda: self.client.update_run(parent, status="RUNNING"))
             self._parent_status = "RUNNING"
         self._ran_trials = True
-        number = trial.number
+        trial.run_id = self._new_run(trial.number, role)
+        if on_created is not None:
+            on_created(trial.run_id)
+
+    def _new_run(self, number: int, role: str, state: str = "RUNNING") -> str:
+        """Creates the run of trial ``number`` under the parent; returns its id."""
         name = f"trial-{number}" if role == "trial" else f"{role}-trial-{number}"
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
@@ -368,15 +373,13 @@ class MlflowTracker(Tracker):
             **self._identity_tags(),
             "hpo.role": role,
             "trial_number": str(number),
-            "state": "RUNNING",
+            "state": state,
         }
         run = self._call(
             "create_run",
             lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=name),
         )
-        trial.run_id = run.info.run_id
-        if on_created is not None:
-            on_created(trial.run_id)
+        return run.info.run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         trial = self._current()
@@ -453,6 +456,31 @@ class MlflowTracker(Tracker):
             self._call("set_terminated", lambda: self.client.set_terminated(run_id, status=status))
             fixed += 1
         return fixed
+
+    def add_missing(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
+        """See :meth:`Tracker.add_missing`: the run, with its params, the study metric per step
+        and the outcome, of each finished trial that has none. Call it after ``start_study``."""
+        if self.parent_run_id is None or not outcomes:
+            return 0
+        have = {run.data.tags.get("trial_number") for run in self.study_runs()}
+        made = 0
+        for number, outcome in sorted(outcomes.items()):
+            if number in live_trial_numbers or str(number) in have:
+                continue
+            run_id = self._new_run(number, "trial", outcome.state)
+            now = int(time.time() * 1000)
+            steps = dict(outcome.steps or {})
+            metrics, tags = self._final_record(outcome, max(steps, default=0), now)
+            if self.metric_names:
+                metrics += [(sanitize_key(self.metric_names[0]), v, now, int(s)) for s, v in steps.items()]
+            if outcome.state in ("FAIL", "KILLED") and not outcome.reason:
+                tags.append(("fail_reason", "worker died before the trial ended"))
+            params = list(param_items(outcome.params or {}, outcome.fixed or {}).items())
+            self._call("log_batch", lambda: self._send(run_id, metrics, params, tags))
+            status = RUN_STATUS.get(outcome.state, "KILLED")
+            self._call("set_terminated", lambda: self.client.set_terminated(run_id, status=status))
+            made += 1
+        return made
 
     def close_parent(self, status: str) -> None:
         if self.background:
