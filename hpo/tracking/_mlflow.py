@@ -338,17 +338,16 @@ class MlflowTracker(Tracker):
         if previous is not None:  # the driver never ended it: do not leave it RUNNING
             self.end_trial("KILLED", None, reason="a new trial started before this one ended")
         trial = _TrialRun(number, None)
-        if not self.background:
+        items = list(param_items(params, fixed).items())
+        if self.background:  # the run is created after what is queued; its params are written after that
+            self._writer.put(("call", lambda: self._create_trial_run(trial, role, on_created),
+                              f"create the run of trial {number}"))
+        else:
             self._create_trial_run(trial, role, on_created)
-            self._submit(trial, params=list(param_items(params, fixed).items()))
+        self._submit(trial, params=items)
         with self._lock:
             self._trials[threading.get_ident()] = trial
-        if not self.background:
-            return trial.run_id
-        self._writer.put(("call", lambda: self._create_trial_run(trial, role, on_created),
-                          f"create the run of trial {number}"))
-        self._submit(trial, params=list(param_items(params, fixed).items()))  # written once the run exists
-        return None
+        return None if self.background else trial.run_id
 
     def _create_trial_run(self, trial: _TrialRun, role: str, on_created: Callable[[str], None] | None) -> None:
         """Creates a trial's run under the parent (RUNNING again if it was not)."""
