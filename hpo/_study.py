@@ -194,7 +194,7 @@ def lost_trials(study: optuna.Study) -> set[int]:
 def record_run_id(study: optuna.Study, trial: optuna.Trial, run_id: str) -> None:
     """Keys the trial's tracker run on its record: the trial's user attr ``mlflow_run_id``, or, when
     the run was created after the trial ended (the tracker was still starting; Optuna refuses
-    attrs of finished trials), the study system attr ``hpo:mlflow_run:<number>`` (:func:`run_ids`)."""
+    attrs of finished trials), the study system attr ``hpo:mlflow_run:<number>`` (:func:`run_id_of`)."""
     import optuna
 
     from hpo._optuna_compat import storage_of, study_id, trial_id
@@ -312,7 +312,6 @@ def fail_running_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> 
 def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | None = None) -> list[int]:
     """Fails and re-queues trials whose worker died; closes their tracker runs. Returns their numbers."""
     import optuna
-    from optuna.trial import TrialState
 
     from hpo._optuna_compat import storage_of
 
