@@ -159,6 +159,7 @@ class _Writer:
             if status is not None:
                 with_retries(lambda: self._terminate(run_id, status), "set_terminated", attempts=15)
         except Exception as exc:  # noqa: BLE001 - never let tracking kill training
+            run_id = run_id or f"of trial {getattr(ref, 'number', '?')}"
             msg = (
                 f"could not write {len(batch.metrics)} metric values, {len(batch.params)} params, "
                 f"{len(batch.tags)} tags{' and the end' if status else ''} of MLflow run {run_id}: {exc}"
