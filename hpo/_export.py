@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hpo import _keys as keys
+from hpo import _study
 from hpo._errors import UsageError
 from hpo._spec import StudySpec
 from hpo._report import log_study_artifact
@@ -197,7 +198,7 @@ def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> Best
         params=dict(trial.params),
         config={**fixed, **trial.params},
         seed=trial.user_attrs.get("seed"),
-        mlflow_run_id=trial.user_attrs.get(keys.MLFLOW_RUN_ID),
+        mlflow_run_id=_study.run_id_of(study, trial),
         mlflow_parent_run_id=study.user_attrs.get(keys.MLFLOW_PARENT_RUN_ID),
         **_checkpoint_of(trial.user_attrs.get(keys.CHECKPOINT), spec),
         space_file=str(Path(spec.source).resolve()) if spec.space_file else None,

@@ -44,3 +44,5 @@ STUDY_GIT_SHA = "git_sha"
 # --- study system attrs -----------------------------------------------------------------------
 SLURM_JOBS = "hpo:slurm_jobs"          # [{"jobs": [SLURM job ids], "submitted": iso time}], one per `--cluster slurm` run
 LOST_PREFIX = "hpo:lost:"              # + trial number: that trial's worker died or was interrupted
+MLFLOW_RUN_PREFIX = "hpo:mlflow_run:"  # + trial number: its MLflow run id, when the run was created
+                                       # after the trial ended (MLflow was still starting)

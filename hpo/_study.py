@@ -205,6 +205,34 @@ def lost_trials(study: optuna.Study) -> set[int]:
     return {int(key.removeprefix(LOST_PREFIX)) for key in attrs if key.startswith(LOST_PREFIX)}
 
 
+def record_run_id(study: optuna.Study, trial: optuna.Trial, run_id: str) -> None:
+    """Keys the trial's tracker run on its record: the trial's user attr ``mlflow_run_id``, or, when
+    the run was created after the trial ended (the tracker was still starting; Optuna refuses
+    attrs of finished trials), the study system attr ``hpo:mlflow_run:<number>`` (:func:`run_id_of`)."""
+    import optuna
+
+    from hpo._optuna_compat import storage_of, study_id, trial_id
+
+    storage = storage_of(study)
+    if not storage.get_trial(trial_id(trial)).state.is_finished():
+        try:
+            trial.set_user_attr(keys.MLFLOW_RUN_ID, run_id)
+            return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # it ended meanwhile
+    storage.set_study_system_attr(study_id(study), f"{keys.MLFLOW_RUN_PREFIX}{trial.number}", run_id)
+
+
+def run_id_of(study: optuna.Study, trial: FrozenTrial) -> str | None:
+    """The trial's tracker run id, wherever :func:`record_run_id` put it (None: no run)."""
+    from hpo._optuna_compat import storage_of, study_id
+
+    if keys.MLFLOW_RUN_ID in trial.user_attrs:
+        return trial.user_attrs[keys.MLFLOW_RUN_ID]
+    attrs = storage_of(study).get_study_system_attrs(study_id(study))
+    return attrs.get(f"{keys.MLFLOW_RUN_PREFIX}{trial.number}")
+
+
 def cap_reached(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> bool:
     """Whether the study may start no more trials: its grid is exhausted (no point left WAITING), or
     ``n_trials`` trials exist besides the queued ones, not counting trials lost to dead workers.
@@ -348,13 +376,20 @@ def _fail_and_requeue(study: optuna.Study, spec: StudySpec, trials: Sequence[Fro
 
 def _reconcile_tracker(study: optuna.Study, tracker: Tracker | None) -> None:
     """Closes the tracker runs of trials that ended without their worker (see ``Tracker.reconcile``)."""
+    if tracker is not None:
+        tracker.reconcile(*tracker_view(study))
+
+
+def tracker_view(study: optuna.Study) -> tuple[set[int], dict[int, TrialOutcome]]:
+    """What a tracker's reconciliation needs: the trials whose own worker may still write their
+    records (running, or just finished in a live worker), and how each finished trial ended."""
     from optuna.trial import TrialState
 
-    if tracker is not None:
-        trials = study.get_trials(deepcopy=False)
-        live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
-        lost = lost_trials(study)
-        tracker.reconcile(live, {t.number: trial_outcome(t, lost) for t in trials if t.state.is_finished()})
+    trials = study.get_trials(deepcopy=False)
+    live = {t.number for t in trials if t.state == TrialState.RUNNING or _may_still_write(t)}
+    lost = lost_trials(study)
+    fixed = study.user_attrs.get(keys.STUDY_FIXED)
+    return live, {t.number: trial_outcome(t, lost, fixed) for t in trials if t.state.is_finished()}
 
 
 def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -373,12 +408,13 @@ def _may_still_write(trial: FrozenTrial) -> bool:
     return done is not None and datetime.datetime.now() - done < FINAL_WRITE_GRACE and not worker_is_dead(trial)
 
 
-def trial_outcome(trial: FrozenTrial, lost: set[int]) -> TrialOutcome:
-    """How a finished trial ended, for its tracker record."""
+def trial_outcome(trial: FrozenTrial, lost: set[int], fixed: Mapping[str, Any] | None = None) -> TrialOutcome:
+    """How a finished trial ended, for its tracker record (``fixed``: the study's fixed params)."""
     from hpo.tracking import TrialOutcome
 
     state = "KILLED" if trial.number in lost else trial.state.name
-    return TrialOutcome(state, trial.values, trial.user_attrs.get(keys.FAIL_REASON), trial.user_attrs.get(keys.PRUNED_AT_EPOCH))
+    return TrialOutcome(state, trial.values, trial.user_attrs.get(keys.FAIL_REASON),
+                        trial.user_attrs.get(keys.PRUNED_AT_EPOCH), trial.params, fixed, trial.intermediate_values)
 
 
 def consecutive_failures(trials: Sequence[FrozenTrial], lost: set[int]) -> int:

@@ -35,9 +35,11 @@ from hpo._study import (
     lost_trials,
     next_trial,
     open_study,
+    record_run_id,
     recover_orphans,
     requeue,
     study_info,
+    tracker_view,
 )
 from hpo._storage import study_lock
 
@@ -68,11 +70,20 @@ def trial_seed(study_seed: int | None, number: int) -> int:
 
 
 def connect_tracker(study: optuna.Study, spec: StudySpec, tracker: Tracker) -> None:
-    """Finds the study's parent record, creating it once under the study lock."""
+    """Finds the study's parent record, creating it once under the study lock.
+
+    A tracker that starts in the background does this on its own thread while trials run; then
+    it also makes the records of finished trials that have none (their worker died before its
+    tracker had made them), under the same lock, so that two processes never both make one.
+    """
     from hpo.tracking import open_parent_run
 
-    with study_lock(spec):
-        open_parent_run(tracker, study_info(spec), study)
+    def connect() -> None:
+        with study_lock(spec):
+            open_parent_run(tracker, study_info(spec), study)
+            tracker.add_missing(*tracker_view(study))
+
+    tracker.defer(connect)
 
 
 def settle_parent(study: optuna.Study, tracker: Tracker, complete: bool) -> None:
@@ -94,8 +105,10 @@ def join_study(spec: StudySpec, tracker: Tracker, worker_index: int = 0) -> tupl
     Returns the study and the numbers of the trials it recovered.
     """
     study = open_study(spec, worker_index)
+    recovered = recover_orphans(study, spec)  # first, so that connecting sees those trials ended
     connect_tracker(study, spec, tracker)
-    return study, recover_orphans(study, spec, tracker)
+    tracker.reconcile(*tracker_view(study))
+    return study, recovered
 
 
 def run_worker(
@@ -194,9 +207,8 @@ def run_trial(
     workdir = spec.study_dir / "trials" / f"{trial.number:05d}"
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = TrialContext(trial, params, config, spec.study.metrics, seed, workdir, spec.study_dir, tracker)
-    run_id = tracker.start_trial(trial.number, params, spec.objective.fixed)
-    if run_id:
-        trial.set_user_attr(keys.MLFLOW_RUN_ID, run_id)
+    tracker.start_trial(trial.number, params, spec.objective.fixed,
+                        on_created=lambda run_id: record_run_id(study, trial, run_id))
     deadline = TrialDeadline(spec.study.trial_timeout,
                              lambda reason: _end_stuck_trial(study, trial, reason, stuck_exit_code))
     try:
@@ -324,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_json, index = (argv or sys.argv[1:])[:2]
     payload = json.loads(Path(spec_json).read_text())
     spec = spec_from_dict(payload["raw"], source=payload["source"])
-    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled)
+    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled, background=True)
     try:
         outcome = run_worker(spec, tracker, join_study(spec, tracker, int(index))[0])
         print(outcome.stop_reason, flush=True)

@@ -80,6 +80,7 @@ def make_tracker(
     experiment: str | None,
     enabled: bool = True,
     runs_dir: Path = Path("hpo-runs"),
+    background: bool = False,
 ) -> Tracker:
     """The tracker for a worker process: an :class:`MlflowTracker`, or a no-op when disabled.
 
@@ -89,6 +90,8 @@ def make_tracker(
         enabled: False gives a :class:`Tracker` that records nothing.
         runs_dir: the runs folder (``./hpo-runs``); artifacts of database-backed stores go to
             ``<runs_dir>/mlflow-artifacts``.
+        background: start MLflow (import, store, parent run) and make every write on the
+            tracker's writer thread, off the trials' path (``hpo run``; see ``MlflowTracker``).
     """
     if not enabled:
         return Tracker()
@@ -104,7 +107,7 @@ def make_tracker(
             artifacts = default_artifacts_dir(runs_dir)
     # The final write of a trial is queued, not awaited: if the worker dies before it lands, the
     # next `hpo run`/`hpo status` writes it from the study's record (MlflowTracker.reconcile).
-    return MlflowTracker(uri, experiment, artifacts_dir=artifacts, wait_on_end=False)
+    return MlflowTracker(uri, experiment, artifacts_dir=artifacts, wait_on_end=False, background=background)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 
@@ -13,6 +13,10 @@ class TrialOutcome(NamedTuple):
     values: list[float] | None = None
     reason: str | None = None
     pruned_at_step: int | None = None
+    params: Mapping[str, Any] | None = None  # sampled, then fixed: for a record made afterwards
+    fixed: Mapping[str, Any] | None = None
+    steps: Mapping[int, float] | None = None  # the study metric per reported step
+
 
 
 class Tracker:
@@ -33,13 +37,24 @@ class Tracker:
         """
         return None
 
+    def defer(self, fn: Callable[[], Any], what: str = "start the study") -> None:
+        """Runs ``fn``, which calls this tracker (``start_study``...): now here; a tracker that
+        starts in the background runs it there, in order with its other writes."""
+        fn()
+
     def start_trial(
-        self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any], role: str = "trial"
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        fixed: Mapping[str, Any],
+        role: str = "trial",
+        on_created: Callable[[str], None] | None = None,
     ) -> str | None:
         """Opens the trial's record; returns its id (the MLflow run id) or None.
 
         ``role`` is ``trial`` for a study's trials and ``retrain`` for ``hpo train`` runs, which
-        are not counted among the study's trial records.
+        are not counted among the study's trial records. ``on_created`` gets the id once the
+        record exists, maybe later and from another thread (a tracker that starts in the background).
         """
         return None
 
@@ -62,6 +77,11 @@ class Tracker:
         e.g. when its worker was killed before the final write reached the store; any other
         gets state and status KILLED. Returns how many records were fixed.
         """
+        return 0
+
+    def add_missing(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
+        """Makes the record of each finished trial that has none and is not live: its worker died
+        before its tracker, starting in the background, had made it. Returns how many."""
         return 0
 
     def close_parent(self, status: str) -> None:

@@ -36,6 +36,13 @@ the store is busy (SQLite's "database is locked") or briefly unreachable. ``end_
 ``close`` wait for the queue to drain, and an ``atexit`` hook closes trackers left open, so a
 normal exit loses nothing.
 
+With ``background=True`` (``hpo run``) the tracker costs the first trial nothing: importing MLflow,
+creating the store, the experiment and the parent run (~3 s) happen on the writer thread while
+the first trial trains, and so does every later store operation, trial runs' creation included,
+in the order they were made. A trial's run id then reaches the caller through ``on_created``
+when its run exists. ``close`` (and exit) still writes everything queued; a worker killed before
+then is reconciled as always (its runs are closed, or created, by the next ``hpo run``).
+
 The pieces, one concern per module: ``_names`` (keys and values as MLflow accepts them),
 ``_retry`` (which store errors are retried, and how), ``_store`` (the store's location and
 first set-up), ``_writer`` (the background writer); this module is the tracker itself.
@@ -66,7 +73,7 @@ from hpo.tracking._names import (
 )
 from hpo.tracking._retry import _is_busy, _is_transient, with_retries
 from hpo.tracking._store import is_remote, prepare_store, sqlite_path
-from hpo.tracking._writer import _Batch, _Writer
+from hpo.tracking._writer import RunRef, _Batch, _Writer
 
 # Importable from here as before the split (tests, benchmarks, the UI module).
 from hpo.tracking._names import MAX_PARAM_VAL_LENGTH, TRUNCATION_MARK  # noqa: E402, F401
@@ -103,7 +110,7 @@ def _close_open_trackers() -> None:
 class _TrialRun:
     __slots__ = ("number", "run_id", "last_step")
 
-    def __init__(self, number: int, run_id: str) -> None:
+    def __init__(self, number: int, run_id: str | None) -> None:  # None: created by a queued call
         self.number, self.run_id, self.last_step = number, run_id, None
 
 
@@ -126,6 +133,10 @@ class MlflowTracker(Tracker):
             False queues the end too (``close``/exit still flush), saving ~15-30 ms per trial; a
             worker killed before that write is reconciled from the study's own record of the trial
             (:meth:`reconcile`), so ``hpo run`` uses False.
+        background: every store operation (MLflow's import, the store's creation, runs' creation
+            included) runs on the writer thread, in call order, so that none delays training;
+            methods that return an id return None (``start_trial`` passes it to ``on_created``).
+            Implies ``asynchronous``. Start the study with :meth:`defer`.
 
     Example:
         >>> t = MlflowTracker("sqlite:////tmp/x/mlflow.db")            # doctest: +SKIP
@@ -144,6 +155,7 @@ class MlflowTracker(Tracker):
         asynchronous: bool = True,
         flush_interval: float = 1.0,
         wait_on_end: bool = True,
+        background: bool = False,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -151,7 +163,8 @@ class MlflowTracker(Tracker):
             db = sqlite_path(tracking_uri)
             artifacts_dir = (db.parent if db else Path("hpo-runs")) / "mlflow-artifacts"
         self.artifacts_dir = Path(artifacts_dir).expanduser().resolve() if artifacts_dir else None
-        self.asynchronous = asynchronous
+        self.background = background
+        self.asynchronous = asynchronous or background
         self.parent_run_id: str | None = None
         self._parent_status: str | None = None  # as last seen / set by this tracker
         self._ran_trials = False  # this tracker created the parent or ran trials under it
@@ -189,13 +202,32 @@ class MlflowTracker(Tracker):
         return with_retries(fn, what, retry_if=retry_if)
 
     def _send(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        """Writes ``(key, value, timestamp, step)`` metrics and ``(key, value)`` params and tags.
+
+        Records are queued as plain tuples and become MLflow's entities here, on the thread that
+        writes: a training thread that imported ``mlflow.entities`` while the writer thread imports
+        MLflow (``background``) would deadlock on Python's import locks.
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
         # One call; MlflowClient splits it into MLflow's per-request limits itself.
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+        self.client.log_batch(run_id, metrics=[Metric(*m) for m in metrics], params=[Param(*p) for p in params],
+                              tags=[RunTag(*t) for t in tags], synchronous=True)
 
     def _terminate(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
-    def _submit(self, run_id: str, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def defer(self, fn: Callable[[], Any], what: str = "start the study") -> None:
+        """Runs ``fn`` (which uses this tracker) on the writer thread after what is queued
+        (``background``), else now. Its failure is logged and kept in :attr:`errors` (background)."""
+        if self.background:
+            # The client first (MLflow's import, the store's creation: seconds), so that ``fn`` holds
+            # the study lock, which trials take too, only for its own few store calls.
+            self._writer.put(("call", lambda: (self.client, fn()), what))
+        else:
+            fn()
+
+    def _submit(self, run_id: str | RunRef, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
         if self.asynchronous:
             self._writer.put(("data", run_id, list(metrics), list(params), list(tags)))
         else:
@@ -278,7 +310,7 @@ class MlflowTracker(Tracker):
         space_file = study_info.get("space_file")
         if space_file and Path(space_file).is_file():
             try:
-                self.log_artifact(str(space_file))
+                self._log_artifact(str(space_file))
             except Exception as exc:  # noqa: BLE001
                 _log.warning("could not log the space file to MLflow: %s", exc)
         return self.parent_run_id
@@ -295,10 +327,30 @@ class MlflowTracker(Tracker):
         return None if run.info.lifecycle_stage == "deleted" else run
 
     def start_trial(
-        self, number: int, params: Mapping[str, Any], fixed: Mapping[str, Any], role: str = "trial"
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        fixed: Mapping[str, Any],
+        role: str = "trial",
+        on_created: Callable[[str], None] | None = None,
     ) -> str | None:
-        from mlflow.entities import Param
+        previous = self._current()
+        if previous is not None:  # the driver never ended it: do not leave it RUNNING
+            self.end_trial("KILLED", None, reason="a new trial started before this one ended")
+        trial = _TrialRun(number, None)
+        items = list(param_items(params, fixed).items())
+        if self.background:  # the run is created after what is queued; its params are written after that
+            self._writer.put(("call", lambda: self._create_trial_run(trial, role, on_created),
+                              f"create the run of trial {number}"))
+        else:
+            self._create_trial_run(trial, role, on_created)
+        self._submit(trial, params=items)
+        with self._lock:
+            self._trials[threading.get_ident()] = trial
+        return None if self.background else trial.run_id
 
+    def _create_trial_run(self, trial: _TrialRun, role: str, on_created: Callable[[str], None] | None) -> None:
+        """Creates a trial's run under the parent (RUNNING again if it was not)."""
         if self.parent_run_id is None:
             raise RuntimeError("MlflowTracker.start_trial called before start_study")
         if self._parent_status != "RUNNING":  # the study runs (again): show it in the UI
@@ -306,9 +358,12 @@ class MlflowTracker(Tracker):
             self._call("update_run", lambda: self.client.update_run(parent, status="RUNNING"))
             self._parent_status = "RUNNING"
         self._ran_trials = True
-        previous = self._current()
-        if previous is not None:  # the driver never ended it: do not leave it RUNNING
-            self.end_trial("KILLED", None, reason="a new trial started before this one ended")
+        trial.run_id = self._new_run(trial.number, role)
+        if on_created is not None:
+            on_created(trial.run_id)
+
+    def _new_run(self, number: int, role: str, state: str = "RUNNING") -> str:
+        """Creates the run of trial ``number`` under the parent; returns its id."""
         name = f"trial-{number}" if role == "trial" else f"{role}-trial-{number}"
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
@@ -317,21 +372,15 @@ class MlflowTracker(Tracker):
             **self._identity_tags(),
             "hpo.role": role,
             "trial_number": str(number),
-            "state": "RUNNING",
+            "state": state,
         }
         run = self._call(
             "create_run",
             lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=name),
         )
-        run_id = run.info.run_id
-        self._submit(run_id, params=[Param(k, v) for k, v in param_items(params, fixed).items()])
-        with self._lock:
-            self._trials[threading.get_ident()] = _TrialRun(number, run_id)
-        return run_id
+        return run.info.run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         trial = self._current()
         if trial is None:
             return
@@ -342,10 +391,10 @@ class MlflowTracker(Tracker):
             if number is None:
                 _log.debug("metric %s=%r is not a number; not logged", key, value)
                 continue
-            batch.append(Metric(sanitize_key(key), number, now, int(step)))
+            batch.append((sanitize_key(key), number, now, int(step)))
         trial.last_step = step if trial.last_step is None else max(trial.last_step, step)
         if batch:
-            self._submit(trial.run_id, metrics=batch)
+            self._submit(trial, metrics=batch)
 
     def end_trial(
         self,
@@ -362,21 +411,28 @@ class MlflowTracker(Tracker):
         step = pruned_at_step if pruned_at_step is not None else (trial.last_step or 0)
         outcome = TrialOutcome(state, list(values) if isinstance(values, (list, tuple)) else values,
                                reason, pruned_at_step)
-        metrics, tags = self._final_record(outcome, step, int(time.time() * 1000))
+        now = int(time.time() * 1000)
         status = RUN_STATUS.get(state, "FAILED")
         if self.asynchronous:
-            # after what is queued for the run, in one log_batch with it, then the status
-            self._writer.put(("end", trial.run_id, metrics, tags, status))
+            # after what is queued for the run, in one log_batch with it, then the status; the
+            # records are made there, once a queued start_study has named the study's metrics
+            self._writer.put(("end", trial, lambda: self._final_record(outcome, step, now), status))
             if self.wait_on_end:
                 self._writer.flush()
         else:
             batch = _Batch()
-            batch.metrics, batch.tags = metrics, tags
-            self._writer._write(trial.run_id, batch, status=status)
+            batch.metrics, batch.tags = self._final_record(outcome, step, now)
+            self._writer._write(trial, batch, status=status)
 
     def reconcile(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
-        from mlflow.entities import RunTag
+        """See :meth:`Tracker.reconcile`; ``background``: queued, returns 0."""
+        if self.background:
+            live, done = set(live_trial_numbers), dict(outcomes)
+            self._writer.put(("call", lambda: self._reconcile(live, done), "close the runs of ended trials"))
+            return 0
+        return self._reconcile(live_trial_numbers, outcomes)
 
+    def _reconcile(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
         if self.parent_run_id is None or self.experiment_id is None:
             _log.warning("MlflowTracker.reconcile called before start_study; nothing done")
             return 0
@@ -392,15 +448,46 @@ class MlflowTracker(Tracker):
             outcome = outcomes.get(number) or TrialOutcome("KILLED")
             metrics, tags = self._final_record(outcome, self._last_step(run), int(time.time() * 1000))
             if "fail_reason" not in run.data.tags and not outcome.reason and outcome.state in ("FAIL", "KILLED"):
-                tags.append(RunTag("fail_reason", "worker died before the trial ended"))
+                tags.append(("fail_reason", "worker died before the trial ended"))
             status = RUN_STATUS.get(outcome.state, "KILLED")
             run_id = run.info.run_id
-            self._call("log_batch", lambda: self.client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True))
+            self._call("log_batch", lambda: self._send(run_id, metrics, [], tags))
             self._call("set_terminated", lambda: self.client.set_terminated(run_id, status=status))
             fixed += 1
         return fixed
 
+    def add_missing(self, live_trial_numbers: set[int], outcomes: Mapping[int, TrialOutcome]) -> int:
+        """See :meth:`Tracker.add_missing`: the run, with its params, the study metric per step
+        and the outcome, of each finished trial that has none. Call it after ``start_study``."""
+        if self.parent_run_id is None or not outcomes:
+            return 0
+        have = {run.data.tags.get("trial_number") for run in self.study_runs()}
+        made = 0
+        for number, outcome in sorted(outcomes.items()):
+            if number in live_trial_numbers or str(number) in have:
+                continue
+            run_id = self._new_run(number, "trial", outcome.state)
+            now = int(time.time() * 1000)
+            steps = dict(outcome.steps or {})
+            metrics, tags = self._final_record(outcome, max(steps, default=0), now)
+            if self.metric_names:
+                metrics += [(sanitize_key(self.metric_names[0]), v, now, int(s)) for s, v in steps.items()]
+            if outcome.state in ("FAIL", "KILLED") and not outcome.reason:
+                tags.append(("fail_reason", "worker died before the trial ended"))
+            params = list(param_items(outcome.params or {}, outcome.fixed or {}).items())
+            self._call("log_batch", lambda: self._send(run_id, metrics, params, tags))
+            status = RUN_STATUS.get(outcome.state, "KILLED")
+            self._call("set_terminated", lambda: self.client.set_terminated(run_id, status=status))
+            made += 1
+        return made
+
     def close_parent(self, status: str) -> None:
+        if self.background:
+            self._writer.put(("call", lambda: self._close_parent(status), "close the parent run"))
+        else:
+            self._close_parent(status)
+
+    def _close_parent(self, status: str) -> None:
         parent = self.parent_run_id
         if parent is None:
             return
@@ -419,21 +506,19 @@ class MlflowTracker(Tracker):
         return max((m.step for m in history), default=0)
 
     def _final_record(self, outcome: TrialOutcome, step: int, now: int) -> tuple[list[Any], list[Any]]:
-        """The final metrics and tags of a trial's run."""
-        from mlflow.entities import Metric, RunTag
-
+        """The final metrics and tags of a trial's run (as :meth:`_send` takes them)."""
         metrics = []
         if outcome.values is not None:
             vals = list(outcome.values) if isinstance(outcome.values, (list, tuple)) else [outcome.values]
             for name, value in zip(final_metric_names(self.metric_names, len(vals)), vals):
                 number = to_float(value)
                 if number is not None and not math.isnan(number):
-                    metrics.append(Metric(name, number, now, int(step)))
-        tags = [RunTag("state", outcome.state)]
+                    metrics.append((name, number, now, int(step)))
+        tags = [("state", outcome.state)]
         if outcome.pruned_at_step is not None:
-            tags.append(RunTag("pruned_at_epoch", str(outcome.pruned_at_step)))
+            tags.append(("pruned_at_epoch", str(outcome.pruned_at_step)))
         if outcome.reason:
-            tags.append(RunTag("fail_reason", truncate(str(outcome.reason), MAX_TAG_VAL_LENGTH)))
+            tags.append(("fail_reason", truncate(str(outcome.reason), MAX_TAG_VAL_LENGTH)))
         return metrics, tags
 
     def child_runs(self, running_only: bool = False) -> list[Any]:
@@ -486,15 +571,22 @@ class MlflowTracker(Tracker):
 
     def set_trial_tags(self, tags: Mapping[str, Any]) -> None:
         """Sets tags on the current trial's run (e.g. ``checkpoint``); not part of ``Tracker``."""
-        from mlflow.entities import RunTag
-
         trial = self._current()
         if trial is None or not tags:
             return
-        items = [RunTag(sanitize_key(k), truncate(str(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
-        self._call("set_tags", lambda: self.client.log_batch(trial.run_id, tags=items, synchronous=True))
+        items = [(sanitize_key(k), truncate(str(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
+        if self.background:  # the run may not exist yet: with its other queued data
+            self._submit(trial, tags=items)
+            return
+        self._call("set_tags", lambda: self._send(trial.run_id, [], [], items))
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        if self.background:
+            self._writer.put(("call", lambda: self._log_artifact(path, artifact_path), f"attach {path}"))
+        else:
+            self._log_artifact(path, artifact_path)
+
+    def _log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         if self.parent_run_id is None:
             raise RuntimeError("MlflowTracker.log_artifact called before start_study")
         p = Path(path)
@@ -505,13 +597,17 @@ class MlflowTracker(Tracker):
 
     def describe_study(self, text: str) -> None:
         """Sets the parent run's description (shown first in the MLflow UI)."""
-        from mlflow.entities import RunTag
+        if self.background:
+            self._writer.put(("call", lambda: self._describe_study(text), "describe the study"))
+        else:
+            self._describe_study(text)
 
+    def _describe_study(self, text: str) -> None:
         if self.parent_run_id is None:
             return
-        tags = [RunTag(NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))]
+        tags = [(NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))]
         parent = self.parent_run_id
-        self._call("set_tags", lambda: self.client.log_batch(parent, tags=tags, synchronous=True))
+        self._call("set_tags", lambda: self._send(parent, [], [], tags))
 
     def queued_writes(self) -> int:
         """How many queued records (run data, trial ends) the background writer has not written yet."""
@@ -526,13 +622,15 @@ class MlflowTracker(Tracker):
             return
         self._closed = True
         _OPEN_TRACKERS.discard(self)
-        if self._client_obj is None:
+        if self._client_obj is None and not self.background:
             return
         for ident in list(self._trials):
             self._trials[threading.get_ident()] = self._trials.pop(ident)
             with contextlib.suppress(Exception):
                 self.end_trial("KILLED", None, reason="the worker stopped before the trial ended")
         self._writer.flush()
+        if self._client_obj is None:  # background: the start failed (logged), or nothing was queued
+            return
         if self.parent_run_id is None or self._parent_status != "RUNNING" or not self._ran_trials:
             return
         # The parent is FINISHED when no trial of the study runs anymore (a worker that starts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -49,6 +51,8 @@ def prepare_store(tracking_uri: str) -> None:
 
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+            if not db.exists() or db.stat().st_size == 0:
+                _copy_empty_store(db)
             SqlAlchemyStore(tracking_uri, (db.parent / "mlflow-artifacts").as_uri())
             con = sqlite3.connect(db, timeout=60)
             try:
@@ -56,3 +60,44 @@ def prepare_store(tracking_uri: str) -> None:
             finally:
                 con.close()
         _PREPARED.add(tracking_uri)
+
+
+def template_path() -> Path:
+    """The empty, migrated SQLite store of this MLflow version that new stores start as a copy of."""
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "hpo" / f"mlflow-{mlflow.__version__}-empty.db"
+
+
+def _copy_empty_store(db: Path) -> None:
+    """Starts a new SQLite store as a copy of :func:`template_path`, made once per MLflow version.
+
+    MLflow creates a fresh database by running its whole history of schema migrations (~1 s of
+    CPU, in every new runs folder); a copy takes milliseconds, and MLflow then finds its schema
+    current. The template has no "Default" experiment: MLflow adds it on opening, with this
+    store's artifact folder. Where the cache cannot be written, MLflow migrates as before.
+    """
+    import sqlite3
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    template = template_path()
+    try:
+        if not template.exists():
+            with file_lock(template.with_name(template.name + ".lock")):
+                if not template.exists():
+                    tmp = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+                    tmp.unlink(missing_ok=True)
+                    SqlAlchemyStore("sqlite:///" + tmp.as_posix(), (tmp.parent / "unused-artifacts").as_uri())
+                    con = sqlite3.connect(tmp)
+                    try:
+                        with con:
+                            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
+                    finally:
+                        con.close()
+                    os.replace(tmp, template)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, db)
+    except (OSError, sqlite3.Error) as exc:
+        logging.getLogger(__name__).debug("no MLflow store template (%s); MLflow migrates the new store", exc)

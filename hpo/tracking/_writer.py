@@ -1,5 +1,11 @@
 """The background writer: one daemon thread per tracker that sends queued run data in order,
-merging what piles up for a run into one ``log_batch``, with retries."""
+merging what piles up for a run into one ``log_batch``, with retries.
+
+Besides run data it runs queued calls (``("call", fn, what)``): a tracker started in the background
+(:class:`hpo.tracking.MlflowTracker` with ``background=True``) sends every store operation this
+way, so they land in the order they were made. A run is named by its id, or by an object whose
+``run_id`` a queued call fills in (a trial run created on this thread): it is read when written.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from hpo.tracking._retry import with_retries
 
 # Logged under the tracker's name, as before the writer had a module of its own.
 _log = logging.getLogger("hpo.tracking._mlflow")
+
+
+class RunRef(Protocol):
+    """A run whose id a queued call assigns (None until then, or when creating it failed)."""
+
+    run_id: str | None
+
+
+def run_id_of(ref: str | RunRef) -> str | None:
+    return ref if isinstance(ref, str) else ref.run_id
 
 
 class _Batch:
@@ -39,7 +55,7 @@ class _Writer:
 
     def __init__(
         self,
-        send: Callable[[str, list[Any], list[Any], list[Any]], None],
+        send: Callable[[str, list[Any], list[Any], list[Any]], None],  # (run_id, metrics, params, tags)
         terminate: Callable[[str, str], None],
         interval: float,
     ) -> None:
@@ -98,6 +114,9 @@ class _Writer:
                         self._write(run_id, pending.pop(run_id))
                     item[1].set()
                     continue
+                if kind == "call":
+                    self._run_call(item[1], item[2])
+                    continue
                 run_id = item[1]
                 batch = pending.get(run_id)
                 if batch is None:  # a new run: its first write waits an interval too
@@ -107,10 +126,11 @@ class _Writer:
                     batch.metrics += item[2]
                     batch.params += item[3]
                     batch.tags += item[4]
-                elif kind == "end":
-                    batch.metrics += item[2]
-                    batch.tags += item[3]
-                    self._write(run_id, pending.pop(run_id), status=item[4])
+                elif kind == "end":  # ("end", run, () -> (final metrics, tags), status)
+                    metrics, tags = item[2]()
+                    batch.metrics += metrics
+                    batch.tags += tags
+                    self._write(run_id, pending.pop(run_id), status=item[3])
                     continue
             now = time.monotonic()
             for run_id, batch in list(pending.items()):
@@ -119,8 +139,19 @@ class _Writer:
                     batch.last_write = time.monotonic()
                     batch.metrics, batch.params, batch.tags = [], [], []
 
-    def _write(self, run_id: str, batch: _Batch, status: str | None = None) -> None:
+    def _run_call(self, fn: Callable[[], Any], what: str) -> None:
         try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - never let tracking kill training
+            msg = f"could not {what} in MLflow: {exc}"
+            self.errors.append(msg)
+            _log.warning(msg)
+
+    def _write(self, ref: str | RunRef, batch: _Batch, status: str | None = None) -> None:
+        run_id = run_id_of(ref)
+        try:
+            if run_id is None:
+                raise RuntimeError("its run was never created (see the warning before)")
             if batch.metrics or batch.params or batch.tags:
                 with_retries(
                     lambda: self._send(run_id, batch.metrics, batch.params, batch.tags), "log_batch", attempts=15
@@ -128,6 +159,7 @@ class _Writer:
             if status is not None:
                 with_retries(lambda: self._terminate(run_id, status), "set_terminated", attempts=15)
         except Exception as exc:  # noqa: BLE001 - never let tracking kill training
+            run_id = run_id or f"of trial {getattr(ref, 'number', '?')}"
             msg = (
                 f"could not write {len(batch.metrics)} metric values, {len(batch.params)} params, "
                 f"{len(batch.tags)} tags{' and the end' if status else ''} of MLflow run {run_id}: {exc}"

@@ -37,10 +37,40 @@ def deaf(params, ctx):
     return params["x"]
 
 def hard_exit(params, ctx):
-    """os._exit(3) in trial 1 (a crash no Python code sees)."""
+    """os._exit(3) in trial 1 (a crash no Python code sees), once the trial's MLflow run exists:
+    MLflow starts in the background, and a crash before that leaves no run to look at (the next
+    run makes the missing ones: test_a_crash_before_mlflow_started_loses_no_run)."""
+    if ctx.number == 1:
+        wait_for_running_run(ctx.number)
+        os._exit(3)
+    return params["x"]
+
+def hard_exit_now(params, ctx):
+    """os._exit(3) in trial 1 at once."""
     if ctx.number == 1:
         os._exit(3)
     return params["x"]
+
+def wait_for_running_run(number, timeout=60.0):
+    """Until hpo-runs/mlflow.db holds a RUNNING run of trial ``number`` (read with sqlite3: importing
+    MLflow here while hpo's writer thread imports it can deadlock on the import locks)."""
+    import sqlite3
+    query = ("SELECT 1 FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+             "WHERE tags.key = 'trial_number' AND tags.value = ? AND runs.status = 'RUNNING'")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists("hpo-runs/mlflow.db"):
+            try:
+                con = sqlite3.connect("hpo-runs/mlflow.db", timeout=5)
+                try:
+                    if con.execute(query, (str(number),)).fetchone():
+                        return
+                finally:
+                    con.close()
+            except sqlite3.Error:
+                pass  # not created yet, or busy
+        time.sleep(0.05)
+    raise TimeoutError(f"no MLflow run of trial {number} after {timeout} s")
 
 def parent_status(params, ctx):
     """1.0 while the study's MLflow parent run is RUNNING, else 0.0."""

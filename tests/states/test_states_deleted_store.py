@@ -23,7 +23,8 @@ def test_deleting_mlflow_db_mid_study_leaves_no_run_running(write_space, workdir
                                   study={"direction": "minimize", "metric": "value", "n_trials": 8, "seed": 0}))
     proc = start_hpo("run", path, "--no-report", cwd=workdir)
     deadline = time.monotonic() + 60
-    while len([t for t in _trials(path) if t.state.name == "COMPLETE"]) < 2:
+    db = workdir / "hpo-runs" / "mlflow.db"  # made in the background while the first trials run
+    while len([t for t in _trials(path) if t.state.name == "COMPLETE"]) < 2 or not db.exists():
         assert time.monotonic() < deadline and proc.poll() is None, "the study did not get going"
         time.sleep(0.1)
     (workdir / "hpo-runs" / "mlflow.db").unlink()  # as `rm hpo-runs/mlflow.db` does: -wal and -shm stay

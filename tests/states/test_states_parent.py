@@ -84,3 +84,26 @@ def test_open_parent_run_creates_once_and_a_reader_writes_nothing():
     assert open_parent_run(writer, {"study_name": "s"}, study) == "new-parent"
     assert writer.calls[-1] == ({"study_name": "s", "study_uuid": uuid}, "new-parent")
     assert open_parent_run(reader, {"study_name": "s"}, study, create=False) == "new-parent"
+
+
+def test_a_crash_before_mlflow_started_loses_no_run(state_space, workdir, runs_in_mlflow):
+    """MLflow starts in the background: a worker that dies first leaves its trials without runs;
+    the next run makes them, with each trial's params, steps and outcome."""
+    path = state_space("hard_exit_now", n_trials=3, mlflow=True)
+    assert start_hpo("run", path, "--no-report", cwd=workdir).wait(timeout=120) == 3
+    rerun = start_hpo("run", path, "--no-report", cwd=workdir)
+    out, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, out
+    runs = runs_in_mlflow()
+    assert running(runs) == [] and parent_of(runs).info.status == "FINISHED"
+    by_number = {int(r.data.tags["trial_number"]): r for r in runs if r.data.tags.get("hpo.role") == "trial"}
+    trials = load_trials(path)
+    assert sorted(by_number) == sorted(t.number for t in trials)  # one run per trial, none twice
+    for trial in trials:
+        run = by_number[trial.number]
+        state = "KILLED" if trial.number == 1 else trial.state.name
+        assert run.data.tags["state"] == state
+        assert float(run.data.params["x"]) == trial.params["x"]
+        if state == "COMPLETE":
+            assert run.data.metrics["final.value"] == trial.value
+    assert by_number[1].info.status == "KILLED"

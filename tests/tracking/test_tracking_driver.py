@@ -30,7 +30,11 @@ def runs_of(uri: str):
 
 
 def check_store(path, uri):
-    trials = load_trials(path)
+    from hpo._spec import load_spec
+    from hpo._study import open_study, run_id_of
+
+    study = open_study(load_spec(path), create=False)
+    trials = study.get_trials(deepcopy=False)
     client, runs = runs_of(uri)
     parents = [r for r in runs if r.data.tags.get("hpo.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
@@ -43,7 +47,7 @@ def check_store(path, uri):
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.data.tags["state"] == t.state.name
         assert run.info.status == STATUS[t.state.name]
-        assert run.info.run_id == t.user_attrs["mlflow_run_id"]
+        assert run.info.run_id == run_id_of(study, t)  # the trial's attr, or the study's if it ended first
         assert float(run.data.params["x"]) == pytest.approx(t.params["x"])
         assert run.data.params["fixed.scale"] == "3"
         history = client.get_metric_history(run.info.run_id, "loss")
@@ -87,15 +91,23 @@ def test_killed_worker_is_reported_by_status_and_closed_by_the_next_run(write_sp
     doc["study"]["metric"] = "value"
     path = write_space(doc)
     proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+
+    def running_trial_run() -> bool:  # MLflow starts in the background: wait for the trial's run
+        try:
+            return any(r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial" for r in runs_of(uri)[1])
+        except Exception:  # noqa: BLE001 - no store or no experiment yet
+            return False
+
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        if (workdir / "hpo-runs").exists() and [t for t in load_trials(path) if t.state.name == "RUNNING"]:
+        if (workdir / "hpo-runs").exists() and [t for t in load_trials(path) if t.state.name == "RUNNING"] \
+                and running_trial_run():
             break
     time.sleep(1.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    uri = f"sqlite:///{tmp_path}/mlruns.db"
     _, runs = runs_of(uri)
     assert [r for r in runs if r.info.status == "RUNNING"], "the kill should have left a RUNNING run"
     code, out, _ = cli("status", path)
@@ -107,10 +119,11 @@ def test_killed_worker_is_reported_by_status_and_closed_by_the_next_run(write_sp
         join_study(spec, tracker)  # what `hpo run` does first
     finally:
         tracker.close()
-    _, runs = runs_of(uri)
-    assert not [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("hpo.role") == "trial"]
-    killed = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
-    assert killed and all(r.info.status == "KILLED" for r in killed)
+    after = {r.info.run_id: r.info.status for r in runs_of(uri)[1] if r.data.tags.get("hpo.role") == "trial"}
+    before = {r.info.run_id: r.info.status for r in runs if r.data.tags.get("hpo.role") == "trial"}
+    assert "RUNNING" in before.values() and "RUNNING" not in after.values()
+    # the killed trial's run is KILLED; runs of trials that ended before the kill are as they were
+    assert after == {run_id: "KILLED" if status == "RUNNING" else status for run_id, status in before.items()}
 
 
 def test_unreachable_tracking_server_is_a_clear_usage_error(write_space, cli, tmp_path):
