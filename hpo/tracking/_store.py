@@ -98,6 +98,15 @@ def _copy_empty_store(db: Path) -> None:
                         con.close()
                     os.replace(tmp, template)
         db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template, db)
+        # Copy beside it, then link into place: the store appears whole or not at all, and a store
+        # another process (not holding hpo's lock: an MLflow client) created meanwhile is kept.
+        tmp = db.with_name(f"{db.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, tmp)
+        try:
+            os.link(tmp, db)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
     except (OSError, sqlite3.Error) as exc:
         logging.getLogger(__name__).debug("no MLflow store template (%s); MLflow migrates the new store", exc)
