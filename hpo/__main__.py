@@ -1,5 +1,5 @@
 import sys
 
-from hpo.cli import main
+from hpo.cli import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())
