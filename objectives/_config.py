@@ -168,6 +168,24 @@ class TrainConfig:
 
 PARAM_NAMES: tuple[str, ...] = names()
 
+# The knob that bounds how many steps one trial of the built-ins (or of a module study) reports: the
+# stack reports once per epoch, so a pruner's largest resource is this knob's largest value.
+BUDGET_KNOB = "max_epochs"
+
+
+def epoch_budget(fixed: Mapping[str, Any], highs: Mapping[str, Any]) -> int:
+    """The most epochs one trial trains: ``max_epochs`` as fixed, else the top of its searched
+    range (``highs``: each searched param's largest value), else its default.
+
+    Example:
+        >>> epoch_budget({"max_epochs": 15}, {}), epoch_budget({}, {"max_epochs": 40}), epoch_budget({}, {})
+        (15, 40, 10)
+    """
+    for source in (fixed, highs):
+        if source.get(BUDGET_KNOB) is not None:
+            return int(source[BUDGET_KNOB])
+    return int(BY_NAME[BUDGET_KNOB].default)
+
 # The acceleration stack's reserved knobs: hpo applies them to any LightningModule it trains (the
 # table's applies_to, so that a new knob of the built-ins' data or network is not reserved by accident).
 STACK_KNOBS: tuple[str, ...] = names(applies_to=STACK)
