@@ -44,7 +44,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,8 @@ def build_study(task: Task, strategy: dict[str, Any], seed: int):
     from hpo._spec import spec_from_dict
 
     spec = spec_from_dict(_doc(task, strategy, seed), "<benchmark>")
-    study = optuna.create_study(direction="maximize")
+    # A fixed name: Hyperband assigns trials to brackets by a hash of the study name and trial number.
+    study = optuna.create_study(direction="maximize", study_name=f"search-efficiency-seed{seed}")
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.options, worker_seed(seed, 0, 0))
     study.pruner = make_pruner(spec.pruner.name, spec.pruner.options)
     return spec, study
@@ -191,7 +192,7 @@ class _ReplayTrial:
         self.values: list[float] = []
         self.step = -1
 
-    number = property(lambda self: self.trial.number)
+    number = property(lambda self: self.trial.number if self.trial is not None else 0)
     study = property(lambda self: getattr(self.trial, "study", None))
 
     def report(self, value: float, step: int) -> None:
@@ -253,8 +254,6 @@ class Runner:
         self.workdir = Path(tempfile.mkdtemp(prefix="hpo-search-eff-"))
 
     def run_trial(self, trial: Any, config: dict[str, Any]) -> TrialRecord:
-        import optuna
-
         key = CurveCache.key(config, self.seed)
         curve = self.cache.get(key)
         for step, value in enumerate(curve.values):
@@ -362,24 +361,23 @@ def _result_path(out: Path, task: str, seed: int) -> Path:
 
 def run(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequence[str], out: Path, cache_dir: Path,
         budget_scale: float) -> None:
+    """Every strategy on every seed (seeds inner: a run cut short has whole strategies)."""
     for name in tasks:
         task = TASKS[name]
-        for seed in seeds:
-            path = _result_path(out, name, seed)
-            done = json.loads(path.read_text()) if path.exists() else {}
-            cache = CurveCache(cache_dir / f"{name}-seed{seed}.json")
-            runner = Runner(task, 1000 + seed, cache)
-            for sname in strategies:
+        for sname in strategies:
+            for seed in seeds:
+                cache = CurveCache(cache_dir / f"{name}-seed{seed}.json")
                 start = time.perf_counter()
-                recs = run_strategy(task, _strategies(task.max_epochs)[sname], seed, runner,
+                recs = run_strategy(task, _strategies(task.max_epochs)[sname], seed, Runner(task, 1000 + seed, cache),
                                     budget=int(task.budget * budget_scale))
+                path = _result_path(out, name, seed)
+                done = json.loads(path.read_text()) if path.exists() else {}
                 done[sname] = [vars(r) for r in recs]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(done))
                 print(f"{name} seed {seed} {sname:15s} {len(recs):3d} trials, "
                       f"{sum(r.epochs for r in recs):4d} epochs, best {max((r.value or 0) for r in recs):.4f}, "
-                      f"{time.perf_counter() - start:6.1f} s (trained {cache.trained_epochs} epochs so far)",
-                      flush=True)
+                      f"{time.perf_counter() - start:6.1f} s (trained {cache.trained_epochs} epochs)", flush=True)
 
 
 def load_results(out: Path, task: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
