@@ -1,4 +1,4 @@
-"""A space file without `sampler:`/`pruner:` gets multivariate TPE + Hyperband, with Hyperband's
+"""A space file without `sampler:`/`pruner:` gets TPE + Hyperband, with Hyperband's
 resources taken from the most epochs a trial trains; every part of it can be overridden."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from _helpers import base_space
 from hpo._spec import ComponentSpec, load_spec
 from hpo._study import open_study
 
-DEFAULT_SAMPLER = ComponentSpec("tpe", {"multivariate": True, "group": True})
+DEFAULT_SAMPLER = ComponentSpec("tpe", {})
 
 
 def builtin_space(fixed=None, space=None, **sections):
@@ -47,7 +47,7 @@ def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
     study = open_study(load_spec(write_space(builtin_space({"max_epochs": 15}))))
     sampler, pruner = study.sampler, study.pruner
     assert isinstance(sampler, optuna.samplers.TPESampler)
-    assert sampler._multivariate and sampler._group and sampler._constant_liar
+    assert sampler._constant_liar and not sampler._multivariate
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
     assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (1, 15, 3)
 
@@ -76,8 +76,7 @@ def test_multi_objective_studies_get_no_pruner(write_space):
     # options without a name are merged over the defaults' (resources kept)
     ({"pruner": {"options": {"reduction_factor": 2}}}, DEFAULT_SAMPLER, hyperband(12, 2)),
     ({"pruner": {"options": {"max_resource": 6}}}, DEFAULT_SAMPLER, hyperband(6)),
-    ({"sampler": {"options": {"n_startup_trials": 4, "group": False}}},
-     ComponentSpec("tpe", {"multivariate": True, "group": False, "n_startup_trials": 4}), hyperband(12)),
+    ({"sampler": {"options": {"n_startup_trials": 4}}}, ComponentSpec("tpe", {"n_startup_trials": 4}), hyperband(12)),
     # a name is taken as given, with exactly the options the file gives
     ({"pruner": {"name": "median"}}, DEFAULT_SAMPLER, ComponentSpec("median", {})),
     ({"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband"}}, ComponentSpec("tpe", {}),
@@ -98,5 +97,4 @@ def test_validate_shows_the_resolved_default(cli, write_space):
     code, out, _ = cli("validate", write_space(builtin_space({"max_epochs": 15})))
     assert code == 0
     out = " ".join(out.split())  # the console wraps long lines
-    assert "sampler tpe {'multivariate': True, 'group': True}" in out
-    assert "pruner hyperband {'min_resource': 1, 'max_resource': 15, 'reduction_factor': 3}" in out
+    assert "sampler tpe ; pruner hyperband {'min_resource': 1, 'max_resource': 15, 'reduction_factor': 3}" in out
