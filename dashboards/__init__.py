@@ -3,7 +3,7 @@
 ``build_report(study, path, info=...)`` writes one self-contained HTML file (plotly.js embedded
 once, no CDN, works offline) with a header (study name, sampler, pruner, counts by state, best
 value and config / Pareto set size) and one ``<section class="panel" id="panel-NAME">`` per
-panel: ``history``, ``learning-curves``, ``savings``, ``importances``, ``parallel``, ``slice``,
+panel: ``history``, ``learning-curves``, ``savings``, ``epochs-to-reach`` (single-objective), ``importances``, ``parallel``, ``slice``,
 ``timeline`` and, for multi-objective studies, ``pareto``. A panel that cannot be drawn for a
 study (too few trials, Optuna refusing the space, ...) says why instead of breaking the page.
 
@@ -18,12 +18,15 @@ from ._data import (
     PruningSavings,
     StudySummary,
     best_so_far,
+    best_so_far_by_cost,
+    epochs_to_reach,
     failures,
     learning_curves,
     objective_names,
     param_importances,
     pareto_front,
     pruning_savings,
+    reach_targets,
     resolve_max_epochs,
     state_counts,
     study_summary,
@@ -33,9 +36,10 @@ from ._data import (
 from ._figures import PanelUnavailable
 from ._html import Panel, build_html, build_panels, build_report
 
-PANELS_SINGLE = ("history", "learning-curves", "savings", "importances", "parallel", "slice",
-                 "timeline")
-PANELS_MULTI = ("pareto", *PANELS_SINGLE)
+PANELS_SINGLE = ("history", "learning-curves", "savings", "epochs-to-reach", "importances", "parallel",
+                 "slice", "timeline")
+# Optuna's intermediate values, and so "epochs to reach a value", are single-objective.
+PANELS_MULTI = ("pareto", *(p for p in PANELS_SINGLE if p != "epochs-to-reach"))
 
 __all__ = [
     "PANELS_MULTI",
@@ -48,15 +52,18 @@ __all__ = [
     "PruningSavings",
     "StudySummary",
     "best_so_far",
+    "best_so_far_by_cost",
     "build_html",
     "build_panels",
     "build_report",
+    "epochs_to_reach",
     "failures",
     "learning_curves",
     "objective_names",
     "param_importances",
     "pareto_front",
     "pruning_savings",
+    "reach_targets",
     "resolve_max_epochs",
     "state_counts",
     "study_summary",

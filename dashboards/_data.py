@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,9 @@ __all__ = [
     "PruningSavings",
     "StudySummary",
     "best_so_far",
+    "best_so_far_by_cost",
+    "epochs_to_reach",
+    "reach_targets",
     "failures",
     "fold_curves",
     "learning_curves",
@@ -271,6 +274,62 @@ def best_so_far(study: optuna.Study, objective: int = 0) -> pd.DataFrame:
                      "best_so_far": best, "improved": improved})
     return pd.DataFrame(rows, columns=["number", "datetime_complete", "value", "best_so_far",
                                        "improved"])
+
+
+def best_so_far_by_cost(
+    trials: Sequence[tuple[float, float, float | None]], maximize: bool = True
+) -> list[tuple[float, float, float]]:
+    """Anytime curve of a search: ``(cumulative epochs, cumulative seconds, best value so far)`` after
+    each trial that has a value.
+
+    ``trials`` are ``(epochs, seconds, value)`` in the order the trials finished; a pruned trial
+    (value None or NaN) adds its cost but no value.
+    """
+    out: list[tuple[float, float, float]] = []
+    epochs = seconds = 0.0
+    best: float | None = None
+    for n_epochs, n_seconds, value in trials:
+        epochs += n_epochs
+        seconds += n_seconds
+        if value is None or math.isnan(value):
+            continue
+        if best is None or (value > best if maximize else value < best):
+            best = value
+        out.append((epochs, seconds, best))
+    return out
+
+
+#: Targets of the "epochs to reach" panel: these fractions of the way from the study's first best value
+#: to its final best.
+REACH_FRACTIONS: tuple[float, ...] = (0.5, 0.9, 0.99, 1.0)
+
+
+def reach_targets(curve: pd.DataFrame, fractions: Sequence[float] = REACH_FRACTIONS) -> list[float]:
+    """Values between the first and the final ``best_so_far`` of ``curve`` (distinct, in order)."""
+    best = curve["best_so_far"].dropna()
+    if best.empty:
+        return []
+    first, final = float(best.iloc[0]), float(best.iloc[-1])
+    return list(dict.fromkeys(first + f * (final - first) for f in fractions))
+
+
+def epochs_to_reach(curve: pd.DataFrame, targets: Sequence[float], maximize: bool = True) -> pd.DataFrame:
+    """For each target, the first finished trial after which ``best_so_far`` reached it.
+
+    ``curve`` is :attr:`PruningSavings.curve`. Columns: ``target``, ``number`` (that trial),
+    ``cum_epochs`` (epochs trained by then) and ``cum_epochs_without_pruning`` (what the same trials
+    would have trained without pruning); NaN where the target was never reached.
+    """
+    rows = []
+    done = curve[curve["best_so_far"].notna()]
+    for target in targets:
+        hit = done[done["best_so_far"] >= target] if maximize else done[done["best_so_far"] <= target]
+        first = hit.iloc[0] if len(hit) else None
+        rows.append({"target": target,
+                     "number": math.nan if first is None else first["number"],
+                     "cum_epochs": math.nan if first is None else first["cum_epochs"],
+                     "cum_epochs_without_pruning": math.nan if first is None else first["cum_epochs_without_pruning"]})
+    return pd.DataFrame(rows, columns=["target", "number", "cum_epochs", "cum_epochs_without_pruning"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ shows instead.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import optuna
+import pandas as pd
+import plotly
 import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -291,6 +293,52 @@ def savings_figure(study: optuna.Study, sav: _data.PruningSavings, metric: str) 
         fig.update_yaxes(title_text="cumulative epochs")
     fig.update_xaxes(title_text="cumulative epochs trained" if have_best
                      else "trials finished (completion order)")
+    return _style(fig, height=380)
+
+
+def anytime_figure(series: Mapping[str, Sequence[tuple[float, float]]], targets: Sequence[float], metric: str,
+                   group: Callable[[str], str] | None = None) -> go.Figure:
+    """Best value so far against cumulative epochs, one step line per series, with the targets as
+    horizontal lines; series of one ``group(label)`` share a colour (e.g. a strategy's seeds)."""
+    fig = go.Figure()
+    colours: dict[str, str] = {}
+    palette = plotly.colors.qualitative.Plotly
+    for label, points in series.items():
+        if not points:
+            continue
+        key = group(label) if group else label
+        colour = colours.setdefault(key, palette[len(colours) % len(palette)])
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", line_shape="hv", name=label,
+            legendgroup=key, line=dict(color=colour, width=1.5),
+            hovertemplate="%{x} epochs<br>best " + metric + " %{y:.6g}<extra>" + label + "</extra>"))
+    for target in targets:
+        fig.add_hline(y=target, line=dict(color="#bbbbbb", dash="dot", width=1))
+    fig.update_xaxes(title_text="cumulative epochs trained")
+    fig.update_yaxes(title_text=f"best {metric} so far")
+    return _style(fig, height=480)
+
+
+def epochs_to_reach_figure(study: optuna.Study, sav: _data.PruningSavings, reach: pd.DataFrame,
+                           metric: str) -> go.Figure:
+    """The study's best value against cumulative epochs, with a marker where each target of ``reach``
+    (:func:`_data.epochs_to_reach`) was first reached."""
+    if len(study.directions) > 1:
+        raise PanelUnavailable("drawn for single-objective studies")
+    c = sav.curve[sav.curve["best_so_far"].notna()]
+    if c.empty:
+        raise PanelUnavailable("no trial completed yet, so no best value was reached")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=c["cum_epochs"], y=c["best_so_far"], mode="lines", line_shape="hv",
+                             name=f"best {metric}", line=dict(color=BEST_COLOR, width=2.5)))
+    hit = reach[reach["cum_epochs"].notna()]
+    fig.add_trace(go.Scatter(
+        x=hit["cum_epochs"], y=hit["target"], mode="markers+text", name="first reached",
+        text=[f"{e:g} epochs" for e in hit["cum_epochs"]], textposition="bottom right",
+        marker=dict(size=9, color="#d62728", symbol="diamond"),
+        hovertemplate="%{y:.6g} first reached after %{x} epochs<extra></extra>"))
+    fig.update_xaxes(title_text="cumulative epochs trained")
+    fig.update_yaxes(title_text=f"best {metric} so far")
     return _style(fig, height=380)
 
 

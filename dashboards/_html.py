@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,17 @@ def _savings_html(sav: _data.PruningSavings) -> str:
         f'<div class="stat-value">{_e(v)}</div></div>' for l, v, i in cards) + "</div>"
 
 
+def _maximize(study: optuna.Study) -> bool:
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+
+
+def _reach_html(reach: pd.DataFrame, metric: str) -> str:
+    rows = [[_fmt_value(r.target), "never" if math.isnan(r.cum_epochs) else f"{r.cum_epochs:g}",
+             "-" if math.isnan(r.cum_epochs) else f"{r.cum_epochs_without_pruning:g}",
+             "-" if math.isnan(r.number) else f"{r.number:g}"] for r in reach.itertuples()]
+    return _table([f"best {metric}", "epochs trained", "without pruning", "after trial"], rows, id_="reach-table")
+
+
 def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> list[Panel]:
     names = _data.objective_names(study, info)
     multi = len(study.directions) > 1
@@ -128,6 +139,10 @@ def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> 
             sav_holder["s"] = _data.pruning_savings(study, info=info)
         return sav_holder["s"]
 
+    def reach() -> pd.DataFrame:
+        curve = savings().curve
+        return _data.epochs_to_reach(curve, _data.reach_targets(curve), maximize=not multi and _maximize(study))
+
     panels: list[Panel] = []
     if multi:
         panels.append(_panel(
@@ -154,6 +169,16 @@ def build_panels(study: optuna.Study, info: Mapping[str, Any] | None = None) -> 
                "budget (trials in completion order).",
                lambda: _figures.savings_figure(study, savings(), metric), wide=False,
                extra=lambda: _savings_html(savings())),
+    ]
+    if not multi:
+        panels.append(_panel(
+            "epochs-to-reach", "Epochs to reach",
+            "The best value against the epochs trained so far, and when it first reached 50%, 90%, 99% "
+            "and 100% of the way from the first completed trial's value to the final best (with the "
+            "epochs the same trials would have trained without pruning).",
+            lambda: _figures.epochs_to_reach_figure(study, savings(), reach(), metric),
+            extra=lambda: _reach_html(reach(), metric)))
+    panels += [
         _panel("importances", "Hyperparameter importances",
                "Optuna's fANOVA importance of each hyperparameter for the objective"
                + ("s." if multi else "."),
@@ -333,6 +358,17 @@ def build_html(study: optuna.Study, info: Mapping[str, Any] | None = None) -> st
             + _header(study, summary, info)
             + '<main id="panels">' + "".join(sections) + "</main>" + footer
             + "</body></html>\n")
+
+
+def figure_page(title: str, sections: Sequence[tuple[str, str, go.Figure]]) -> str:
+    """A self-contained page of ``(heading, markdown-table text, figure)`` sections (benchmarks use it)."""
+    body = "".join(
+        f'<section class="panel wide"><h2>{_e(heading)}</h2><pre>{_e(text)}</pre>'
+        + _figure_html(fig, f"fig-{i}") + "</section>" for i, (heading, text, fig) in enumerate(sections))
+    plotlyjs = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_e(title)}</title><style>{CSS}</style>{plotlyjs}</head><body>"
+            f'<main id="panels">{body}</main></body></html>\n')
 
 
 def build_report(study: optuna.Study, path: str | os.PathLike[str], *,

@@ -37,6 +37,40 @@ PRUNERS.register("threshold", "optuna.pruners:ThresholdPruner")
 # so it changes nothing there.
 SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {"tpe": {"constant_liar": True}}
 
+# What a space file without `sampler:` / `pruner:` gets: the combination benchmarks/search_efficiency.py
+# measured best (docs/space-file.md has the numbers): TPE (with constant_liar, SAMPLER_DEFAULTS), and
+# Hyperband, which stops poor trials at a few rungs of max_epochs. Multivariate TPE measured no better
+# there (with successive halving it sampled exactly the same trials), so it is not the default.
+# Options a space file gives without a name are merged over these.
+DEFAULT_SAMPLER = "tpe"
+DEFAULT_SAMPLER_OPTIONS: dict[str, Any] = {}
+DEFAULT_PRUNER = "hyperband"
+# Multi-objective studies cannot prune (Optuna's intermediate values are single-objective).
+DEFAULT_MULTI_OBJECTIVE_PRUNER = "none"
+
+
+def _hyperband_resources(budget: int | None) -> dict[str, Any]:
+    # "auto": Optuna takes max_resource from the steps of the first trial that completes.
+    return {"min_resource": 1, "max_resource": budget if budget else "auto", "reduction_factor": 3}
+
+
+def _halving_resources(budget: int | None) -> dict[str, Any]:
+    return {"min_resource": 1, "reduction_factor": 3}
+
+
+# Pruner name -> its resource options for trials of at most `budget` steps (None: unknown).
+DEFAULT_PRUNER_RESOURCES: dict[str, Any] = {
+    "hyperband": _hyperband_resources,
+    "successive_halving": _halving_resources,
+}
+
+
+def default_pruner_options(name: str, budget: int | None) -> dict[str, Any]:
+    """The options a defaulted pruner gets for trials of at most ``budget`` steps (reported epochs)."""
+    derive = DEFAULT_PRUNER_RESOURCES.get(name)
+    return derive(budget) if derive else {}
+
+
 # Samplers that pickle their state into the study's storage (unpickling runs code).
 PICKLING_SAMPLERS = {"cmaes"}
 

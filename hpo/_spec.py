@@ -180,8 +180,9 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "max_consecutive_failures": 5, "max_retries": 1, "heartbeat_interval": 10, "heartbeat_grace": 30,
         "fsync": False, "trial_timeout": None, "stop_when": None,
     },
-    "sampler": {"name": "tpe", "options": {}},
-    "pruner": {"name": "median", "options": {}},
+    # None: hpo's default (hpo._components.DEFAULT_SAMPLER / DEFAULT_PRUNER), its options under the file's.
+    "sampler": {"name": None, "options": {}},
+    "pruner": {"name": None, "options": {}},
     "objective": {"name": None, "module": None, "data": None, "fixed": {}},
     "space": {},
     "mlflow": {"tracking_uri": None, "experiment": None, "enabled": True},
@@ -241,6 +242,41 @@ def spec_from_dict(
     for assignment in sets:
         apply_override(doc, *parse_set(assignment))
     return _Validator(source, import_objective).spec(doc)
+
+
+def default_sampler_section(section: dict[str, Any]) -> dict[str, Any]:
+    """``sampler:`` with hpo's default sampler filled in when the file names none."""
+    from hpo._components import DEFAULT_SAMPLER, DEFAULT_SAMPLER_OPTIONS
+
+    if section["name"] is not None:
+        return section
+    return {"name": DEFAULT_SAMPLER, "options": {**DEFAULT_SAMPLER_OPTIONS, **(section["options"] or {})}}
+
+
+def default_pruner_section(section: dict[str, Any], objective: ObjectiveSpec, space: Sequence[ParamSpec],
+                           n_objectives: int) -> dict[str, Any]:
+    """``pruner:`` with hpo's default pruner filled in when the file names none; its resources come
+    from the most epochs a trial trains, as the objective declares it (:func:`declared_budget`)."""
+    from hpo._components import DEFAULT_MULTI_OBJECTIVE_PRUNER, DEFAULT_PRUNER, default_pruner_options
+    from hpo._objective import declared_budget
+
+    if section["name"] is not None:
+        return section
+    if n_objectives > 1:
+        return {"name": DEFAULT_MULTI_OBJECTIVE_PRUNER, "options": section["options"] or {}}
+    highs = {p.name: _largest(p) for p in space}
+    budget = declared_budget(objective.name, objective.fixed, highs)
+    return {"name": DEFAULT_PRUNER,
+            "options": {**default_pruner_options(DEFAULT_PRUNER, budget), **(section["options"] or {})}}
+
+
+def _largest(p: ParamSpec) -> Any:
+    """A param's largest value: the top of its range, or the largest of its numeric values or choices."""
+    finite = p.finite_values()
+    if finite is None:
+        return p.high
+    numbers = [v for v in finite if _is_number(v) and not isinstance(v, bool)]
+    return max(numbers) if numbers else None
 
 
 _MAX_INT = 2**63 - 1
@@ -356,9 +392,11 @@ class _Validator:
         sections = {name: self.section(doc, name) for name in _SCHEMA}
         space = self.space(doc.get("space"))
         study = self.study(sections["study"])
+        objective = self.objective(sections["objective"], space, study.metrics)
+        sections["sampler"] = default_sampler_section(sections["sampler"])
+        sections["pruner"] = default_pruner_section(sections["pruner"], objective, space, len(study.directions))
         sampler = self.component(sections["sampler"], "sampler")
         pruner = self.component(sections["pruner"], "pruner")
-        objective = self.objective(sections["objective"], space, study.metrics)
         self.check_sampler_fits(sampler, study, space)
         mlflow = self.mlflow(sections["mlflow"])
         warm_start = parse_warm_start(doc.get("warm_start"), self.source)
