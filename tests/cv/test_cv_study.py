@@ -11,7 +11,7 @@ import pytest
 from _cv_helpers import COUNTS, N_VAL, VAL_OFFSET, SeenBatches
 from _helpers import load_trials
 
-from hpo._keys import CV_FOLD_CURVES, CV_FOLD_VALUES, CV_STD, MLFLOW_RUN_ID
+from hpo._keys import CV_FOLD_CURVES, CV_FOLD_VALUES, CV_STD
 
 CV_YAML = Path(__file__).resolve().parents[2] / "search_spaces" / "cv.yaml"
 
@@ -70,7 +70,7 @@ def test_the_cv_example_runs_and_its_best_trial_retrains_once_on_all_training_da
         assert trial.user_attrs[CV_STD] == pytest.approx(np.std(trial.user_attrs[CV_FOLD_VALUES]))
         assert sorted(trial.user_attrs[CV_FOLD_CURVES]) == ["0", "1", "2"]
     assert not any(i >= VAL_OFFSET for fold in seen.fits for i in fold["train"] + fold["val"])
-    _check_mlflow(workdir / "hpo-runs" / "mlflow.db", trials)
+    _check_mlflow(workdir / "hpo-runs" / "mlflow.db", space, trials)
 
     assert cli("export", space, *sets, "-o", workdir / "best.yaml")[0] == 0
     seen.fits.clear()
@@ -82,13 +82,18 @@ def test_the_cv_example_runs_and_its_best_trial_retrains_once_on_all_training_da
     assert set(seen.fits[0]["val"]) == {VAL_OFFSET + i for i in range(N_VAL)}  # the dataset's own split
 
 
-def _check_mlflow(db: Path, trials) -> None:
+def _check_mlflow(db: Path, space: Path, trials) -> None:
     """Each trial's MLflow run has every fold's curve, the fold values and their std."""
     from mlflow.tracking import MlflowClient
 
+    from hpo._spec import load_spec
+    from hpo._study import open_study, run_id_of
+
+    study = open_study(load_spec(space), create=False)
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     for trial in trials:
-        run_id = trial.user_attrs[MLFLOW_RUN_ID]
+        run_id = run_id_of(study, trial)
+        assert run_id is not None
         history = lambda key: [m.value for m in sorted(client.get_metric_history(run_id, key),  # noqa: E731
                                                        key=lambda m: m.step)]
         for fold, curve in trial.user_attrs[CV_FOLD_CURVES].items():
