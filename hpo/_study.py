@@ -190,7 +190,7 @@ def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
               file=sys.stderr, flush=True)
 
 
-LOST_PREFIX = "hpo:lost:"
+LOST_PREFIX = keys.LOST_PREFIX
 
 
 def lost_trials(study: optuna.Study) -> set[int]:
