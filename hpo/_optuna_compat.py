@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 __all__ = [
-    "JournalFileBackend", "count_trials_by_state_sql", "heartbeat", "make_grpc_server", "pop_waiting_trial_id",
+    "JournalFileBackend", "count_trials_by_state_sql", "first_heartbeat", "heartbeat", "make_grpc_server",
+    "pop_waiting_trial_id",
     "reset_trial_cache", "storage_of", "study_id", "trial_id",
 ]
 
@@ -93,6 +94,20 @@ def heartbeat(trial: optuna.Trial, study: optuna.Study) -> AbstractContextManage
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     return get_heartbeat_thread(trial_id(trial), storage_of(study))
+
+
+def first_heartbeat(study: optuna.Study, trial_id_: int) -> None:
+    """Records a new trial's first heartbeat now, in this thread (a no-op on storages without one).
+
+    Optuna counts a RUNNING trial as stale only once it has a heartbeat, and its heartbeat thread
+    records the first one from another thread after the trial starts: a worker killed in between
+    left a trial that no other machine's heartbeat check would ever fail and re-queue.
+    """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = storage_of(study)
+    if is_heartbeat_enabled(storage):
+        storage.record_heartbeat(trial_id_)
 
 
 # Optuna's RDB schema: ``trials.state`` holds the TrialState name, ``trials.study_id`` the study.

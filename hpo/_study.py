@@ -255,7 +255,7 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
     """
     import optuna
 
-    from hpo._optuna_compat import pop_waiting_trial_id, reset_trial_cache, storage_of, study_id
+    from hpo._optuna_compat import first_heartbeat, pop_waiting_trial_id, reset_trial_cache, storage_of, study_id
 
     with study_lock(spec):
         counts = trial_state_counts(spec, study)
@@ -265,6 +265,7 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         queued = trial_id is not None
         if not queued:
             trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())
+    first_heartbeat(study, trial_id)  # from now on a silent worker's trial is found on any machine
     reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
     trial = optuna.Trial(study, trial_id)
     if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)

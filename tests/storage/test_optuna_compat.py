@@ -169,3 +169,26 @@ def test_make_grpc_server_serves_optunas_storage_service(tmp_path):
         client.close()
     finally:
         server.stop(grace=None)
+
+
+def test_a_trial_is_found_stale_even_if_its_worker_died_before_its_heartbeat_thread_beat(write_space, tmp_path):
+    """next_trial records the first heartbeat itself: a worker killed right after taking a trial
+    (before the heartbeat thread's first beat) leaves a trial other machines can still recover."""
+    import warnings
+
+    from _helpers import base_space
+
+    from hpo._spec import load_spec
+    from hpo._study import next_trial, open_study
+
+    doc = base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0,
+                            "storage": f"sqlite:///{tmp_path}/hb.db", "heartbeat_interval": 1, "heartbeat_grace": 2})
+    spec = load_spec(write_space(doc))
+    study = open_study(spec)
+    taken = next_trial(study, spec)  # and no heartbeat thread: the worker "died" here
+    time.sleep(3.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[taken.number].state == TrialState.FAIL, changed(
+        "optuna.storages._heartbeat.is_heartbeat_enabled / RDBStorage.record_heartbeat")
