@@ -437,13 +437,16 @@ class MlflowTracker(Tracker):
             _log.warning("MlflowTracker.reconcile called before start_study; nothing done")
             return 0
         live = {int(n) for n in live_trial_numbers}
+        newest = max(live | {int(n) for n in outcomes}, default=-1)
         fixed = 0
         for run in self.study_runs(running_only=True):
             try:
                 number = int(run.data.tags.get("trial_number", ""))
             except ValueError:
                 continue
-            if number in live:
+            # A background tracker runs this later than the caller looked: trials numbered above
+            # every one it saw started since (in other workers), and their runs are theirs.
+            if number in live or number > newest:
                 continue
             outcome = outcomes.get(number) or TrialOutcome("KILLED")
             metrics, tags = self._final_record(outcome, self._last_step(run), int(time.time() * 1000))

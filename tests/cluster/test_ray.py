@@ -176,7 +176,9 @@ def test_a_node_lost_mid_study_has_its_trial_requeued_at_once(ray_cluster, ray_s
         def running_on_c() -> list[Any]:
             with contextlib.suppress(Exception):  # the study may not exist yet
                 trials = [t for t in load_trials(space) if t.state.name == "RUNNING"]
-                return [t for t in trials if t.user_attrs.get(keys.NODE) == node_c.node_id] if len(trials) == 3 else []
+                # with its params sampled, so that the retry can be compared with them
+                return [t for t in trials if t.user_attrs.get(keys.NODE) == node_c.node_id and t.params] \
+                    if len(trials) == 3 else []
             return []
 
         lost = wait_until(running_on_c, timeout=180)[0]

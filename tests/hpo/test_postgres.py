@@ -129,7 +129,9 @@ def test_recipe_postgres_study_and_mlflow_server_two_workers(postgres_server, wr
         assert len(parents) == 1
         assert sorted(int(r.data.tags["trial_number"]) for r in children) == list(range(30))
         assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-        assert all(r.info.status == "FINISHED" for r in children)
+        assert all(r.info.status == "FINISHED" for r in children), sorted(
+            (int(r.data.tags["trial_number"]), r.info.status, r.data.tags.get("state")) for r in children
+            if r.info.status != "FINISHED")
 
 
 @pytest.mark.slow  # waits out a heartbeat, ~35 s

@@ -318,9 +318,16 @@ def test_reconcile_kills_runs_of_dead_workers_only(store, study_info, tk):
     live_id = main.start_trial(6, {"lr": 0.2}, {})  # a trial of a live worker
     running = {r.data.tags["trial_number"] for r in main.child_runs(running_only=True)}
     assert running == {"5", "6", "7"}
+    other = MlflowTracker(store["uri"], artifacts_dir=store["artifacts"])
+    other.start_study(study_info, parent)
+    later_id = other.start_trial(9, {"lr": 0.3}, {})  # started after the caller looked (numbers up to 8)
 
-    assert main.reconcile({6}, {5: TrialOutcome("FAIL", reason="boom")}) == 2
+    assert main.reconcile({6}, {5: TrialOutcome("FAIL", reason="boom"), 8: TrialOutcome("COMPLETE", [0.1])}) == 2
     assert main.reconcile({6}, {5: TrialOutcome("FAIL", reason="boom")}) == 0  # idempotent
+    # a newer trial's run is its own worker's to end
+    assert {r.info.run_id for r in other.child_runs(running_only=True)} == {live_id, later_id}
+    other.end_trial("COMPLETE", [0.2])
+    other.close()
     by_number = {r.data.tags["trial_number"]: r for r in main.child_runs()}
     assert by_number["5"].info.status == "FAILED" and by_number["5"].data.tags["state"] == "FAIL"
     assert by_number["5"].data.tags["fail_reason"] == "boom"
