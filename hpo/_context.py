@@ -75,6 +75,9 @@ class TrialContext:
 
         A bare float is taken as the study metric.
         """
+        from hpo._signals import raise_if_signalled
+
+        raise_if_signalled()  # a SIGTERM whose exception something swallowed still stops the trial
         if not isinstance(metrics, Mapping):
             metrics = {self.metrics[0]: float(metrics)}
         metrics = {k: float(v) for k, v in metrics.items()}

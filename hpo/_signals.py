@@ -46,10 +46,23 @@ def install_signal_handlers() -> dict[int, Any]:
         _received.append(signum)
         raise Interrupted(signum)
 
+    _received.clear()  # signals of an earlier run in this process are not this run's
     return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
 
 
-_received: list[int] = []  # the signals handle() turned into Interrupted, in order
+_received: list[int] = []  # the signals handle() turned into Interrupted, in order (this run's)
+
+
+def raise_if_signalled() -> None:
+    """Raises :class:`Interrupted` again for a signal already received.
+
+    The handler's exception is lost when the signal lands while Python runs code that swallows
+    exceptions (a weakref callback during garbage collection, a ``__del__``: "Exception ignored
+    in ..."); the worker calls this between trials and at every reported step, so that such a
+    SIGTERM still stops the study instead of being forgotten.
+    """
+    if _received:
+        raise Interrupted(_received[-1])
 
 
 def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:

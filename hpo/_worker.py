@@ -25,7 +25,12 @@ from hpo._deadline import TrialDeadline, TrialTimeout
 from hpo._errors import HpoError, disk_full_error
 from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
-from hpo._signals import SIGNAL_EXIT_CODES, Interrupted, install_signal_handlers  # also imported from here
+from hpo._signals import (  # also imported from here
+    SIGNAL_EXIT_CODES,
+    Interrupted,
+    install_signal_handlers,
+    raise_if_signalled,
+)
 from hpo._space import suggest
 from hpo._spec import StudySpec, spec_from_dict
 from hpo._stopping import study_stop_reason
@@ -135,6 +140,7 @@ def run_worker(
             return WorkerOutcome(count, f"timeout of {spec.study.timeout:g} s reached")
         if why := study_stop_reason(study, spec.study.stop_when):
             return WorkerOutcome(count, f"{STUDY_COMPLETE} (stop_when: {why})")
+        raise_if_signalled()  # a SIGTERM whose exception something swallowed still ends the run
         trial = next_trial(study, spec)
         if trial is None:
             if not others_running(study):

@@ -1,0 +1,54 @@
+"""A SIGTERM whose Interrupted was swallowed (it landed in a weakref callback or a __del__, where
+Python prints "Exception ignored in ..." and goes on) still stops the trial and the worker."""
+
+import os
+import signal
+
+import pytest
+
+from hpo._signals import Interrupted, install_signal_handlers, raise_if_signalled
+
+
+@pytest.fixture
+def handlers():
+    previous = install_signal_handlers()
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def swallow_a_sigterm():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: the handler runs here
+    except Interrupted:
+        pass  # what a weakref callback or __del__ does with it
+
+
+def test_a_swallowed_sigterm_is_raised_again_at_the_next_check(handlers):
+    raise_if_signalled()  # nothing received yet: goes on
+    swallow_a_sigterm()
+    with pytest.raises(Interrupted) as info:
+        raise_if_signalled()
+    assert info.value.exit_code == 143
+
+
+def test_a_trial_reporting_after_a_swallowed_sigterm_is_interrupted(handlers, tmp_path):
+    import optuna
+
+    from hpo._context import TrialContext
+    from hpo.tracking import Tracker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study().ask()
+    ctx = TrialContext(trial, {}, {}, ("loss",), 0, tmp_path, tmp_path, Tracker())
+    ctx.report(1.0, 0)
+    swallow_a_sigterm()
+    with pytest.raises(Interrupted):
+        ctx.report(0.5, 1)
+
+
+def test_a_new_run_in_the_same_process_starts_clean(handlers):
+    swallow_a_sigterm()
+    install_signal_handlers()  # the next run (tests and programs may run several)
+    raise_if_signalled()
