@@ -102,6 +102,19 @@ def load_trials(space: Path) -> list[Any]:
     return open_study(load_spec(space), create=False).get_trials(deepcopy=False)
 
 
+def finish_exact_study(workers: list[subprocess.Popen], space: Path, n_trials: int, timeout: float) -> list[Any]:
+    """Waits for every worker to exit 0, then checks the study holds exactly ``n_trials`` trials,
+    all COMPLETE, taken by at least two workers; returns them."""
+    for worker in workers:
+        out, _ = worker.communicate(timeout=timeout)
+        assert worker.returncode == 0, out
+    trials = load_trials(space)
+    assert sorted(t.number for t in trials) == list(range(n_trials))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    return trials
+
+
 def free_port() -> int:
     import socket
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from _helpers import base_space, free_port, load_trials, start_hpo, wait_until
+from _helpers import base_space, finish_exact_study, free_port, start_hpo, wait_until
 
 
 @pytest.fixture
@@ -41,13 +41,7 @@ def test_workers_through_the_proxy_run_exactly_n_trials(proxy, write_space, work
     direct = write_space(_space(url, 30), name="direct")
     workers = [start_hpo("run", proxied, "--no-report", cwd=workdir) for _ in range(4)]
     workers += [start_hpo("run", direct, "--no-report", cwd=workdir) for _ in range(2)]
-    for worker in workers:
-        out, _ = worker.communicate(timeout=300)
-        assert worker.returncode == 0, out
-    trials = load_trials(proxied)
-    assert sorted(t.number for t in trials) == list(range(30))
-    assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    finish_exact_study(workers, proxied, 30, timeout=300)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0  # the proxy stops cleanly, and is gone
 

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from _helpers import assert_no_running_mlflow_runs, base_space, load_trials, start_hpo
+from _helpers import assert_no_running_mlflow_runs, base_space, finish_exact_study, load_trials, start_hpo
 
 
 def fast_space(storage: str, n_trials: int, objective: str = "objs.py:quadratic", **fixed) -> dict:
@@ -24,13 +24,7 @@ def test_eight_workers_on_postgres_run_exactly_n_trials(postgres_server, write_s
     url, tracking = postgres_server(), f"sqlite:///{tmp_path}/mlflow.db"
     path = write_space(fast_space(url, 200))
     procs = [start_hpo("run", path, "--no-report", "--tracking-uri", tracking, cwd=workdir) for _ in range(8)]
-    for proc in procs:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out
-    trials = load_trials(path)
-    assert sorted(t.number for t in trials) == list(range(200))
-    assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    trials = finish_exact_study(procs, path, 200, timeout=600)
     client = MlflowClient(tracking)
     runs = client.search_runs([client.get_experiment_by_name("space").experiment_id], max_results=1000)
     children = sorted(int(r.data.tags["trial_number"]) for r in runs if r.data.tags.get("hpo.role") == "trial")
