@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JournalFileBackend", "count_trials_by_state_sql", "first_heartbeat", "heartbeat", "make_grpc_server",
-    "pop_waiting_trial_id",
+    "pop_waiting_trial_id", "running_trials_without_heartbeat",
     "reset_trial_cache", "storage_of", "study_id", "trial_id",
 ]
 
@@ -108,6 +108,31 @@ def first_heartbeat(study: optuna.Study, trial_id_: int) -> None:
     storage = storage_of(study)
     if is_heartbeat_enabled(storage):
         storage.record_heartbeat(trial_id_)
+
+
+# Optuna's RDB schema: a trial's heartbeat is its one row in ``trial_heartbeats`` (none before the first beat).
+running_without_heartbeat_sql = (
+    "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+    "WHERE t.study_id = :id AND t.state = 'RUNNING' AND h.trial_id IS NULL")
+
+
+def running_trials_without_heartbeat(study: optuna.Study) -> list[int]:
+    """Ids of the study's RUNNING trials that have no heartbeat yet; [] on storages without heartbeats.
+
+    Optuna's stale-trial check skips such trials for good, and a worker can die between creating a
+    trial and recording its first heartbeat (:func:`first_heartbeat` narrows that gap, two writes
+    cannot close it): the caller decides how long one may stay without a beat.
+    """
+    import sqlalchemy
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = storage_of(study)
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in its _CachedStorage
+    if not isinstance(rdb, optuna.storages.RDBStorage) or not is_heartbeat_enabled(storage):
+        return []
+    with rdb.engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text(running_without_heartbeat_sql), {"id": study_id(study)})
+        return [int(row[0]) for row in rows]
 
 
 # Optuna's RDB schema: ``trials.state`` holds the TrialState name, ``trials.study_id`` the study.

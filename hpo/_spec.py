@@ -250,7 +250,15 @@ def default_sampler_section(section: dict[str, Any]) -> dict[str, Any]:
 
     if section["name"] is not None:
         return section
-    return {"name": DEFAULT_SAMPLER, "options": {**DEFAULT_SAMPLER_OPTIONS, **(section["options"] or {})}}
+    return {"name": DEFAULT_SAMPLER, "options": _over_defaults(DEFAULT_SAMPLER_OPTIONS, section["options"])}
+
+
+def _over_defaults(defaults: Mapping[str, Any], options: Any) -> Any:
+    """The file's ``options`` over the default component's; anything but a mapping is left as
+    written, for the section's check to refuse by its key."""
+    if options is None:
+        return dict(defaults)
+    return {**defaults, **options} if isinstance(options, dict) else options
 
 
 def default_pruner_section(section: dict[str, Any], objective: ObjectiveSpec, space: Sequence[ParamSpec],
@@ -263,11 +271,11 @@ def default_pruner_section(section: dict[str, Any], objective: ObjectiveSpec, sp
     if section["name"] is not None:
         return section
     if n_objectives > 1:
-        return {"name": DEFAULT_MULTI_OBJECTIVE_PRUNER, "options": section["options"] or {}}
+        return {"name": DEFAULT_MULTI_OBJECTIVE_PRUNER, "options": _over_defaults({}, section["options"])}
     highs = {p.name: _largest(p) for p in space}
     budget = declared_budget(objective.name, objective.fixed, highs)
     return {"name": DEFAULT_PRUNER,
-            "options": {**default_pruner_options(DEFAULT_PRUNER, budget), **(section["options"] or {})}}
+            "options": _over_defaults(default_pruner_options(DEFAULT_PRUNER, budget), section["options"])}
 
 
 def _largest(p: ParamSpec) -> Any:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -129,7 +130,7 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
             return study
         # One process at a time: the first RDB connection creates the tables, the first worker the study.
         with study_lock(spec):
-            storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, "heartbeat stopped"))
+            storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, HEARTBEAT_STOPPED))
             existed = spec.study.name in {s.study_name for s in storage.get_all_studies()}
             if existed:  # create_study(load_if_exists=True) would append a "create study" record each time
                 study = optuna.load_study(study_name=spec.study.name, storage=storage)
@@ -330,15 +331,42 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
 
     from hpo._optuna_compat import storage_of
 
+    silent: list[FrozenTrial] = []
     if not isinstance(storage_of(study), optuna.storages.JournalStorage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # RDB heartbeat; re-queues via open_study's callback
+        silent = never_beat(study, spec)
     with study_lock(spec):
         recovered = _fail_and_requeue(study, spec, orphaned_trials(study),
                                       lambda t: f"worker {t.user_attrs.get(WORKER)} died during the trial")
+        recovered += _fail_and_requeue(study, spec, silent, lambda t: HEARTBEAT_STOPPED)
     _reconcile_tracker(study, tracker)
     return recovered
+
+
+HEARTBEAT_STOPPED = "heartbeat stopped"  # the retry reason of a trial whose heartbeat stopped (or never began)
+
+# When this process first saw each RUNNING trial that had no heartbeat yet (its monotonic clock: the
+# machines' clocks need not agree). See never_beat.
+_WITHOUT_HEARTBEAT_SINCE: dict[int, float] = {}
+
+
+def never_beat(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
+    """RUNNING trials that this process has seen without any heartbeat for longer than the grace.
+
+    Their worker died after creating the trial and before recording its first heartbeat, which
+    Optuna's stale check never fails (it skips trials without one); a live worker records it
+    within milliseconds (:func:`next_trial`).
+    """
+    from hpo._optuna_compat import running_trials_without_heartbeat, trial_id
+
+    now, grace = time.monotonic(), spec.study.heartbeat_grace
+    ids = set(running_trials_without_heartbeat(study))
+    for gone in set(_WITHOUT_HEARTBEAT_SINCE) - ids:
+        del _WITHOUT_HEARTBEAT_SINCE[gone]
+    silent = {i for i in ids if now - _WITHOUT_HEARTBEAT_SINCE.setdefault(i, now) > grace}
+    return [t for t in study.get_trials(deepcopy=False) if trial_id(t) in silent] if silent else []
 
 
 def recover_trials_of(study: optuna.Study, spec: StudySpec, tracker: Tracker | None, label: tuple[str, str],

@@ -38,7 +38,7 @@ def train_from_export(
         ``{"values": [...], "exported": [...], "model": path or None, "mlflow_run_id": id or None,
         "quantized": int8 path or None, "quantize_metrics": {...}}``.
     """
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     if quantize is not None:
         _check_quantize(quantize)
     cfg = read_export(path)[0]

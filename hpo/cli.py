@@ -15,8 +15,10 @@ from rich.console import Console
 
 from hpo._errors import HpoError, SpecError, UsageError, disk_full_error, one_line, os_error_message
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a long line (a path, an error) is printed whole and left to the terminal to fold; rich
+# would otherwise break it at 80 columns when the output is a pipe or a file, paths included.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 

@@ -76,9 +76,10 @@ def add_node(cluster: RayCluster, host: str, **args: Any) -> Any:
     return node
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
-    """Nodes A (head) and B, 2 CPUs each; shut down (every Ray process ended) after the session."""
+    """Nodes A (head) and B, 2 CPUs each; shut down (every Ray process ended) after this file's tests:
+    an idle cluster's processes would take CPU from the rest of the suite."""
     from ray.cluster_utils import Cluster
 
     with worker_host("ray-a"):

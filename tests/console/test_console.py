@@ -51,6 +51,21 @@ def test_piped_run_prints_bracketed_text_verbatim(workdir, write_space):
     assert "bad [/red] value [b]here[/b]" in out.stdout, out.stdout
 
 
+def test_piped_output_never_breaks_a_long_path(workdir, write_space):
+    """Rich folded every line at 80 columns when writing to a pipe or a file, paths included: a
+    path printed for the user to copy came out cut in two."""
+    import os
+
+    space = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 1, "seed": 0}))
+    target = workdir / ("a-folder-with-a-rather-long-name-" * 3) / "best.yaml"
+    env = {**os.environ, "COLUMNS": "80"}
+    for args in (["run", str(space), "--no-report"], ["export", str(space), "-o", str(target)]):
+        out = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=workdir, capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+    assert len(str(target)) > 100 and f"wrote {target}" in out.stdout, out.stdout
+
+
 def test_live_line_shows_the_running_trial_with_one_job(workdir, write_space):
     """With one worker the line used to be redrawn only between trials: always `running 0`."""
     from rich.console import Console

@@ -142,10 +142,10 @@ def test_heartbeat_recovers_a_trial_whose_machine_went_silent(postgres_server, w
     worker_a = start_hpo("run", path, "--no-report", cwd=workdir, env=env_a)
     deadline = time.monotonic() + 60
     running = []
-    while not running and time.monotonic() < deadline:
+    while not running and time.monotonic() < deadline:  # a trial mid-way: its params sampled
         time.sleep(0.3)
         try:
-            running = [t for t in load_trials(path) if t.state.name == "RUNNING"]
+            running = [t for t in load_trials(path) if t.state.name == "RUNNING" and t.params]
         except Exception:  # noqa: BLE001 - the study may not exist yet
             pass
     worker_a.send_signal(signal.SIGKILL)

@@ -192,3 +192,47 @@ def test_a_trial_is_found_stale_even_if_its_worker_died_before_its_heartbeat_thr
         optuna.storages.fail_stale_trials(study)
     assert study.get_trials()[taken.number].state == TrialState.FAIL, changed(
         "optuna.storages._heartbeat.is_heartbeat_enabled / RDBStorage.record_heartbeat")
+
+
+def test_running_trials_without_heartbeat_are_those_not_beaten_yet(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/nb.db", heartbeat_interval=60)
+    study = optuna.create_study(storage=storage, study_name="nb")
+    quiet, beaten, done = (study.ask() for _ in range(3))
+    compat.first_heartbeat(study, compat.trial_id(beaten))
+    study.tell(done, 1.0)
+    assert compat.running_trials_without_heartbeat(study) == [compat.trial_id(quiet)], changed(
+        "the trials / trial_heartbeats tables (hpo._optuna_compat.running_without_heartbeat_sql)")
+    no_beats = optuna.create_study(storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/x.db"))
+    no_beats.ask()
+    assert compat.running_trials_without_heartbeat(no_beats) == []  # no heartbeat: nothing to judge
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_recovered_after_the_grace(write_space, tmp_path):
+    """A worker on another machine created a trial and died before recording its first heartbeat:
+    Optuna's stale check never fails such a trial; hpo does once it has stayed silent for the grace."""
+    import warnings
+
+    from _helpers import base_space
+
+    from hpo._spec import load_spec
+    from hpo._study import open_study, recover_orphans
+
+    doc = base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0,
+                            "storage": f"sqlite:///{tmp_path}/hb.db", "heartbeat_interval": 1, "heartbeat_grace": 2})
+    spec = load_spec(write_space(doc))
+    study = open_study(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        created = optuna.trial.create_trial(state=TrialState.RUNNING, params={"x": 1.5},
+                                            distributions={"x": optuna.distributions.FloatDistribution(-5, 5)},
+                                            user_attrs={"worker": "elsewhere:123", "worker_start": "1"})
+    compat.storage_of(study).create_new_trial(compat.study_id(study), template_trial=created)
+    assert recover_orphans(study, spec) == []  # first seen now, without a heartbeat
+    time.sleep(1.0)
+    assert recover_orphans(study, spec) == []  # a live worker would have beaten by now; not yet the grace
+    time.sleep(1.5)
+    assert recover_orphans(study, spec) == [0]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs["fixed_params"] == {"x": 1.5}  # enqueue_trial: the same params again
+    assert trials[1].user_attrs["retry_reason"] == "heartbeat stopped"
