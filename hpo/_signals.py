@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,9 @@ def install_signal_handlers() -> dict[int, Any]:
     """
 
     def handle(signum: int, frame: Any) -> None:
+        if _in_import_machinery(frame) and time.monotonic() - _deferred.setdefault(signum, time.monotonic()) < DEFER_S:
+            _deliver_again(signum)
+            return
         # Ignored, not queued: a second Ctrl-C must not cut the cleanup (fail + re-queue) short.
         for sig in SIGNAL_EXIT_CODES:
             signal.signal(sig, signal.SIG_IGN)
@@ -47,10 +51,32 @@ def install_signal_handlers() -> dict[int, Any]:
         raise Interrupted(signum)
 
     _received.clear()  # signals of an earlier run in this process are not this run's
+    _deferred.clear()
     return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
 
 
 _received: list[int] = []  # the signals handle() turned into Interrupted, in order (this run's)
+_deferred: dict[int, float] = {}  # when handle() first put off each signal (see _in_import_machinery)
+DEFER_S = 5.0  # the longest a signal waits for the import system to leave its own code
+REDELIVER_S = 0.02
+
+
+def _in_import_machinery(frame: Any) -> bool:
+    """Whether the signal landed in the import system's own code (not a module being imported).
+
+    An exception raised there can leave Python's global import lock held by the main thread (the
+    module-lock clean-up acquires it one instruction before its ``try``): every other thread's next
+    import then blocks for good, and the MLflow writer thread's did, so ``hpo run`` hung after a
+    SIGTERM instead of writing its last records and exiting.
+    """
+    return frame is not None and frame.f_code.co_filename.startswith("<frozen importlib")
+
+
+def _deliver_again(signum: int) -> None:
+    """The signal again in a moment, to the main thread (a real signal: it also ends a blocking call)."""
+    timer = threading.Timer(REDELIVER_S, signal.pthread_kill, args=(threading.main_thread().ident, signum))
+    timer.daemon = True
+    timer.start()
 
 
 def raise_if_signalled() -> None:

@@ -47,7 +47,9 @@ PY
 
 step "installing the wheel into a clean venv"
 "$python" -m venv "$work/venv"
-pip=("$work/venv/bin/python" -m pip install --quiet -c "$root/constraints.txt")
+# --no-compile: Python compiles what the study imports when it first imports it; compiling every module
+# of torch, MLflow and the rest up front took a third of this script's CPU time (82 s -> 56 s).
+pip=("$work/venv/bin/python" -m pip install --quiet --no-compile -c "$root/constraints.txt")
 "${pip[@]}" "torch==$(grep -E '^torch==' "$root/constraints.txt" | cut -d= -f3)"
 "${pip[@]}" "$wheel"
 

@@ -26,6 +26,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[SESSION_MARKER] = uuid.uuid4().hex  # an inner pytest gets its own
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files holding long (``slow``) tests run first, each file's tests together and in order: in
+    parallel runs a long test started last kept one process busy while the others had finished."""
+    long_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: the order within stays
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_running():
     """Fails the session when a process started during it still runs at its end (then kills it).

@@ -159,3 +159,21 @@ def test_a_running_trial_no_worker_ever_claimed_is_recovered(write_space, cli, m
     trials = load_trials(path)
     assert trials[0].state.name == "FAIL" and "died" in trials[0].user_attrs["fail_reason"]
     assert len([t for t in trials if t.state.name == "COMPLETE"]) == 3
+
+
+@pytest.mark.parametrize("cuda_in_use", [False, True])
+def test_a_full_collection_after_each_trial_only_once_cuda_is_in_use(write_space, cli, monkeypatch, cuda_in_use):
+    """With torch imported a full collection costs 0.2-0.5 s: on the CPU it made a study of short
+    trials several times slower; on a GPU it frees the device memory a failed trial's cycles hold."""
+    import gc
+
+    import torch
+
+    collections, emptied = [], []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda_in_use)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
+    code, out, err = cli("run", write_space(base_space(study={"direction": "minimize", "metric": "loss",
+                                                              "n_trials": 3, "seed": 0})), "--no-report")
+    assert code == 0, out + err
+    assert (len(collections), len(emptied)) == ((3, 3) if cuda_in_use else (0, 0))

@@ -52,3 +52,26 @@ def test_a_new_run_in_the_same_process_starts_clean(handlers):
     swallow_a_sigterm()
     install_signal_handlers()  # the next run (tests and programs may run several)
     raise_if_signalled()
+
+
+# Code that Python reports as the import system's own (as its module-lock clean-up is), signalling
+# itself in the middle: the handler must not raise there.
+IMPORT_MACHINERY = compile(
+    "import os, signal\n"
+    "os.kill(os.getpid(), signal.SIGTERM)\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: the handler runs here\n"
+    "finished.append(True)  # an exception above would leave a lock held here\n",
+    "<frozen importlib._bootstrap>", "exec")
+
+
+def test_a_signal_in_the_import_system_is_raised_once_it_has_left_it(handlers):
+    """A SIGTERM landing in importlib's own code left Python's import lock held, and the MLflow
+    writer thread blocked on its next import: `hpo run` hung after SIGTERM instead of exiting."""
+    import time
+
+    finished: list[bool] = []
+    with pytest.raises(Interrupted) as info:
+        exec(IMPORT_MACHINERY, {"finished": finished})
+        assert finished == [True]  # the import system's code ran to its end
+        time.sleep(5)  # the signal comes again once it has left the import system
+    assert finished == [True] and info.value.exit_code == 143
