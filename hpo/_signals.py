@@ -118,5 +118,13 @@ def interrupt_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        restore_signal_handlers(previous)
+
+
+def restore_signal_handlers(previous: dict[int, Any]) -> None:
+    """Puts back the handlers :func:`install_signal_handlers` replaced, and forgets the signals it
+    received: code that runs after the block (a next study in the same process) is not interrupted."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    _received.clear()
+    _deferred.clear()

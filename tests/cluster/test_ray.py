@@ -70,8 +70,24 @@ def worker_host(name: str) -> Iterator[None]:
 
 
 def add_node(cluster: RayCluster, host: str, **args: Any) -> Any:
-    with worker_host(host):
-        node = cluster.cluster.add_node(**{**SMALL, **args})
+    """Adds a node; Ray gives a new node 30 s to register with the cluster, which a loaded 2-core
+    machine can miss ("The current node timed out during startup"): then the half-started node's
+    processes are ended and it is started once more."""
+    from _helpers import marked_processes
+
+    marker = ("HPO_TEST_SESSION", os.environ["HPO_TEST_SESSION"])
+    for attempt in (1, 2):
+        before = set(marked_processes(*marker))
+        try:
+            with worker_host(host):
+                node = cluster.cluster.add_node(**{**SMALL, **args})
+            break
+        except Exception as exc:
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            for pid in set(marked_processes(*marker)) - before:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     cluster.cluster.wait_for_nodes()
     return node
 

@@ -6,15 +6,15 @@ import signal
 
 import pytest
 
-from hpo._signals import Interrupted, install_signal_handlers, raise_if_signalled
+from hpo._signals import Interrupted, install_signal_handlers, raise_if_signalled, restore_signal_handlers
 
 
 @pytest.fixture
 def handlers():
     previous = install_signal_handlers()
     yield
-    for sig, handler in previous.items():
-        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    restore_signal_handlers(previous)
+    raise_if_signalled()  # forgotten: the tests after these are not interrupted
 
 
 def swallow_a_sigterm():
