@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JournalFileBackend", "count_trials_by_state_sql", "first_heartbeat", "heartbeat", "make_grpc_server",
-    "pop_waiting_trial_id", "running_trials_without_heartbeat",
+    "pop_waiting_trial_id", "running_trials_without_heartbeat", "settings_of",
     "reset_trial_cache", "storage_of", "study_id", "trial_id",
 ]
 
@@ -108,6 +108,23 @@ def first_heartbeat(study: optuna.Study, trial_id_: int) -> None:
     storage = storage_of(study)
     if is_heartbeat_enabled(storage):
         storage.record_heartbeat(trial_id_)
+
+
+# The options hpo sets on Optuna's components and checks afterwards, which Optuna keeps only as
+# private attributes of the same name with a leading underscore.
+_SETTINGS: dict[str, tuple[str, ...]] = {
+    "TPESampler": ("constant_liar", "multivariate"),
+    "HyperbandPruner": ("min_resource", "max_resource", "reduction_factor"),
+}
+
+
+def settings_of(component: Any) -> dict[str, Any]:
+    """The options a TPE sampler or a Hyperband pruner was built with (``TPESampler._constant_liar``,
+    ``HyperbandPruner._max_resource``, ...)."""
+    names = _SETTINGS.get(type(component).__name__)
+    if names is None:
+        raise TypeError(f"no settings known for {type(component).__name__}; known: {', '.join(_SETTINGS)}")
+    return {name: getattr(component, f"_{name}") for name in names}
 
 
 # Optuna's RDB schema: a trial's heartbeat is its one row in ``trial_heartbeats`` (none before the first beat).

@@ -135,7 +135,7 @@ def test_yaml_is_loaded_safely(write_space):
 
 def test_tpe_uses_the_constant_liar_unless_told_otherwise():
     from hpo._components import make_sampler
+    from hpo._optuna_compat import settings_of
 
-    # Optuna keeps the option as `_constant_liar`; reading it is the cheapest observable check.
-    assert make_sampler("tpe", {}, 0)._constant_liar is True
-    assert make_sampler("tpe", {"constant_liar": False}, 0)._constant_liar is False
+    assert settings_of(make_sampler("tpe", {}, 0))["constant_liar"] is True
+    assert settings_of(make_sampler("tpe", {"constant_liar": False}, 0))["constant_liar"] is False

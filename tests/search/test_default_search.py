@@ -46,12 +46,14 @@ def test_defaults_for_a_builtin_objective(write_space, fixed, space, max_resourc
 def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
     import optuna
 
+    from hpo._optuna_compat import settings_of
+
     study = open_study(load_spec(write_space(builtin_space({"max_epochs": 15}))))
     sampler, pruner = study.sampler, study.pruner
     assert isinstance(sampler, optuna.samplers.TPESampler)
-    assert sampler._constant_liar and not sampler._multivariate
+    assert settings_of(sampler)["constant_liar"] is True and not settings_of(sampler)["multivariate"]
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
-    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (1, 15, 3)
+    assert settings_of(pruner) == {"min_resource": 1, "max_resource": 15, "reduction_factor": 3}
 
 
 def test_a_function_objective_lets_hyperband_learn_its_steps(write_space):
