@@ -173,7 +173,7 @@ class StudySummary:
 
 
 _KNOWN_INFO_KEYS = {"study_name", "sampler", "pruner", "objective", "metrics", "metric",
-                    "max_epochs", "space_file"}
+                    "max_epochs", "space_file", "mlflow_run_ids"}
 
 
 def resolve_max_epochs(study: optuna.Study, info: Mapping[str, Any] | None = None) -> int | None:
@@ -242,6 +242,9 @@ def study_summary(study: optuna.Study, info: Mapping[str, Any] | None = None) ->
             summary.best_trial_number = best.number
             summary.best_params = dict(best.params)
             summary.best_user_attrs = dict(best.user_attrs)
+            run_id = (info.get("mlflow_run_ids") or {}).get(best.number)
+            if run_id is not None and summary.best_user_attrs.get("mlflow_run_id") is None:
+                summary.best_user_attrs["mlflow_run_id"] = run_id
     elif multi:
         summary.pareto_size = 0
     return summary

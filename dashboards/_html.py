@@ -377,7 +377,9 @@ def build_report(study: optuna.Study, path: str | os.PathLike[str], *,
 
     ``info`` adds header details and overrides what the study's user attrs say: ``study_name``,
     ``sampler``, ``pruner``, ``objective``, ``metrics`` (objective names), ``max_epochs`` (used
-    for the pruning savings) and ``space_file``; other keys are shown in the header as given.
+    for the pruning savings), ``space_file`` and ``mlflow_run_ids`` (trial number -> MLflow run id,
+    for trials whose user attrs do not hold ``mlflow_run_id``); other keys are shown in the header
+    as given.
     Parent directories are created; the file is written atomically. Returns the path.
     """
     out = Path(path)

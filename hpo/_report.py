@@ -23,10 +23,19 @@ def write_report(spec: StudySpec, study: Any, output_dir: Path | None = None) ->
         "metrics": list(spec.study.metrics),
         "max_epochs": max_epochs if isinstance(max_epochs, int) else None,
         "space_file": spec.source,
+        "mlflow_run_ids": _run_ids(study),
     }
     build_report(study, path, info=info)
     log_study_artifact(spec, study, path)
     return path
+
+
+def _run_ids(study: Any) -> dict[int, str]:
+    """Each finished trial's MLflow run id, also of trials that ended before MLflow had started
+    (their id is kept on the study: :func:`hpo._study.run_id_of`)."""
+    from hpo._study import run_ids_of
+
+    return run_ids_of(study, [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
 
 
 def log_study_artifact(spec: StudySpec, study: Any, path: Path) -> None:

@@ -226,12 +226,20 @@ def record_run_id(study: optuna.Study, trial: optuna.Trial, run_id: str) -> None
 
 def run_id_of(study: optuna.Study, trial: FrozenTrial) -> str | None:
     """The trial's tracker run id, wherever :func:`record_run_id` put it (None: no run)."""
+    return run_ids_of(study, [trial]).get(trial.number)
+
+
+def run_ids_of(study: optuna.Study, trials: Sequence[FrozenTrial]) -> dict[int, str]:
+    """:func:`run_id_of` for many trials (one read of the study's attrs): number -> run id, for
+    those that have a run."""
     from hpo._optuna_compat import storage_of, study_id
 
-    if keys.MLFLOW_RUN_ID in trial.user_attrs:
-        return trial.user_attrs[keys.MLFLOW_RUN_ID]
-    attrs = storage_of(study).get_study_system_attrs(study_id(study))
-    return attrs.get(f"{keys.MLFLOW_RUN_PREFIX}{trial.number}")
+    ids = {t.number: t.user_attrs[keys.MLFLOW_RUN_ID] for t in trials if keys.MLFLOW_RUN_ID in t.user_attrs}
+    if len(ids) < len(trials):
+        attrs = storage_of(study).get_study_system_attrs(study_id(study))
+        ids.update({t.number: attrs[f"{keys.MLFLOW_RUN_PREFIX}{t.number}"] for t in trials
+                    if t.number not in ids and f"{keys.MLFLOW_RUN_PREFIX}{t.number}" in attrs})
+    return {number: run_id for number, run_id in ids.items() if run_id is not None}
 
 
 def cap_reached(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> bool:

@@ -106,3 +106,25 @@ def test_a_new_store_is_a_copy_of_a_migrated_template_not_migrated_again(tmp_pat
     con = sqlite3.connect(tmp_path / "third" / "mlflow.db")
     (location,) = con.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0").fetchone()
     assert location.endswith("/third/mlflow-artifacts/0")  # MLflow's Default experiment, made for this store
+
+
+def test_the_dashboard_names_the_mlflow_run_of_a_best_trial_that_ended_before_mlflow_started(tmp_path):
+    """The best trial's run id was read from its user attrs only: a trial that ended while MLflow
+    was still starting (its id kept on the study) showed no MLflow run on the dashboard."""
+    import optuna
+    from _helpers import base_space
+
+    from hpo._report import write_report
+    from hpo._spec import spec_from_dict
+    from hpo._study import record_run_id
+
+    (tmp_path / "objs.py").write_text("def quadratic(params, ctx):\n    return {\"loss\": 0.0}\n")
+    spec = spec_from_dict(base_space(), source=str(tmp_path / "space.yaml"))
+    study = optuna.create_study()
+    best, other = study.ask(), study.ask()
+    study.tell(best, 0.5)
+    study.tell(other, 2.0)
+    record_run_id(study, best, "b" * 32)  # created after the trial ended: kept on the study
+    text = write_report(spec, study, tmp_path).read_text()
+    best_section = text[text.index('id="best"'):text.index('id="best"') + 3000]
+    assert "mlflow_run_id" in best_section and "b" * 32 in best_section
