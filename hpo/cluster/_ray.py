@@ -29,8 +29,6 @@ from hpo._errors import HpoError, UsageError, one_line
 POLL_S = 0.5
 CRASH_RESTARTS = 3  # restarts for tasks that raised (lost tasks always restart)
 SHUTDOWN_GRACE_S = 60
-# A cancelled task still running its trial after this long lost its cancel: it is killed at once.
-CANCEL_IGNORED_S = 10.0
 # Once the study is complete, tasks still not done are waiting for a node (one was lost and no
 # other has room) or about to return: cancelled after this long.
 COMPLETE_GRACE_S = 10.0
@@ -245,16 +243,6 @@ class RayWorkers:
             return None
         return (code, reason) if code == EXIT_TOO_MANY_FAILURES else (1, f"worker {index}: {reason}")
 
-    def _still_running_a_trial(self, refs: list[Any]) -> bool:
-        """Whether one of these tasks still runs a trial: a cancelled task fails and re-queues its
-        trial at once, unless the cancel's KeyboardInterrupt was lost (Python drops one that lands in
-        a weakref callback or a ``__del__``, "Exception ignored in ...")."""
-        from optuna.trial import TrialState
-
-        tasks = {ref.task_id().hex() for ref in refs}
-        return any(t.user_attrs.get(keys.CLUSTER_WORKER) in tasks
-                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
     def _lost(self, index: int, ref: Any, exc: Exception) -> None:
         from hpo._run import study_is_complete
         from hpo._study import recover_trials_of
@@ -275,11 +263,7 @@ class RayWorkers:
         refs = list(self.refs.values())
         for ref in refs:
             self.ray.cancel(ref)
-        pending, started = refs, time.monotonic()
-        while pending and time.monotonic() - started < SHUTDOWN_GRACE_S:
-            _, pending = self.ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
-            if time.monotonic() - started > CANCEL_IGNORED_S and self._still_running_a_trial(pending):
-                break  # its cancel was lost: the kill below ends it now instead of after the grace
+        self.ray.wait(refs, num_returns=len(refs), timeout=SHUTDOWN_GRACE_S)
         for ref in refs:
             self.ray.cancel(ref, force=True)
         self.refs.clear()
