@@ -18,11 +18,15 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
         time.sleep(interval)
 
 
-def running(path):
+def trials_so_far(path):
     try:
-        return [t for t in load_trials(path) if t.state.name == "RUNNING"]
-    except Exception:  # noqa: BLE001 - the study may not exist yet
+        return load_trials(path)
+    except Exception:  # noqa: BLE001 - the study may not exist yet (its folder comes before its journal)
         return []
+
+
+def running(path):
+    return [t for t in trials_so_far(path) if t.state.name == "RUNNING"]
 
 
 def slow_space(n_trials: int, sleep: float = 0.05) -> dict:
@@ -33,7 +37,7 @@ def slow_space(n_trials: int, sleep: float = 0.05) -> dict:
 def test_sigkilled_run_resumes_to_exactly_n_trials(write_space, workdir):
     path = write_space(slow_space(6))
     proc = start_hpo("run", path, "--no-report", cwd=workdir)
-    wait_until(lambda: len(load_trials(path)) >= 3 if (workdir / "hpo-runs").exists() else False)
+    wait_until(lambda: len(trials_so_far(path)) >= 3)
     wait_until(lambda: running(path))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
