@@ -102,6 +102,15 @@ def load_trials(space: Path) -> list[Any]:
     return open_study(load_spec(space), create=False).get_trials(deepcopy=False)
 
 
+def trials_so_far(space: Path) -> list[Any]:
+    """:func:`load_trials`, or [] while the study does not exist yet (a run just started: its
+    folder may exist before its journal)."""
+    try:
+        return load_trials(space)
+    except Exception:  # noqa: BLE001 - not there yet: no store, no study, no tables
+        return []
+
+
 def finish_exact_study(workers: list[subprocess.Popen], space: Path, n_trials: int, timeout: float) -> list[Any]:
     """Waits for every worker to exit 0, then checks the study holds exactly ``n_trials`` trials,
     all COMPLETE, taken by at least two workers; returns them."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import base_space, load_trials, start_hpo, wait_until
+from _helpers import base_space, load_trials, start_hpo, trials_so_far, wait_until
 
 from hpo import _keys as keys
 
@@ -191,12 +191,10 @@ def test_a_node_lost_mid_study_has_its_trial_requeued_at_once(ray_cluster, ray_s
                      "--no-report", cwd=workdir)
     try:
         def running_on_c() -> list[Any]:
-            with contextlib.suppress(Exception):  # the study may not exist yet
-                trials = [t for t in load_trials(space) if t.state.name == "RUNNING"]
-                # with its params sampled, so that the retry can be compared with them
-                return [t for t in trials if t.user_attrs.get(keys.NODE) == node_c.node_id and t.params] \
-                    if len(trials) == 3 else []
-            return []
+            trials = [t for t in trials_so_far(space) if t.state.name == "RUNNING"]
+            # with its params sampled, so that the retry can be compared with them
+            return [t for t in trials if t.user_attrs.get(keys.NODE) == node_c.node_id and t.params] \
+                if len(trials) == 3 else []
 
         lost = wait_until(running_on_c, timeout=180)[0]
         ray_cluster.cluster.remove_node(node_c, allow_graceful=False)
@@ -229,7 +227,7 @@ def test_ctrl_c_cancels_the_ray_workers_and_requeues_their_trials(ray_cluster, r
     proc = start_hpo("run", space, "--cluster", "ray", "--address", ray_cluster.address, "--jobs", "2",
                      "--no-report", cwd=workdir)
     try:
-        wait_until(lambda: len([t for t in _trials(space) if t.state.name == "RUNNING"]) == 2, timeout=180)
+        wait_until(lambda: len([t for t in trials_so_far(space) if t.state.name == "RUNNING"]) == 2, timeout=180)
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -244,13 +242,6 @@ def test_ctrl_c_cancels_the_ray_workers_and_requeues_their_trials(ray_cluster, r
     queued = [t for t in trials if t.state.name == "WAITING"]
     assert sorted(t.user_attrs[keys.RETRY_OF] for t in queued) == sorted(t.number for t in interrupted)
     assert all(t.user_attrs[keys.RETRY_COUNT] == 0 for t in queued)
-
-
-def _trials(space: Path) -> list[Any]:
-    try:
-        return load_trials(space)
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return []
 
 
 def test_hpo_run_without_cluster_never_imports_ray(workdir, write_space):

@@ -19,16 +19,13 @@ from _helpers import (
     resume_to_the_end,
     start_hpo,
     trial_worker_pids,
+    trials_so_far,
     wait_until,
 )
 
 
 def live_worker_pids(path) -> list[int]:
-    try:
-        trials = load_trials(path)
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return []
-    pids = {int(t.user_attrs["worker"].rpartition(":")[2]) for t in trials
+    pids = {int(t.user_attrs["worker"].rpartition(":")[2]) for t in trials_so_far(path)
             if t.state.name == "RUNNING" and "worker" in t.user_attrs}
     return [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
 
@@ -68,10 +65,7 @@ def chaos_space(n_trials: int) -> dict:
 
 
 def completed(path) -> int:
-    try:
-        return len([t for t in load_trials(path) if t.state.name == "COMPLETE"])
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return 0
+    return len([t for t in trials_so_far(path) if t.state.name == "COMPLETE"])
 
 
 def kill_workers(path, proc, count: int, rng: random.Random) -> list[int]:

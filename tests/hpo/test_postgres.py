@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from _helpers import assert_no_running_mlflow_runs, base_space, finish_exact_study, load_trials, start_hpo
+from _helpers import assert_no_running_mlflow_runs, base_space, finish_exact_study, load_trials, start_hpo, trials_so_far
 
 
 def fast_space(storage: str, n_trials: int, objective: str = "objs.py:quadratic", **fixed) -> dict:
@@ -144,10 +144,7 @@ def test_heartbeat_recovers_a_trial_whose_machine_went_silent(postgres_server, w
     running = []
     while not running and time.monotonic() < deadline:  # a trial mid-way: its params sampled
         time.sleep(0.3)
-        try:
-            running = [t for t in load_trials(path) if t.state.name == "RUNNING" and t.params]
-        except Exception:  # noqa: BLE001 - the study may not exist yet
-            pass
+        running = [t for t in trials_so_far(path) if t.state.name == "RUNNING" and t.params]
     worker_a.send_signal(signal.SIGKILL)
     worker_a.wait()
     (lost,) = running

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from _helpers import base_space, load_trials, start_hpo
+from _helpers import base_space, load_trials, start_hpo, trials_so_far
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
@@ -16,13 +16,6 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         time.sleep(interval)
-
-
-def trials_so_far(path):
-    try:
-        return load_trials(path)
-    except Exception:  # noqa: BLE001 - the study may not exist yet (its folder comes before its journal)
-        return []
 
 
 def running(path):

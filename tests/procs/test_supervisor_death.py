@@ -14,6 +14,7 @@ from _helpers import (
     resume_to_the_end,
     start_hpo,
     trial_worker_pids,
+    trials_so_far,
     wait_until,
 )
 
@@ -29,10 +30,7 @@ def held_space(workdir, n_trials: int) -> dict:
 
 def running_claimed(path, count: int) -> list:
     """The RUNNING trials, once ``count`` of them say which worker runs them."""
-    try:
-        trials = [t for t in load_trials(path) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return []
+    trials = [t for t in trials_so_far(path) if t.state.name == "RUNNING" and "worker" in t.user_attrs]
     return trials if len(trials) >= count else []
 
 

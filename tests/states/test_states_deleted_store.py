@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from _helpers import load_trials, start_hpo
+from _helpers import start_hpo, trials_so_far
 
 
 def running(runs) -> list[str]:
@@ -78,8 +78,4 @@ def load_study_uuid(path) -> str:
     return open_study(load_spec(path), create=False).user_attrs["study_uuid"]
 
 
-def _trials(path):
-    try:
-        return load_trials(path)
-    except Exception:  # noqa: BLE001 - the study may not exist yet
-        return []
+_trials = trials_so_far

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from _helpers import base_space, load_trials, start_hpo
+from _helpers import base_space, start_hpo, trials_so_far
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 
@@ -80,10 +80,7 @@ def test_jobs_2_gives_one_child_per_trial(write_space, workdir, tmp_path):
 
 
 def running_trials(path):
-    try:
-        return [t for t in load_trials(path) if t.state.name == "RUNNING"]
-    except Exception:  # noqa: BLE001 - the study may not exist yet (its folder comes before its journal)
-        return []
+    return [t for t in trials_so_far(path) if t.state.name == "RUNNING"]
 
 
 def test_killed_worker_is_reported_by_status_and_closed_by_the_next_run(write_space, workdir, tmp_path, cli):
