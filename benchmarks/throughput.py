@@ -6,7 +6,8 @@ Workloads (``--workloads``, comma-separated):
 * ``convnet-WxDxB``: the built-in ``image_classifier`` network on digits (device-resident tensors,
   batched by index), width W, depth D, batch B;
 * ``resnet``: the built-in ``resnet_classifier`` network (``--resnet-depth``, width 16) on
-  synthetic 3x32x32 images, 10 classes, 384 training images, batch 32;
+  synthetic 3x32x32 images, 10 classes, ``--resnet-images`` training images (384), batch
+  ``--resnet-batch`` (32);
 * ``user``: the example user package ``examples/my_models`` (``SmallCNN(width=64)`` written with
   ``import lightning as L``, ``DigitsDataModule(batch_size=64)`` with ordinary DataLoaders).
 
@@ -26,8 +27,14 @@ fastest epoch (the least disturbed on a shared machine). Runs are interleaved ov
 rounds, the mean step time of the raw loop, and the ratios of the medians. ``cpu`` rates use
 this process's CPU time, which other processes' load affects far less than the wall clock.
 
+``--accelerator gpu`` runs every side on the first CUDA device: the built-ins' index-batched data
+sits on the GPU on every side, a DataLoader's batches are copied to it per step (as Lightning
+does), and each epoch's clock is read after ``torch.cuda.synchronize()``. Only the wall-clock
+table means anything there.
+
     python benchmarks/throughput.py [--workloads convnet-32x2x64,convnet-64x2x256,resnet,user]
         [--epochs 6 --warmup 2 --repeats 3 --threads 1 --precision 32-true --patches]
+        [--accelerator gpu --resnet-images 8192 --resnet-batch 128]
 """
 
 from __future__ import annotations
@@ -46,7 +53,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SIDES = ("hpo", "lightning", "raw")
-RESNET_IMAGES, RESNET_BATCH = 384, 32
 USER_WIDTH, USER_BATCH = 64, 64
 LR = 1e-3
 
@@ -64,19 +70,19 @@ def _convnet(spec: str):
     return _builtin(cfg, arrays)
 
 
-def _resnet(depth: int):
+def _resnet(depth: int, images: int, batch: int):
     import numpy as np
 
     from objectives._config import TrainConfig
     from objectives._data import ArrayData
 
     rng = np.random.default_rng(0)
-    n_val = RESNET_IMAGES // 4
-    y = rng.integers(0, 10, RESNET_IMAGES + n_val)
+    n_val = images // 4
+    y = rng.integers(0, 10, images + n_val)
     means = rng.normal(0, 1, (10, 3, 1, 1)).astype(np.float32)
     x = (means[y] + rng.normal(0, 1, (len(y), 3, 32, 32))).astype(np.float32)
-    arrays = ArrayData(x[:RESNET_IMAGES], y[:RESNET_IMAGES], x[RESNET_IMAGES:], y[RESNET_IMAGES:], 10, "synthetic")
-    cfg = TrainConfig(dataset="digits", arch="resnet", depth=depth, width=16, batch_size=RESNET_BATCH, lr=LR, seed=0)
+    arrays = ArrayData(x[:images], y[:images], x[images:], y[images:], 10, "synthetic")
+    cfg = TrainConfig(dataset="digits", arch="resnet", depth=depth, width=16, batch_size=batch, lr=LR, seed=0)
     return _builtin(cfg, arrays)
 
 
@@ -112,17 +118,25 @@ def _user():
     return module, data, loader, len(loader) * USER_BATCH, cfg
 
 
-def build(workload: str, resnet_depth: int):
+def build(workload: str, args: argparse.Namespace):
     if workload.startswith("convnet-"):
         return _convnet(workload[len("convnet-"):])
     if workload == "resnet":
-        return _resnet(resnet_depth)
+        return _resnet(args.resnet_depth, args.resnet_images, args.resnet_batch)
     if workload == "user":
         return _user()
     raise SystemExit(f"unknown workload {workload!r}: expected convnet-WxDxB, resnet or user")
 
 
 # -- one side, in a child process ----------------------------------------------------------------------
+
+
+def _sync() -> None:
+    """Waits for the GPU's queued work, so that a clock read after it covers that work."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _timer(ns):
@@ -133,10 +147,12 @@ def _timer(ns):
             self.epochs: list[tuple[float, float]] = []
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
+            _sync()
             self._t, self._c = time.perf_counter(), time.process_time()
 
         def on_validation_start(self, trainer, pl_module) -> None:
             if not trainer.sanity_checking:
+                _sync()
                 self.epochs.append((time.perf_counter() - self._t, time.process_time() - self._c))
 
     return EpochTimer()
@@ -184,7 +200,13 @@ def _fit_hpo(module, data, cfg, epochs: int, unpatched: bool):
     return timer.epochs
 
 
-def _fit_lightning(module, data, cfg, epochs: int):
+def _device(accelerator: str):
+    import torch
+
+    return torch.device("cuda", 0) if accelerator == "gpu" else torch.device("cpu")
+
+
+def _fit_lightning(module, data, cfg, epochs: int, accelerator: str):
     import torch
 
     assert "objectives._fit" not in sys.modules, "plain Lightning must run without hpo's patches"
@@ -192,7 +214,10 @@ def _fit_lightning(module, data, cfg, epochs: int):
     if type(module).configure_optimizers is ns.LightningModule.configure_optimizers:  # none of its own
         module.configure_optimizers = lambda: torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=0.0)
     timer = _timer(ns)
-    trainer = ns.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, precision=cfg.precision,
+    for loader in (getattr(data, "train", None), getattr(data, "val", None)):
+        if hasattr(loader, "place"):  # the built-ins' index-batched data: on the training device, as hpo does
+            loader.place(_device(accelerator))
+    trainer = ns.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs, precision=cfg.precision,
                          logger=False, enable_progress_bar=False,
                          enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
                          callbacks=[timer])
@@ -203,24 +228,30 @@ def _fit_lightning(module, data, cfg, epochs: int):
     return timer.epochs
 
 
-def _fit_raw(module, batches, cfg, epochs: int):
+def _fit_raw(module, batches, cfg, epochs: int, accelerator: str):
     import torch
     import torch.nn.functional as F
 
-    model = getattr(module, "model", module)  # the built-ins' network, or the user module itself
+    device = _device(accelerator)
+    model = getattr(module, "model", module).to(device)  # the built-ins' network, or the user module itself
+    if hasattr(batches, "place"):
+        batches.place(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bf16 = cfg.precision == "bf16-mixed"
     out = []
     for _ in range(epochs):
         model.train()
+        _sync()
         t, c = time.perf_counter(), time.process_time()
         for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # no-ops for device data
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
             loss.backward()
             opt.step()
+        _sync()
         out.append((time.perf_counter() - t, time.process_time() - c))
     return out
 
@@ -230,13 +261,13 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     workload, side = args.child
-    module, data, batches, samples, cfg = build(workload, args.resnet_depth)
+    module, data, batches, samples, cfg = build(workload, args)
     cfg = cfg.replace(threads=args.threads, precision=args.precision)
     try:
         if side == "raw":
-            epochs = _fit_raw(module, batches, cfg, args.epochs)
+            epochs = _fit_raw(module, batches, cfg, args.epochs, args.accelerator)
         elif side == "lightning":
-            epochs = _fit_lightning(module, data, cfg, args.epochs)
+            epochs = _fit_lightning(module, data, cfg, args.epochs, args.accelerator)
         else:
             epochs = _fit_hpo(module, data, cfg, args.epochs, unpatched=side == "hpo-unpatched")
     except TypeError as exc:  # e.g. a lightning.pytorch module before hpo drives that package
@@ -244,15 +275,18 @@ def child(args: argparse.Namespace) -> None:
         return
     kept = epochs[args.warmup:]
     wall, cpu = min(t for t, _ in kept), min(c for _, c in kept)
-    print(json.dumps({"rate": samples / wall, "cpu_rate": samples / cpu, "ms_step": 1000 * cpu / len(batches)}))
+    step = wall if args.accelerator == "gpu" else cpu  # the GPU's time is wall time
+    print(json.dumps({"rate": samples / wall, "cpu_rate": samples / cpu, "ms_step": 1000 * step / len(batches)}))
 
 
 # -- the table ---------------------------------------------------------------------------------------------
 
 
-def _run_child(argv: list[str], workload: str, side: str) -> dict[str, Any]:
+def _run_child(argv: list[str], workload: str, side: str, accelerator: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *argv, "--child", workload, side]
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # CPU figures: fit() would take a visible GPU
+    env = dict(os.environ)
+    if accelerator == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # CPU figures: fit() would take a visible GPU
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
@@ -278,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads on every side")
     ap.add_argument("--resnet-depth", type=int, default=20)
+    ap.add_argument("--resnet-images", type=int, default=384, help="training images of the resnet workload")
+    ap.add_argument("--resnet-batch", type=int, default=32, help="batch size of the resnet workload")
+    ap.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     ap.add_argument("--patches", action="store_true", help="add the hpo-unpatched side")
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
@@ -286,22 +323,33 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
     passed = ["--epochs", str(args.epochs), "--warmup", str(args.warmup), "--threads", str(args.threads),
-              "--resnet-depth", str(args.resnet_depth), "--precision", args.precision]
+              "--resnet-depth", str(args.resnet_depth), "--resnet-images", str(args.resnet_images),
+              "--resnet-batch", str(args.resnet_batch), "--precision", args.precision, "--accelerator", args.accelerator]
     sides = SIDES + (("hpo-unpatched",) if args.patches else ())
     workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {(w, s): [] for w in workloads for s in sides}
-    for _ in range(args.repeats):  # interleaved: every side sees the same spread of machine load
+    for done in range(1, args.repeats + 1):  # interleaved: every side sees the same spread of machine load
         for workload in workloads:
             for side in sides:
-                results[workload, side].append(_run_child(passed, workload, side))
-    print(f"CPU, {args.precision}, {args.epochs} epochs ({args.warmup} warm-up), fastest epoch per run, median [min-max] of "
-          f"{args.repeats} interleaved runs; torch threads {args.threads}; load average before/after: "
-          f"{_LOAD_BEFORE} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for key, unit in (("rate", "samples/s (wall)"), ("cpu_rate", "samples per CPU-second")):
-        print(f"\n{unit}")
+                began = time.perf_counter()
+                results[workload, side].append(_run_child(passed, workload, side, args.accelerator))
+                print(f"# round {done}, {workload}/{side}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+        if done < args.repeats:  # what a run cut short still leaves
+            print(f"## after round {done} of {args.repeats}", file=sys.stderr)
+            _table(args, workloads, sides, results, done, sys.stderr)
+    _table(args, workloads, sides, results, args.repeats, sys.stdout)
+
+
+def _table(args, workloads, sides, results, rounds: int, out) -> None:
+    print(f"{_device_name(args.accelerator)}, {args.precision}, {args.epochs} epochs ({args.warmup} warm-up), fastest epoch per run, median [min-max] of "
+          f"{rounds} interleaved runs; torch threads {args.threads}; load average before/after: "
+          f"{_LOAD_BEFORE} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}", file=out)
+    tables = (("rate", "samples/s (wall)"), ("cpu_rate", "samples per CPU-second"))
+    for key, unit in tables[:1] if args.accelerator == "gpu" else tables:
+        print(f"\n{unit}", file=out)
         head = f"{'workload':<18}{'raw ms/step':>12}" + "".join(f"{s:>22}" for s in sides)
         head += f"{'hpo/lightning':>15}{'hpo/raw':>9}" + (f"{'hpo/unpatched':>15}" if args.patches else "")
-        print(head)
+        print(head, file=out)
         for workload in workloads:
             vals = {s: [r[key] for r in results[workload, s] if key in r] for s in sides}
             steps = [r["ms_step"] for r in results[workload, "raw"] if "ms_step" in r]
@@ -310,10 +358,18 @@ def main(argv: list[str] | None = None) -> None:
             row += f"{_ratio(vals['hpo'], vals['lightning']):>15}{_ratio(vals['hpo'], vals['raw']):>9}"
             if args.patches:
                 row += f"{_ratio(vals['hpo'], vals['hpo-unpatched']):>15}"
-            print(row, flush=True)
+            print(row, file=out, flush=True)
     errors = {f"{w}/{s}": r["error"] for (w, s), rs in results.items() for r in rs if "error" in r}
     for where, error in sorted(errors.items()):
-        print(f"{where}: {error}")
+        print(f"{where}: {error}", file=out)
+
+
+def _device_name(accelerator: str) -> str:
+    if accelerator == "cpu":
+        return "CPU"
+    import torch
+
+    return f"GPU {torch.cuda.get_device_name(0)} (torch {torch.__version__})"
 
 
 _LOAD_BEFORE = " ".join(f"{v:.2f}" for v in os.getloadavg())
