@@ -355,9 +355,10 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
 
 HEARTBEAT_STOPPED = "heartbeat stopped"  # the retry reason of a trial whose heartbeat stopped (or never began)
 
-# When this process first saw each RUNNING trial that had no heartbeat yet (its monotonic clock: the
-# machines' clocks need not agree). See never_beat.
-_WITHOUT_HEARTBEAT_SINCE: dict[int, float] = {}
+# Per study (its storage and id: one process may watch several), when this process first saw
+# each RUNNING trial that had no heartbeat yet (its monotonic clock: the machines' clocks need not
+# agree). See never_beat.
+_WITHOUT_HEARTBEAT_SINCE: dict[tuple[str, int], dict[int, float]] = {}
 
 
 def never_beat(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
@@ -367,13 +368,15 @@ def never_beat(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
     Optuna's stale check never fails (it skips trials without one); a live worker records it
     within milliseconds (:func:`next_trial`).
     """
-    from hpo._optuna_compat import running_trials_without_heartbeat, trial_id
+    from hpo._optuna_compat import running_trials_without_heartbeat, study_id, trial_id
+    from hpo._storage import describe_storage
 
     now, grace = time.monotonic(), spec.study.heartbeat_grace
     ids = set(running_trials_without_heartbeat(study))
-    for gone in set(_WITHOUT_HEARTBEAT_SINCE) - ids:
-        del _WITHOUT_HEARTBEAT_SINCE[gone]
-    silent = {i for i in ids if now - _WITHOUT_HEARTBEAT_SINCE.setdefault(i, now) > grace}
+    seen = _WITHOUT_HEARTBEAT_SINCE.setdefault((describe_storage(spec), study_id(study)), {})
+    for gone in set(seen) - ids:
+        del seen[gone]
+    silent = {i for i in ids if now - seen.setdefault(i, now) > grace}
     return [t for t in study.get_trials(deepcopy=False) if trial_id(t) in silent] if silent else []
 
 

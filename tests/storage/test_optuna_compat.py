@@ -247,3 +247,34 @@ def test_settings_of_a_tpe_sampler_and_a_hyperband_pruner():
         "HyperbandPruner._min_resource / _max_resource / _reduction_factor")
     with pytest.raises(TypeError, match="known: TPESampler, HyperbandPruner"):
         compat.settings_of(optuna.samplers.RandomSampler())
+
+
+def test_two_studies_watched_in_one_process_keep_their_own_silence_clocks(write_space, tmp_path):
+    """A process that watches two studies of one database in turn (a Python user's loop): looking
+    at one must not reset the other's clock, or neither silent trial is ever recovered."""
+    import warnings
+
+    from _helpers import base_space
+
+    from hpo._spec import load_spec
+    from hpo._study import never_beat, open_study
+
+    studies = []
+    for name in ("first", "second"):
+        doc = base_space(study={"name": name, "direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0,
+                                "storage": f"sqlite:///{tmp_path}/two.db", "heartbeat_interval": 1,
+                                "heartbeat_grace": 2})
+        spec = load_spec(write_space(doc, name=name))
+        study = open_study(spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            compat.first_heartbeat(study, compat.trial_id(study.ask()))  # heartbeats on: something to judge
+            silent = study.ask()  # created by a worker that died before its first beat
+        studies.append((spec, study, silent.number))
+    deadline, found = time.monotonic() + 6, {}
+    while time.monotonic() < deadline and len(found) < 2:
+        for spec, study, number in studies:
+            if [t.number for t in never_beat(study, spec)] == [number]:
+                found[spec.study.name] = number
+        time.sleep(0.1)
+    assert found == {"first": 1, "second": 1}
