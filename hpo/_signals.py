@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,26 +39,54 @@ def install_signal_handlers() -> dict[int, Any]:
 
     A SIGHUP that was ignored when the process started stays ignored: ``nohup hpo run ...`` goes on
     after its terminal closes. Returns the handlers it replaced (see :func:`interrupt_on_signals`).
+    An :class:`Interrupted` that Python drops is raised again (:func:`_raise_dropped_again`).
     """
-
-    def handle(signum: int, frame: Any) -> None:
-        if _in_import_machinery(frame) and time.monotonic() - _deferred.setdefault(signum, time.monotonic()) < DEFER_S:
-            _deliver_again(signum)
-            return
-        # Ignored, not queued: a second Ctrl-C must not cut the cleanup (fail + re-queue) short.
-        for sig in SIGNAL_EXIT_CODES:
-            signal.signal(sig, signal.SIG_IGN)
-        _received.append(signum)
-        raise Interrupted(signum)
-
     _received.clear()  # signals of an earlier run in this process are not this run's
     _deferred.clear()
-    return {sig: signal.signal(sig, handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
+    _dropped.clear()
+    if sys.unraisablehook is not _raise_dropped_again:
+        _previous_unraisablehook[:] = [sys.unraisablehook]
+        sys.unraisablehook = _raise_dropped_again
+    return {sig: signal.signal(sig, _handle) for sig in SIGNAL_EXIT_CODES if not _nohup(sig)}
+
+
+def _handle(signum: int, frame: Any) -> None:
+    if _in_import_machinery(frame) and time.monotonic() - _deferred.setdefault(signum, time.monotonic()) < DEFER_S:
+        _deliver_again(signum)
+        return
+    # Ignored, not queued: a second Ctrl-C must not cut the cleanup (fail + re-queue) short.
+    for sig in SIGNAL_EXIT_CODES:
+        signal.signal(sig, signal.SIG_IGN)
+    _received.append(signum)
+    raise Interrupted(signum)
+
+
+def _raise_dropped_again(unraisable: Any) -> None:
+    """``sys.unraisablehook``: an :class:`Interrupted` that Python dropped is raised once more.
+
+    Python drops (prints "Exception ignored in ...") an exception raised while it runs a weakref
+    callback, a ``__del__`` or a garbage-collection callback; a signal handler runs wherever the
+    main thread is, so a SIGTERM that lands during a collection (SQLAlchemy's and the standard
+    library's weakref callbacks run then) was lost, and a trial with no reported steps ran on.
+    The signal's handler is put back for that signal and the signal sent again in a moment.
+    """
+    exc = unraisable.exc_value
+    if (isinstance(exc, Interrupted) and exc.signum in _received  # raised by this run's handlers
+            and threading.current_thread() is threading.main_thread()
+            and _dropped.get(exc.signum, 0) < MAX_RAISED_AGAIN):
+        _dropped[exc.signum] = _dropped.get(exc.signum, 0) + 1
+        signal.signal(exc.signum, _handle)
+        _deliver_again(exc.signum)
+        return
+    (_previous_unraisablehook or [sys.__unraisablehook__])[0](unraisable)
 
 
 _received: list[int] = []  # the signals handle() turned into Interrupted, in order (this run's)
 _deferred: dict[int, float] = {}  # when handle() first put off each signal (see _in_import_machinery)
 DEFER_S = 5.0  # the longest a signal waits for the import system to leave its own code
+_dropped: dict[int, int] = {}  # how often Python dropped each signal's Interrupted (see _raise_dropped_again)
+MAX_RAISED_AGAIN = 50
+_previous_unraisablehook: list[Any] = []  # the hook _raise_dropped_again passes other exceptions to
 REDELIVER_S = 0.02
 
 
@@ -128,3 +157,4 @@ def restore_signal_handlers(previous: dict[int, Any]) -> None:
         signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
     _received.clear()
     _deferred.clear()
+    _dropped.clear()

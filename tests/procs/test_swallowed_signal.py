@@ -75,3 +75,30 @@ def test_a_signal_in_the_import_system_is_raised_once_it_has_left_it(handlers):
         assert finished == [True]  # the import system's code ran to its end
         time.sleep(5)  # the signal comes again once it has left the import system
     assert finished == [True] and info.value.exit_code == 143
+
+
+@pytest.mark.parametrize("where", ["weakref callback", "__del__"])
+def test_a_signal_python_drops_in_a_weakref_callback_or_del_is_raised_again(handlers, where):
+    """Python drops ("Exception ignored in ...") an exception raised in a weakref callback or a
+    ``__del__``, which run wherever a collection happens: a trial that reports no steps (or a
+    Ray task stopped by its driver) ran on after such a SIGTERM. It now comes back at once."""
+    import time
+    import weakref
+
+    class Thing:
+        def __del__(self) -> None:
+            if where == "__del__":
+                swallow_for_real()
+
+    def swallow_for_real(*_: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the handler runs here; Python drops its exception
+
+    thing = Thing()
+    keep = weakref.ref(thing, swallow_for_real if where == "weakref callback" else None)
+    with pytest.raises(Interrupted) as info:
+        del thing  # the callback runs now
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert info.value.exit_code == 143 and keep() is None
