@@ -10,27 +10,36 @@ Every trial a task claims records the task's id, node id and node IP (:data:`hpo
 was lost, its process killed), the driver fails and re-queues that task's running trials at once,
 by that id, without waiting for the storage heartbeat's grace, and starts another task.
 
-Ctrl-C/SIGTERM: each task is cancelled with a ``KeyboardInterrupt`` (Ray's ``ray.cancel``), which
-fails and re-queues its running trial as a SIGTERM does on one machine; tasks that do not end
-within the grace are killed and the driver fails and re-queues what they left RUNNING.
+Ctrl-C/SIGTERM: the driver raises the stop of a :class:`StopSignal` actor (on the driver's node),
+which every task polls; a task then sends the same signal to its own main thread, where hpo's
+handlers fail and re-queue the running trial as on one machine, and returns. Tasks that do not
+end within the grace are killed (``ray.cancel(force=True)``) and the driver fails and re-queues
+what they left RUNNING. Why not ``ray.cancel`` for every task: in Ray 2.60 a cancel that
+meets the task's own end aborts the driver ("Check failed: Tried to complete task that was not
+pending"), which a cancelled task's few seconds of clean-up make likely.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from hpo import _keys as keys
 from hpo._errors import HpoError, UsageError, one_line
+from hpo._signals import SIGNAL_EXIT_CODES
 
 POLL_S = 0.5
 CRASH_RESTARTS = 3  # restarts for tasks that raised (lost tasks always restart)
 SHUTDOWN_GRACE_S = 60
+STOP_POLL_S = 0.5  # how often a task asks the StopSignal actor whether to stop
+ACTOR_TIMEOUT_S = 30.0  # the longest the driver waits for the StopSignal actor's answer
 # Once the study is complete, tasks still not done are waiting for a node (one was lost and no
-# other has room) or about to return: cancelled after this long.
+# other has room) or about to return: stopped after this long.
 COMPLETE_GRACE_S = 10.0
 INSTALL_HINT = 'pip install "hpo-lightning[ray]"'
 CONNECT_TIMEOUT_S = 10.0
@@ -132,12 +141,74 @@ def check_fits(request: Mapping[str, float], nodes: list[dict[str, Any]], spec: 
                      f"(objective.fixed devices/threads), but the cluster's nodes have {have}")
 
 
-def worker_task(payload: Mapping[str, Any], index: int) -> tuple[int, str]:
+class StopSignal:
+    """A Ray actor on the driver's node: the driver's stop (a signal number, 0 while none), and
+    the tasks that have started, in the order of its calls (Ray runs an actor's calls one by one)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.started: set[str] = set()
+
+    def check_in(self, task_id: str) -> int:
+        """A task starts: its id is recorded; the stop raised so far (0: none)."""
+        self.started.add(task_id)
+        return self.signum
+
+    def poll(self) -> int:
+        return self.signum
+
+    def stop(self, signum: int) -> list[str]:
+        """Raises the stop; returns the tasks started before it (any later one stops at check-in)."""
+        self.signum = signum
+        return sorted(self.started)
+
+
+def worker_task(payload: Mapping[str, Any], index: int, stop_signal: Any = None) -> tuple[int, str]:
     """One hpo worker, run by Ray on some node: joins the study and runs trials to its end.
 
-    Returns ``(exit code, stop reason)``. A cancel (``KeyboardInterrupt``) fails and re-queues
-    the running trial (:func:`hpo._worker.run_trial`) and ends the task.
+    Returns ``(exit code, stop reason)``. The driver's stop (``stop_signal``, a :class:`StopSignal`)
+    reaches the task's main thread as the signal the driver got: the running trial is failed and
+    re-queued (:func:`hpo._worker.run_trial`) and the task returns 128 + that signal. So does a
+    SIGINT/SIGTERM/SIGHUP sent to the task's process; a cancel (``KeyboardInterrupt``) fails and
+    re-queues the running trial too, and ends the task with it.
     """
+    import ray
+
+    from hpo._signals import Interrupted, install_signal_handlers, restore_signal_handlers
+
+    context = ray.get_runtime_context()
+    signum = ray.get(stop_signal.check_in.remote(context.get_task_id())) if stop_signal is not None else 0
+    if signum:
+        return 128 + signum, "stopped before it started"
+    try:  # relative paths (hpo-runs/, the objective's file) are the driver's: a shared file system
+        os.chdir(payload["cwd"])
+    except OSError as exc:
+        return 2, (f"error: node {ray.util.get_node_ip_address()} cannot enter {payload['cwd']} ({exc.strerror}): "
+                   "the study's folder must be at the same path on every node (a shared file system)")
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = install_signal_handlers() if in_main else {}  # Ray's own SIGTERM handler exits the process
+    mask = _unblock(SIGNAL_EXIT_CODES) if in_main else None  # Ray's workers block SIGINT
+    watch = StopWatch(stop_signal) if in_main and stop_signal is not None else None
+    try:
+        return _run_worker(payload, index, context)
+    except Interrupted as exc:
+        return exc.exit_code, f"interrupted by {signal.Signals(exc.signum).name}"
+    finally:
+        if watch is not None:
+            watch.close()
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        restore_signal_handlers(previous)
+
+
+def _unblock(signals: Any) -> Any:
+    """Unblocks ``signals`` in this thread; returns the mask to put back (None where there are no masks)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_UNBLOCK, list(signals))
+
+
+def _run_worker(payload: Mapping[str, Any], index: int, context: Any) -> tuple[int, str]:
     import ray
 
     from hpo._spec import spec_from_dict
@@ -145,12 +216,6 @@ def worker_task(payload: Mapping[str, Any], index: int) -> tuple[int, str]:
     from hpo._worker import join_study, run_worker
     from hpo.tracking import make_tracker
 
-    context = ray.get_runtime_context()
-    try:  # relative paths (hpo-runs/, the objective's file) are the driver's: a shared file system
-        os.chdir(payload["cwd"])
-    except OSError as exc:
-        return 2, (f"error: node {ray.util.get_node_ip_address()} cannot enter {payload['cwd']} ({exc.strerror}): "
-                   "the study's folder must be at the same path on every node (a shared file system)")
     label_worker({keys.NODE: context.get_node_id(), keys.NODE_IP: ray.util.get_node_ip_address(),
                   keys.CLUSTER_WORKER: context.get_task_id()})
     spec = spec_from_dict(payload["raw"], source=payload["source"])
@@ -165,6 +230,50 @@ def worker_task(payload: Mapping[str, Any], index: int) -> tuple[int, str]:
         label_worker({})
 
 
+class StopWatch:
+    """A daemon thread that polls the driver's :class:`StopSignal` and, once it is raised, sends
+    its signal to this process's main thread (where hpo's handlers turn it into ``Interrupted``).
+    :meth:`close` ends it; no signal is sent after ``close`` returns."""
+
+    def __init__(self, stop_signal: Any, poll_s: float = STOP_POLL_S) -> None:
+        self.stop_signal, self.poll_s = stop_signal, poll_s
+        self.main = threading.main_thread().ident
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._watch, name="hpo-ray-stop", daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayError
+
+        while not self.closed.wait(self.poll_s):
+            try:
+                signum = ray.get(self.stop_signal.poll.remote(), timeout=ACTOR_TIMEOUT_S)
+            except GetTimeoutError:
+                continue
+            except RayError:  # the actor is gone with the driver's node: Ray ends this task with the driver
+                return
+            if signum:
+                with self.lock:
+                    if not self.closed.is_set():
+                        signal.pthread_kill(self.main, signum)
+                return
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed.set()
+
+
+def start_stop_signal(ray: Any) -> Any:
+    """The run's :class:`StopSignal` actor, on the driver's node (no CPU): a node lost with it
+    would take the driver too."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(StopSignal).options(num_cpus=0, scheduling_strategy=here, name=None).remote()
+
+
 class RayWorkers:
     """Runs ``jobs`` worker tasks to the study's end: restarts lost ones (re-queuing their trials
     at once), stops all on too many failures or an interrupt, shows progress meanwhile."""
@@ -175,13 +284,14 @@ class RayWorkers:
         # SPREAD: workers of a study go to different nodes first (Ray's default packs them onto one).
         self.remote = ray.remote(worker_task).options(
             **request, scheduling_strategy="SPREAD", max_retries=0, name="hpo-worker")
+        self.stop_signal = start_stop_signal(ray)
         self.payload = {"raw": spec.raw, "source": spec.source, "cwd": os.getcwd()}
         self.refs: dict[int, Any] = {}
         self.started: list[str] = []  # every task's id, for recovery after a stop
         self.crash_restarts = 0
 
     def start(self, index: int) -> None:
-        ref = self.remote.remote(self.payload, index)
+        ref = self.remote.remote(self.payload, index, self.stop_signal)
         self.refs[index] = ref
         self.started.append(ref.task_id().hex())
 
@@ -195,7 +305,7 @@ class RayWorkers:
             outcome = self._watch()
         except KeyboardInterrupt as exc:  # Ray turns our Interrupted into a plain KeyboardInterrupt
             interrupt = as_interrupted(exc)
-            self._stop(f"interrupted by {interrupt}: hpo run was stopped")
+            self._stop(f"interrupted by {interrupt}: hpo run was stopped", interrupt.signum)
             raise interrupt from None
         if self.refs:
             self._stop(outcome[1] if outcome[0] else STUDY_COMPLETE)
@@ -241,6 +351,9 @@ class RayWorkers:
             return None
         if code == 0:
             return None
+        if code in SIGNAL_EXIT_CODES.values():  # a signal to its process from outside: its trial was re-queued
+            self._lost(index, ref, RuntimeError(reason))
+            return None
         return (code, reason) if code == EXIT_TOO_MANY_FAILURES else (1, f"worker {index}: {reason}")
 
     def _lost(self, index: int, ref: Any, exc: Exception) -> None:
@@ -255,17 +368,33 @@ class RayWorkers:
         if not study_is_complete(self.study, self.spec):
             self.start(index)
 
-    def _stop(self, reason: str) -> None:
-        """Cancels every task (a ``KeyboardInterrupt`` in each), kills those still running after
-        the grace, then fails and re-queues what they left RUNNING."""
+    def _stop(self, reason: str, signum: int = signal.SIGTERM) -> None:
+        """Raises the stop for every task, waits the grace for those that had started, kills those
+        still running after it, then fails and re-queues what they left RUNNING.
+
+        A task not started yet (waiting for a node) stops at its check-in if it starts soon; else
+        it goes with the driver's Ray session (``ray.shutdown``): no cancel races its start."""
+        from ray.exceptions import GetTimeoutError, RayError
+
         from hpo._study import recover_trials_of
 
         refs = list(self.refs.values())
-        for ref in refs:
-            self.ray.cancel(ref)
-        self.ray.wait(refs, num_returns=len(refs), timeout=SHUTDOWN_GRACE_S)
-        for ref in refs:
-            self.ray.cancel(ref, force=True)
+        try:
+            started = set(self.ray.get(self.stop_signal.stop.remote(int(signum)), timeout=ACTOR_TIMEOUT_S))
+        except (GetTimeoutError, RayError):  # no answer from the actor: every task gets Ray's cancel
+            started = set()
+            for ref in refs:
+                self.ray.cancel(ref)
+            running = refs
+        else:
+            running = [ref for ref in refs if ref.task_id().hex() in started]
+        if running:
+            _, stuck = self.ray.wait(running, num_returns=len(running), timeout=SHUTDOWN_GRACE_S)
+            for ref in stuck:
+                self.ray.cancel(ref, force=True)
+        waiting = [ref for ref in refs if ref not in running]
+        if waiting:  # those that start meanwhile stop at their check-in
+            self.ray.wait(waiting, num_returns=len(waiting), timeout=2 * STOP_POLL_S)
         self.refs.clear()
         for task_id in self.started:
             recover_trials_of(self.study, self.spec, self.tracker, (keys.CLUSTER_WORKER, task_id), reason,

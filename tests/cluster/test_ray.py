@@ -39,8 +39,10 @@ def nap(params, ctx):
     return {"loss": params["x"] ** 2}
 
 def held(params, ctx):
-    """Runs while a file named hold exists beside this file."""
-    hold = os.path.join(os.path.dirname(__file__), "hold")
+    """Runs while a file named hold exists beside this file; writes inside-<trial> once running."""
+    here = os.path.dirname(__file__)
+    open(os.path.join(here, f"inside-{ctx.trial.number}"), "w").close()
+    hold = os.path.join(here, "hold")
     while os.path.exists(hold):
         time.sleep(0.05)
     return {"loss": params["x"] ** 2}
@@ -220,14 +222,15 @@ def test_a_node_lost_mid_study_has_its_trial_requeued_at_once(ray_cluster, ray_s
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_cancels_the_ray_workers_and_requeues_their_trials(ray_cluster, ray_study, workdir, signum):
-    """Ctrl-C/SIGTERM: the tasks are cancelled, their running trials failed and re-queued (not
+    """Ctrl-C/SIGTERM: each task is stopped with that signal, its running trial failed and re-queued (not
     counted as retries), and hpo run exits 130/143."""
     (workdir / "hold").touch()
     space = ray_study(4, objective="held")
     proc = start_hpo("run", space, "--cluster", "ray", "--address", ray_cluster.address, "--jobs", "2",
                      "--no-report", cwd=workdir)
     try:
-        wait_until(lambda: len([t for t in trials_so_far(space) if t.state.name == "RUNNING"]) == 2, timeout=180)
+        # both trials inside the objective (a signal during a trial's set-up leaves it to hpo run to re-queue)
+        wait_until(lambda: len(list(workdir.glob("inside-*"))) == 2, timeout=180)
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -238,7 +241,9 @@ def test_ctrl_c_cancels_the_ray_workers_and_requeues_their_trials(ray_cluster, r
     trials = load_trials(space)
     interrupted = [t for t in trials if t.state.name == "FAIL"]
     assert len(interrupted) == 2 and not [t for t in trials if t.state.name == "RUNNING"], (by_state(trials), out)
-    assert all(t.user_attrs[keys.FAIL_REASON].startswith("interrupted") for t in interrupted)
+    # the driver's signal reached each task as that signal (not as Ray's cancel)
+    reasons = [t.user_attrs[keys.FAIL_REASON] for t in interrupted]
+    assert all(r == f"interrupted (Interrupted: {signal.Signals(signum).name})" for r in reasons), reasons
     queued = [t for t in trials if t.state.name == "WAITING"]
     assert sorted(t.user_attrs[keys.RETRY_OF] for t in queued) == sorted(t.number for t in interrupted)
     assert all(t.user_attrs[keys.RETRY_COUNT] == 0 for t in queued)
