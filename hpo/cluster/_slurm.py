@@ -66,15 +66,12 @@ def _mem(gb: float | None) -> str | None:
 
 
 def sbatch_script(options: SlurmOptions, jobs: int, name: str, folder: Path, command: str) -> str:
-    """The sbatch script submitit writes for the array (rendered without SLURM: for tests and ``--help`` readers).
-
-    ``submitit.slurm.slurm._make_sbatch_string`` is submitit's private renderer; its
-    :class:`~submitit.SlurmExecutor` refuses to start where ``srun`` is missing.
-    """
-    from submitit.slurm.slurm import _make_sbatch_string
+    """The sbatch script submitit writes for the array (rendered without SLURM, through
+    :mod:`hpo.cluster._submitit_compat`: for tests and readers)."""
+    from hpo.cluster._submitit_compat import render_sbatch
 
     params = {**options.sbatch_parameters(jobs, name), "map_count": jobs}
-    return _make_sbatch_string(command=command, folder=folder, **params)
+    return render_sbatch(command, folder, **params)
 
 
 def worker_task(spec_json: str, index: int) -> int:

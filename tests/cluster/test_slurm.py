@@ -27,6 +27,18 @@ def test_the_sbatch_script_carries_the_flags(workdir):
     assert "--gres" not in script and "--gpus-per-node" not in script
 
 
+@pytest.mark.parametrize(("version", "supported"), [("1.5.4", True), ("1.9.0", True), ("1.4.9", False),
+                                                   ("2.0.0", False), ("dev", False)])
+def test_the_private_renderer_is_used_with_checked_versions_only(version, supported):
+    from hpo.cluster._submitit_compat import UnsupportedSubmititError, check_version
+
+    if supported:
+        check_version(version)
+    else:
+        with pytest.raises(UnsupportedSubmititError, match="submitit.slurm.slurm._make_sbatch_string"):
+            check_version(version)
+
+
 def _space(n_trials: int, objective: str = "objs.py:quadratic", **study) -> dict:
     return base_space(study={"direction": "minimize", "metric": "loss" if "quadratic" in objective else "value",
                              "n_trials": n_trials, "seed": 0, **study}, objective={"name": objective})
