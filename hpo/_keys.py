@@ -46,3 +46,6 @@ SLURM_JOBS = "hpo:slurm_jobs"          # [{"jobs": [SLURM job ids], "submitted":
 LOST_PREFIX = "hpo:lost:"              # + trial number: that trial's worker died or was interrupted
 MLFLOW_RUN_PREFIX = "hpo:mlflow_run:"  # + trial number: its MLflow run id, when the run was created
                                        # after the trial ended (MLflow was still starting)
+
+# --- trial system attrs ------------------------------------------------------------------------
+BEAT = "hpo:beat"                      # the worker's beat count, through the proxy (hpo._beat)

@@ -264,6 +264,7 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
     """
     import optuna
 
+    from hpo._beat import beat, counts_beats
     from hpo._optuna_compat import first_heartbeat, pop_waiting_trial_id, reset_trial_cache, storage_of, study_id
 
     with study_lock(spec):
@@ -275,6 +276,8 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         if not queued:
             trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())
     first_heartbeat(study, trial_id)  # from now on a silent worker's trial is found on any machine
+    if counts_beats(spec):
+        beat(study, trial_id, 1)  # the same through the proxy (hpo._beat)
     reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
     trial = optuna.Trial(study, trial_id)
     if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)
@@ -337,6 +340,7 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
     """Fails and re-queues trials whose worker died; closes their tracker runs. Returns their numbers."""
     import optuna
 
+    from hpo._beat import beats_stopped
     from hpo._optuna_compat import storage_of
 
     silent: list[FrozenTrial] = []
@@ -344,7 +348,7 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # RDB heartbeat; re-queues via open_study's callback
-        silent = never_beat(study, spec)
+        silent = never_beat(study, spec) + beats_stopped(study, spec)
     with study_lock(spec):
         recovered = _fail_and_requeue(study, spec, orphaned_trials(study),
                                       lambda t: f"worker {t.user_attrs.get(WORKER)} died during the trial")

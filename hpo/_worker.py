@@ -204,6 +204,7 @@ def run_trial(
     import optuna
     from optuna.trial import TrialState
 
+    from hpo._beat import beating
     from hpo._optuna_compat import heartbeat, storage_of, trial_id
 
     params = suggest(trial, spec.space)
@@ -218,7 +219,7 @@ def run_trial(
     deadline = TrialDeadline(spec.study.trial_timeout,
                              lambda reason: _end_stuck_trial(study, trial, reason, stuck_exit_code))
     try:
-        with heartbeat(trial, study), deadline:
+        with heartbeat(trial, study), beating(study, spec, trial_id(trial)), deadline:
             values = run_objective(objective, ctx)
     except optuna.TrialPruned:
         if keys.PRUNED_AT_EPOCH not in trial.user_attrs and ctx.last_step is not None:

@@ -108,3 +108,36 @@ def test_the_proxy_lock_excludes_other_workers_and_a_killed_holder_releases_it(p
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_silent_worker_behind_the_proxy_has_its_trial_recovered_after_the_grace(proxy, write_space, workdir):
+    """Through the proxy there is no database heartbeat: workers count beats in their trial's
+    attributes, and a trial whose count stands still for the grace is failed and re-queued
+    (before, it stayed RUNNING until `hpo run` ran again on the dead worker's machine)."""
+    import time
+
+    from hpo._beat import beating
+    from hpo._optuna_compat import trial_id
+    from hpo._spec import load_spec
+    from hpo._study import next_trial, open_study, recover_orphans
+
+    _, grpc_url, _ = proxy
+    doc = _space(grpc_url, 4)
+    doc["study"].update(heartbeat_interval=1, heartbeat_grace=2)
+    spec = load_spec(write_space(doc))
+    study = open_study(spec)
+    silent = next_trial(study, spec)  # its worker "dies" here: no beating after the first beat
+    live = next_trial(study, spec)
+    recovered: list[int] = []
+    with beating(study, spec, trial_id(live)):
+        deadline = time.monotonic() + 15
+        while not recovered and time.monotonic() < deadline:
+            recovered = recover_orphans(study, spec)
+            time.sleep(0.3)
+        time.sleep(2.5)  # longer than the grace: the live trial's count keeps moving
+        recovered += recover_orphans(study, spec)
+    assert recovered == [silent.number]
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[silent.number].state.name == "FAIL" and trials[live.number].state.name == "RUNNING"
+    retry = next(t for t in trials.values() if t.user_attrs.get("retry_of") == silent.number)
+    assert retry.state.name == "WAITING" and retry.user_attrs["retry_reason"] == "heartbeat stopped"
