@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hpo import _keys as keys
 
@@ -33,7 +33,14 @@ def counts_beats(spec: StudySpec) -> bool:
     return is_proxy(spec.study.storage)
 
 
-def beat(study: optuna.Study, trial_id: int, count: int) -> None:
+def first_beat(study: optuna.Study, spec: StudySpec, trial_id: int) -> None:
+    """Records a new trial's first beat now (through the proxy; nothing on other storages), as
+    :func:`hpo._optuna_compat.first_heartbeat` does for Optuna's heartbeat."""
+    if counts_beats(spec):
+        _beat(study, trial_id, 1)
+
+
+def _beat(study: optuna.Study, trial_id: int, count: int) -> None:
     from hpo._optuna_compat import storage_of
 
     storage_of(study).set_trial_system_attr(trial_id, keys.BEAT, count)
@@ -48,11 +55,11 @@ def beating(study: optuna.Study, spec: StudySpec, trial_id: int) -> Iterator[Non
     stop = threading.Event()
 
     def run() -> None:
-        count = 1  # next_trial recorded the first
+        count = 1  # first_beat recorded the first
         while not stop.wait(spec.study.heartbeat_interval):
             count += 1
             with contextlib.suppress(Exception):  # a missed beat is judged by the grace, not here
-                beat(study, trial_id, count)
+                _beat(study, trial_id, count)
 
     thread = threading.Thread(target=run, name="hpo-beat", daemon=True)
     thread.start()
@@ -63,32 +70,43 @@ def beating(study: optuna.Study, spec: StudySpec, trial_id: int) -> Iterator[Non
         thread.join(timeout=5)
 
 
-# Per study (its storage and id), the last count this process saw for each RUNNING trial and when
-# (monotonic) it first saw that count.
-_SEEN: dict[tuple[str, int], dict[int, tuple[int | None, float]]] = {}
-
-
 def beats_stopped(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
     """RUNNING trials whose beat count this process has seen stand still (or absent) for longer
     than the grace; [] on storages where Optuna's heartbeat does this."""
     from optuna.trial import TrialState
 
-    from hpo._optuna_compat import study_id, trial_id
-    from hpo._storage import describe_storage
+    from hpo._optuna_compat import trial_id
 
     if not counts_beats(spec):
         return []
-    now, grace = time.monotonic(), spec.study.heartbeat_grace
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    seen = _SEEN.setdefault((describe_storage(spec), study_id(study)), {})
-    for gone in set(seen) - {trial_id(t) for t in running}:
+    silent = unchanged_past_grace("beat count", study, spec,
+                                  {trial_id(t): t.system_attrs.get(keys.BEAT) for t in running})
+    return [t for t in running if trial_id(t) in silent]
+
+
+# Per watch (what is watched, the study's storage and id: one process may watch several studies),
+# each trial's last token this process saw and when (its monotonic clock) it first saw that token.
+_CLOCKS: dict[tuple[str, str, int], dict[int, tuple[Any, float]]] = {}
+
+
+def unchanged_past_grace(what: str, study: optuna.Study, spec: StudySpec, tokens: Mapping[int, Any]) -> set[int]:
+    """The trial ids among ``tokens`` (trial id -> what this process sees of its liveness now: a
+    beat count, or None for "no heartbeat yet") whose token it has seen unchanged for longer than
+    ``study.heartbeat_grace``, by its own clock: the machines' clocks need not agree. Trials not in
+    ``tokens`` are forgotten; ``what`` keeps two kinds of watch on one study apart."""
+    from hpo._optuna_compat import study_id
+    from hpo._storage import describe_storage
+
+    now = time.monotonic()
+    seen = _CLOCKS.setdefault((what, describe_storage(spec), study_id(study)), {})
+    for gone in set(seen) - set(tokens):
         del seen[gone]
-    silent = []
-    for t in running:
-        count = t.system_attrs.get(keys.BEAT)
-        last, since = seen.get(trial_id(t), (None, None))
-        if since is None or count != last:
-            seen[trial_id(t)] = (count, now)
-        elif now - since > grace:
-            silent.append(t)
+    silent = set()
+    for tid, token in tokens.items():
+        last = seen.get(tid)
+        if last is None or last[0] != token:
+            seen[tid] = (token, now)
+        elif now - last[1] > spec.study.heartbeat_grace:
+            silent.add(tid)
     return silent

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -264,7 +263,7 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
     """
     import optuna
 
-    from hpo._beat import beat, counts_beats
+    from hpo._beat import first_beat
     from hpo._optuna_compat import first_heartbeat, pop_waiting_trial_id, reset_trial_cache, storage_of, study_id
 
     with study_lock(spec):
@@ -276,8 +275,7 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         if not queued:
             trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())
     first_heartbeat(study, trial_id)  # from now on a silent worker's trial is found on any machine
-    if counts_beats(spec):
-        beat(study, trial_id, 1)  # the same through the proxy (hpo._beat)
+    first_beat(study, spec, trial_id)  # the same through the proxy
     reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
     trial = optuna.Trial(study, trial_id)
     if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)
@@ -359,11 +357,6 @@ def recover_orphans(study: optuna.Study, spec: StudySpec, tracker: Tracker | Non
 
 HEARTBEAT_STOPPED = "heartbeat stopped"  # the retry reason of a trial whose heartbeat stopped (or never began)
 
-# Per study (its storage and id: one process may watch several), when this process first saw
-# each RUNNING trial that had no heartbeat yet (its monotonic clock: the machines' clocks need not
-# agree). See never_beat.
-_WITHOUT_HEARTBEAT_SINCE: dict[tuple[str, int], dict[int, float]] = {}
-
 
 def never_beat(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
     """RUNNING trials that this process has seen without any heartbeat for longer than the grace.
@@ -372,15 +365,11 @@ def never_beat(study: optuna.Study, spec: StudySpec) -> list[FrozenTrial]:
     Optuna's stale check never fails (it skips trials without one); a live worker records it
     within milliseconds (:func:`next_trial`).
     """
-    from hpo._optuna_compat import running_trials_without_heartbeat, study_id, trial_id
-    from hpo._storage import describe_storage
+    from hpo._beat import unchanged_past_grace
+    from hpo._optuna_compat import running_trials_without_heartbeat, trial_id
 
-    now, grace = time.monotonic(), spec.study.heartbeat_grace
-    ids = set(running_trials_without_heartbeat(study))
-    seen = _WITHOUT_HEARTBEAT_SINCE.setdefault((describe_storage(spec), study_id(study)), {})
-    for gone in set(seen) - ids:
-        del seen[gone]
-    silent = {i for i in ids if now - seen.setdefault(i, now) > grace}
+    without = dict.fromkeys(running_trials_without_heartbeat(study))  # trial id -> None: nothing to change
+    silent = unchanged_past_grace("no heartbeat", study, spec, without)
     return [t for t in study.get_trials(deepcopy=False) if trial_id(t) in silent] if silent else []
 
 
