@@ -151,24 +151,27 @@ def test_no_signal_after_the_watch_is_closed(monkeypatch, hpo_handlers):
     assert not stopwatch.thread.is_alive()
 
 
+def finished_with(result: tuple[int, str]) -> tuple[Any, list[tuple[int, str]]]:
+    """RayWorkers whose finished task returned ``result``, and the (index, task) pairs it took as lost."""
+    from hpo.cluster import _ray
+
+    workers = _ray.RayWorkers.__new__(_ray.RayWorkers)
+    workers.ray = type("Ray", (), {"get": staticmethod(lambda ref: result)})()
+    lost: list[tuple[int, str]] = []
+    workers._lost = lambda index, ref, exc: lost.append((index, ref.id))
+    return workers, lost
+
+
 @pytest.mark.parametrize("code", [130, 143, 129])
 def test_a_worker_stopped_by_a_signal_to_its_process_is_replaced(code):
     """Its trial was failed and re-queued by the worker itself; the run goes on with another worker
     (before, the run ended with an error as for a worker that failed)."""
-    from hpo.cluster import _ray
-
-    workers = _ray.RayWorkers.__new__(_ray.RayWorkers)
-    workers.ray = type("Ray", (), {"get": staticmethod(lambda ref: (code, "interrupted by SIGTERM"))})()
-    lost = []
-    workers._lost = lambda index, ref, exc: lost.append((index, ref.id))
+    workers, lost = finished_with((code, "interrupted by SIGTERM"))
     assert workers._finished(3, Ref("t")) is None
     assert lost == [(3, "t")]
 
 
 def test_a_worker_that_failed_still_ends_the_run():
-    from hpo.cluster import _ray
-
-    workers = _ray.RayWorkers.__new__(_ray.RayWorkers)
-    workers.ray = type("Ray", (), {"get": staticmethod(lambda ref: (2, "error: bad spec"))})()
-    workers._lost = lambda *a: pytest.fail("not lost")
+    workers, lost = finished_with((2, "error: bad spec"))
     assert workers._finished(0, Ref("t")) == (1, "worker 0: error: bad spec")
+    assert lost == []
