@@ -167,10 +167,12 @@ def _trainer_parameters() -> frozenset[str]:
 
 
 def versions() -> dict[str, str | None]:
+    from hpo import DIST_NAME
+
     out = {}
     for name in ("hpo", "optuna", "torch", "pytorch-lightning", "mlflow"):
-        try:
-            out[name] = metadata.version(name)
+        try:  # hpo's distribution is named DIST_NAME ("hpo" found nothing on a fresh install)
+            out[name] = metadata.version(DIST_NAME if name == "hpo" else name)
         except metadata.PackageNotFoundError:
             out[name] = None
     return out

@@ -30,6 +30,24 @@ def test_load_best_is_the_best_trial_with_fixed_merged(finished_study):
     assert cfg.versions["optuna"] and cfg.created
 
 
+def test_the_exported_versions_name_hpos_own_release(monkeypatch):
+    """hpo's distribution is hpo-lightning: on a fresh install (no distribution named "hpo") the
+    exported file said `hpo: null`."""
+    from importlib import metadata
+
+    from hpo._export import versions
+
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == "hpo":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    assert versions()["hpo"] == real("hpo-lightning")
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_round_trip_through_the_exported_file(finished_study, workdir, suffix):
     cfg = load_best(finished_study)
