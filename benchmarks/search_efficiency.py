@@ -1,7 +1,7 @@
 """Search efficiency: cumulative epochs (and wall time) each strategy needs to reach a good model.
 
-For each task (a built-in objective, a dataset and a wide space) and each strategy (sampler +
-pruner, built from a space document by hpo's own ``spec_from_dict``/``make_sampler``/``make_pruner``,
+For each task (a built-in objective, a dataset and a wide space: ``mnist1d``, ``digits``,
+``resnet``) and each strategy (sampler + pruner, built from a space document by hpo's own ``spec_from_dict``/``make_sampler``/``make_pruner``,
 so "default" is exactly what a space file without ``sampler``/``pruner`` gets), a study runs
 in-process until its trials have trained ``budget`` epochs in all. Per seed it records, for every
 trial in order, the epochs it trained, its state and value; the report prints, as the median and
@@ -28,6 +28,7 @@ Modes (all reuse the cache):
     nice -n 10 python benchmarks/search_efficiency.py --quick             # 2 seeds, small budgets
     nice -n 10 python benchmarks/search_efficiency.py --tasks mnist1d --seeds 0-4
     python benchmarks/search_efficiency.py --report-only                  # table + HTML from results
+    nice -n 10 python benchmarks/search_efficiency.py --strategies random --budget-scale 3   # longer studies
     nice -n 10 python benchmarks/search_efficiency.py --schedules 12      # rank correlation at rungs
     nice -n 10 python benchmarks/search_efficiency.py --jobs-compare 40   # --jobs 1 vs 4
 
@@ -75,6 +76,19 @@ DIGITS_SPACE = {
     "step_size": {"type": "int", "low": 1, "high": 3, "when": {"lr_schedule": "step"}},
 }
 
+RESNET_SPACE = {
+    "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-1, "log": True},
+    "optimizer": {"type": "categorical", "choices": ["adamw", "sgd"]},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+    "weight_decay": {"type": "float", "low": 1.0e-5, "high": 1.0e-1, "log": True},
+    "depth": {"type": "categorical", "choices": [8, 14, 20]},
+    "width": {"type": "int", "low": 8, "high": 32, "step": 8},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+    "lr_schedule": {"type": "categorical", "choices": ["constant", "cosine", "onecycle"]},
+    "crop_pad": {"type": "int", "low": 0, "high": 2},
+    "mixup_alpha": {"type": "float", "low": 0.0, "high": 0.4},
+}
+
 
 @dataclass(frozen=True)
 class Task:
@@ -94,10 +108,13 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "mnist1d": Task("sequence_classifier", {"threads": 1, "dataset": "mnist1d", "max_epochs": 15, "optimizer": "adamw"},
-                    MNIST1D_SPACE, (0.975, 0.98, 0.985), 240, (60, 120, 240)),
+                    MNIST1D_SPACE, (0.975, 0.98, 0.985), 720, (120, 240, 720)),
     # digits' validation split has 360 images: 0.9917, 0.9944 and 0.9972 are 3, 2 and 1 errors
     "digits": Task("image_classifier", {"threads": 1, "dataset": "digits", "max_epochs": 6},
                    DIGITS_SPACE, (0.99, 0.994, 0.997), 120, (30, 60, 120)),
+    # the built-in CIFAR-style ResNet (6n+2) on the same digits split (it trains on any image size)
+    "resnet": Task("resnet_classifier", {"threads": 1, "dataset": "digits", "max_epochs": 10},
+                   RESNET_SPACE, (0.99, 0.994, 0.997), 200, (50, 100, 200)),
 }
 
 
@@ -334,10 +351,11 @@ def first_reach(curve: list[tuple[int, float, float]], target: float) -> tuple[f
     return math.inf, math.inf
 
 
-def best_at(curve: list[tuple[int, float, float]], budget: int) -> float:
-    """Best value among trials finished within ``budget`` cumulative epochs (NaN if none)."""
+def best_at(curve: list[tuple[int, float, float]], budget: int, trained: float = math.inf) -> float:
+    """Best value among trials finished within ``budget`` cumulative epochs; NaN if none, or if the
+    study trained fewer than ``budget`` epochs in all (a shorter run says nothing about that budget)."""
     values = [best for epochs, _, best in curve if epochs <= budget]
-    return values[-1] if values else math.nan
+    return values[-1] if values and trained >= budget else math.nan
 
 
 def _summary(xs: Sequence[float], fmt: str) -> str:
@@ -393,18 +411,38 @@ def load_results(out: Path, task: str) -> dict[str, dict[int, list[dict[str, Any
 def table(task: Task, results: dict[str, dict[int, list[dict[str, Any]]]], scale: float) -> str:
     """A markdown table: epochs/seconds to each target and best value at each budget, median [min/max]."""
     checkpoints = [int(c * scale) for c in task.checkpoints]
-    head = (["strategy", "seeds", "trials"] + [f"epochs to {t}" for t in task.targets]
+    head = (["strategy", "seeds", "trials", "epochs trained"] + [f"epochs to {t}" for t in task.targets]
             + [f"seconds to {t}" for t in task.targets] + [f"best @{c} ep" for c in checkpoints])
     rows = []
     for sname, by_seed in results.items():
         curves = {s: anytime(r) for s, r in by_seed.items()}
-        cells = [sname, str(len(by_seed)), _summary([len(r) for r in by_seed.values()], ".0f")]
+        trained = {s: sum(r["epochs"] for r in recs) for s, recs in by_seed.items()}
+        cells = [sname, str(len(by_seed)), _summary([len(r) for r in by_seed.values()], ".0f"),
+                 _summary(list(trained.values()), ".0f")]
         cells += [_summary([first_reach(c, t)[0] for c in curves.values()], ".0f") for t in task.targets]
         cells += [_summary([first_reach(c, t)[1] for c in curves.values()], ".0f") for t in task.targets]
-        cells += [_summary([best_at(c, b) for c in curves.values()], ".4f") for b in checkpoints]
+        cells += [_summary([best_at(c, b, trained[s]) for s, c in curves.items()], ".4f") for b in checkpoints]
         rows.append(cells)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def random_pooled(task: Task, by_seed: dict[int, list[dict[str, Any]]]) -> str:
+    """Random search without pruning, from all its trials pooled over seeds: the chance p that one
+    trial reaches each target, and the epochs to target that p implies (trials are independent, so
+    the number of trials until the first hit is geometric: median ceil(log 0.5 / log(1 - p)), mean
+    1/p). A check on the per-seed medians, which a handful of lucky or unlucky seeds move a lot."""
+    values = [r["value"] for recs in by_seed.values() for r in recs if r["value"] is not None]
+    lines = [f"random search pooled over {len(by_seed)} seeds ({len(values)} trials of {task.max_epochs} epochs):",
+             "", "| target | trials reaching it | p | implied median epochs | implied mean epochs |",
+             "|---|---|---|---|---|"]
+    for t in task.targets:
+        hits = sum(v >= t for v in values)
+        p = hits / len(values) if values else 0.0
+        median = task.max_epochs * math.ceil(math.log(0.5) / math.log(1 - p)) if 0 < p < 1 else math.inf
+        mean = task.max_epochs / p if p else math.inf
+        lines.append(f"| {t} | {hits} | {p:.4f} | {median:.0f} | {mean:.0f} |")
     return "\n".join(lines)
 
 
@@ -433,8 +471,10 @@ def report(tasks: Sequence[str], out: Path, scale: float) -> None:
             continue
         tables[name] = table(TASKS[name], results[name], scale)
         print(f"\n### {name} ({TASKS[name].objective}, max_epochs {TASKS[name].max_epochs}, "
-              f"budget {int(TASKS[name].budget * scale)} epochs per study)\n")
+              f"budget {int(TASKS[name].budget * scale)} epochs per study unless 'epochs trained' says more)\n")
         print(tables[name])
+        if "random" in results[name]:
+            print("\n" + random_pooled(TASKS[name], results[name]["random"]))
     results = {k: v for k, v in results.items() if v}
     if results:
         print(f"\nanytime curves: {write_html(out, results, tables)}")
@@ -512,6 +552,101 @@ def _paired_curves(task: Task, n_configs: int, seed: int, cache_dir: Path) -> di
             for schedule in ("constant", "cosine", "onecycle")}
 
 
+# -- --pruner-sim: each pruner on random search, replayed over the cached curves ----------------------
+
+
+def _random_configs(task: Task, seed: int, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` configs random search samples for ``seed`` (the same sampler and seed as ``run``)."""
+    from hpo._space import suggest
+
+    spec, study = build_study(task, _strategies(task.max_epochs)["random"], seed)
+    return [suggest(study.ask(), spec.space) for _ in range(n)]
+
+
+def _pool(task_name: str, seeds: Sequence[int], cache_dir: Path, n: int) -> list[list[float]]:
+    """Full learning curves of the configs random search sampled (an unbiased sample of the space)."""
+    task = TASKS[task_name]
+    pool = []
+    for seed in seeds:
+        cache = CurveCache(cache_dir / f"{task_name}-seed{seed}.json")
+        for config in _random_configs(task, seed, n):
+            curve = cache.curves.get(CurveCache.key(config, 1000 + seed))
+            if curve is not None and len(curve.values) == task.max_epochs:
+                pool.append(curve.values)
+    return pool
+
+
+def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
+    hb = {"min_resource": 1, "max_resource": max_epochs, "reduction_factor": 3}
+    return {
+        "none": {"name": "none"},
+        "median": {"name": "median"},
+        "successive_halving": {"name": "successive_halving", "options": {"min_resource": 1, "reduction_factor": 3}},
+        "hyperband": {"name": "hyperband", "options": hb},
+        "hyperband eta 4": {"name": "hyperband", "options": {**hb, "reduction_factor": 4}},
+        "hyperband min 2": {"name": "hyperband", "options": {**hb, "min_resource": 2}},
+        "hyperband bootstrap 2": {"name": "hyperband", "options": {**hb, "bootstrap_count": 2}},
+    }
+
+
+def pruner_sim(task_name: str, seeds: Sequence[int], cache_dir: Path, n_configs: int, reps: int,
+               scale: float = 1.0) -> None:
+    """Random search with each pruner, replayed: each simulated study draws configs (with replacement)
+    from the pooled full curves of random search's own configs and lets Optuna's pruner stop them
+    (no training, so hundreds of studies are cheap). Isolates what the pruner saves; a model-based
+    sampler's gain comes on top and needs real runs."""
+    import optuna
+
+    from hpo._components import make_pruner
+
+    task = TASKS[task_name]
+    budget = int(task.budget * scale)
+    pool = _pool(task_name, seeds, cache_dir, n_configs)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"\n{task_name}: random search + each pruner, {reps} studies of {budget} epochs replayed over "
+          f"{len(pool)} cached full curves; epochs until the best reaches each target, median [min/max]\n")
+    print("| pruner | " + " | ".join(f"epochs to {t}" for t in task.targets) + f" | best @{task.budget} ep |")
+    print("|---|" + "---|" * (len(task.targets) + 1))
+    for name, spec in _pruners(task.max_epochs).items():
+        reached: dict[float, list[float]] = {t: [] for t in task.targets}
+        finals = []
+        for rep in range(reps):
+            pruner = make_pruner(spec["name"], spec.get("options", {}))
+            curve_best = anytime(_replayed_study(pool, pruner, rep, budget))
+            for t in task.targets:
+                reached[t].append(first_reach(curve_best, t)[0])
+            finals.append(best_at(curve_best, task.budget, budget))
+        print(f"| {name} | " + " | ".join(_summary(reached[t], ".0f") for t in task.targets)
+              + f" | {_summary(finals, '.4f')} |", flush=True)
+
+
+def _replayed_study(pool: list[list[float]], pruner: Any, rep: int, budget: int) -> list[dict[str, Any]]:
+    """One random-search study over ``pool``'s curves with ``pruner``; records in finish order."""
+    import random as pyrandom
+
+    import optuna
+
+    rng = pyrandom.Random(rep)
+    study = optuna.create_study(direction="maximize", study_name=f"sim-{rep}", pruner=pruner,
+                                sampler=optuna.samplers.RandomSampler(seed=rep))
+    records: list[dict[str, Any]] = []
+    while sum(r["epochs"] for r in records) < budget:
+        curve, trial = rng.choice(pool), study.ask()
+        epochs = len(curve)
+        for step, value in enumerate(curve[:-1]):
+            trial.report(value, step)
+            if trial.should_prune():
+                epochs = step + 1
+                break
+        else:
+            trial.report(curve[-1], len(curve) - 1)
+        value = max(curve) if epochs == len(curve) else None
+        study.tell(trial, value, state=optuna.trial.TrialState.COMPLETE if value is not None
+                   else optuna.trial.TrialState.PRUNED)
+        records.append({"epochs": epochs, "seconds": 0.0, "value": value})
+    return records
+
+
 # -- --jobs-compare: trials to target at 1 vs 4 workers --------------------------------------------
 
 
@@ -559,12 +694,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("hpo-runs/search-efficiency"))
     parser.add_argument("--cache", type=Path, default=None, help="curve cache folder (default OUT/cache)")
     parser.add_argument("--quick", action="store_true", help="seeds 0-1 and half the epoch budget")
+    parser.add_argument("--budget-scale", type=float, default=None, metavar="X",
+                        help="train X times the task's epoch budget per study (e.g. random search long enough "
+                             "to reach the top targets); the table still reports at the task's budgets")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--schedules", type=int, metavar="N", nargs="?", const=0,
                         help="rank correlation at rungs per LR schedule: of N new paired configs, or (no N) "
                              "of the cached curves")
     parser.add_argument("--jobs-compare", type=int, metavar="N", help="--jobs 1 vs 4 with N trials")
     parser.add_argument("--pace", type=float, default=0.2, help="--jobs-compare: replay speed of cached epochs")
+    parser.add_argument("--pruner-sim", type=int, metavar="REPS",
+                        help="random search + each pruner, REPS studies replayed over random search's cached curves")
+    parser.add_argument("--pool-trials", type=int, default=144,
+                        help="--pruner-sim: random search's first N configs per seed form the pool")
     args = parser.parse_args(argv)
     cache = args.cache or args.out / "cache"
     scale = 0.5 if args.quick else 1.0
@@ -573,12 +715,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in args.tasks:
             schedules(name, args.schedules, seeds[0], cache)
         return
+    if args.pruner_sim:
+        for name in args.tasks:
+            pruner_sim(name, seeds, cache, args.pool_trials, args.pruner_sim, args.budget_scale or 1.0)
+        return
     if args.jobs_compare:
         for name in args.tasks:
             jobs_compare(name, args.jobs_compare, seeds, cache, args.pace)
         return
     if not args.report_only:
-        run(args.tasks, seeds, args.strategies, args.out, cache, scale)
+        run(args.tasks, seeds, args.strategies, args.out, cache, args.budget_scale or scale)
     report(args.tasks, args.out, scale)
 
 
