@@ -112,6 +112,11 @@ TASKS: dict[str, Task] = {
     # digits' validation split has 360 images: 0.9917, 0.9944 and 0.9972 are 3, 2 and 1 errors
     "digits": Task("image_classifier", {"threads": 1, "dataset": "digits", "max_epochs": 6},
                    DIGITS_SPACE, (0.99, 0.994, 0.997), 120, (30, 60, 120)),
+    # longer trials that start with LR warm-up: early epochs say less (does a per-epoch median pruner suffer?)
+    "mnist1d-warmup": Task("sequence_classifier", {"threads": 1, "dataset": "mnist1d", "max_epochs": 30,
+                                                   "optimizer": "adamw", "warmup_epochs": 5},
+                           {**MNIST1D_SPACE, "lr_schedule": {"type": "categorical", "choices": ["constant", "cosine"]}},
+                           (0.975, 0.98, 0.985), 600, (150, 300, 600)),
     # the built-in CIFAR-style ResNet (6n+2) on the same digits split (it trains on any image size)
     "resnet": Task("resnet_classifier", {"threads": 1, "dataset": "digits", "max_epochs": 10},
                    RESNET_SPACE, (0.99, 0.994, 0.997), 200, (50, 100, 200)),

@@ -97,7 +97,7 @@ def test_defaults_and_resolved_values(write_space):
     assert spec.study.name == "my-study"
     assert spec.study.directions == ("minimize",)
     assert spec.study.n_trials == 20
-    assert spec.sampler.name == "tpe" and spec.pruner.name == "hyperband"  # tests/search: the options
+    assert spec.sampler.name == "tpe" and spec.pruner.name == "median"  # tests/search: the options
     assert spec.study_dir.as_posix() == "hpo-runs/my-study"
 
 

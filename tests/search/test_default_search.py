@@ -1,15 +1,17 @@
-"""A space file without `sampler:`/`pruner:` gets TPE + Hyperband, with Hyperband's
-resources taken from the most epochs a trial trains; every part of it can be overridden."""
+"""A space file without `sampler:`/`pruner:` gets TPE + the median pruner (the search-efficiency
+benchmark's choice); every part of it can be overridden. Hyperband's resources, for a default that
+takes them, come from the most epochs a trial trains."""
 
 from __future__ import annotations
 
 import pytest
 from _helpers import base_space
 
-from hpo._spec import ComponentSpec, load_spec
+from hpo._spec import ComponentSpec, _largest, load_spec
 from hpo._study import open_study
 
 DEFAULT_SAMPLER = ComponentSpec("tpe", {})
+DEFAULT_PRUNER = ComponentSpec("median", {})
 
 
 def builtin_space(fixed=None, space=None, **sections):
@@ -37,10 +39,16 @@ def hyperband(max_resource, reduction_factor=3):
     ({"max_epochs": 4}, {"cv_folds": {"type": "int", "low": 2, "high": 5}}, 20),
 ])
 def test_defaults_for_a_builtin_objective(write_space, fixed, space, max_resource):
+    from hpo._components import default_pruner_options
+    from hpo._objective import declared_budget
+
     spec = load_spec(write_space(builtin_space(fixed, space)))
-    assert spec.sampler == DEFAULT_SAMPLER
-    assert spec.pruner == hyperband(max_resource)
-    assert spec.raw["pruner"] == {"name": "hyperband", "options": dict(spec.pruner.options)}
+    assert (spec.sampler, spec.pruner) == (DEFAULT_SAMPLER, DEFAULT_PRUNER)
+    assert spec.raw["pruner"] == {"name": "median", "options": {}}
+    # what Hyperband would get as the default: its resources from the most epochs a trial trains
+    highs = {p.name: _largest(p) for p in spec.space}
+    budget = declared_budget(spec.objective.name, spec.objective.fixed, highs)
+    assert ComponentSpec("hyperband", default_pruner_options("hyperband", budget)) == hyperband(max_resource)
 
 
 def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
@@ -52,14 +60,15 @@ def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
     sampler, pruner = study.sampler, study.pruner
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert settings_of(sampler)["constant_liar"] is True and not settings_of(sampler)["multivariate"]
-    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
-    assert settings_of(pruner) == {"min_resource": 1, "max_resource": 15, "reduction_factor": 3}
+    assert type(pruner) is optuna.pruners.MedianPruner
 
 
-def test_a_function_objective_lets_hyperband_learn_its_steps(write_space):
+def test_a_function_objective_gets_the_same_pruner(write_space):
+    from hpo._components import default_pruner_options
+
     doc = {k: v for k, v in base_space().items() if k not in ("sampler", "pruner")}
-    spec = load_spec(write_space(doc))
-    assert spec.pruner == hyperband("auto")  # from the first trial that completes: hpo cannot know its steps
+    assert load_spec(write_space(doc)).pruner == DEFAULT_PRUNER
+    assert default_pruner_options("hyperband", None)["max_resource"] == "auto"  # hpo cannot know its steps
 
 
 def test_a_module_study_uses_the_stacks_max_epochs():
@@ -77,12 +86,12 @@ def test_multi_objective_studies_get_no_pruner(write_space):
 
 
 @pytest.mark.parametrize("sections, sampler, pruner", [
-    # options without a name are merged over the defaults' (resources kept)
-    ({"pruner": {"options": {"reduction_factor": 2}}}, DEFAULT_SAMPLER, hyperband(12, 2)),
-    ({"pruner": {"options": {"max_resource": 6}}}, DEFAULT_SAMPLER, hyperband(6)),
-    ({"sampler": {"options": {"n_startup_trials": 4}}}, ComponentSpec("tpe", {"n_startup_trials": 4}), hyperband(12)),
+    # options without a name are merged over the defaults'
+    ({"pruner": {"options": {"n_warmup_steps": 3}}}, DEFAULT_SAMPLER, ComponentSpec("median", {"n_warmup_steps": 3})),
+    ({"sampler": {"options": {"n_startup_trials": 4}}}, ComponentSpec("tpe", {"n_startup_trials": 4}), DEFAULT_PRUNER),
     # a name is taken as given, with exactly the options the file gives
-    ({"pruner": {"name": "median"}}, DEFAULT_SAMPLER, ComponentSpec("median", {})),
+    ({"pruner": {"name": "percentile", "options": {"percentile": 25.0}}}, DEFAULT_SAMPLER,
+     ComponentSpec("percentile", {"percentile": 25.0})),
     ({"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband"}}, ComponentSpec("tpe", {}),
      ComponentSpec("hyperband", {})),
     ({"sampler": {"name": "random"}, "pruner": {"name": "none"}}, ComponentSpec("random", {}), ComponentSpec("none", {})),
@@ -101,4 +110,4 @@ def test_validate_shows_the_resolved_default(cli, write_space):
     code, out, _ = cli("validate", write_space(builtin_space({"max_epochs": 15})))
     assert code == 0
     out = " ".join(out.split())  # the console wraps long lines
-    assert "sampler tpe ; pruner hyperband {'min_resource': 1, 'max_resource': 15, 'reduction_factor': 3}" in out
+    assert "sampler tpe ; pruner median" in out
