@@ -89,8 +89,18 @@ def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]
             return key, "set the seed with study.seed, not here"
         if key not in accepted:
             return key, (f"not an option of the {name} {registry.kind}{did_you_mean(key, accepted)}; "
-                         f"known: {', '.join(accepted)}")
+                         f"known: {', '.join(accepted)}{_taken_by_others(registry, name, key)}")
     return None
+
+
+def _taken_by_others(registry: Registry[Any], name: str, key: str) -> str:
+    """Which other components take option ``key`` (a file written for another default, say, gives
+    Hyperband's ``reduction_factor`` without naming Hyperband)."""
+    others = [n for n in registry.names() if n != name and key in inspect.signature(registry.get(n)).parameters]
+    if not others:
+        return ""
+    return (f". {key} is an option of {', '.join(others)}: name one, e.g. "
+            f"{registry.kind}: {{name: {others[0]}, options: {{{key}: ...}}}}")
 
 
 def worker_seed(study_seed: int | None, n_existing: int, worker_index: int) -> int | None:

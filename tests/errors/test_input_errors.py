@@ -69,6 +69,11 @@ CASES = {
                                               ["expected a mapping, got 'float' (str)"]),
     "default_pruner_options_not_a_mapping": (dump(base_space(pruner={"options": [1]})), "pruner.options",
                                              ["expected a mapping, got [1] (list)"]),
+    "default_pruner_given_hyperbands_option": (dump(base_space(pruner={"options": {"reduction_factor": 2}})),
+                                               "pruner.options.reduction_factor",
+                                               ["not an option of the median pruner",
+                                                "option of successive_halving, hyperband: name one, e.g. pruner: "
+                                                "{name: successive_halving, options: {reduction_factor: ...}}"]),
     "int_beyond_64_bits": (dump(base_space(study={"n_trials": 10**30})), "study.n_trials",
                            ["expected a number between"]),
     "float_range_too_wide": (dump(base_space(space={"x": {"type": "float", "low": -1e308, "high": 1e308}})),
