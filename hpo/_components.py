@@ -42,7 +42,8 @@ SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {"tpe": {"constant_liar": True}}
 # the median pruner (Optuna's defaults: after 5 trials, a trial whose best value so far is worse than
 # the median of earlier trials at the same epoch stops). With TPE it beat Hyperband on the ResNet and
 # digits tasks (Hyperband won MNIST-1D's top target), and replayed on random search it saved more
-# epochs to the top target than Hyperband on every task, 5-epoch LR warm-up included. Optuna 5's TPE is already
+# epochs to the top target than Hyperband on every task, 5-epoch LR warm-up included. It takes no
+# resources, so nothing about the objective's epochs is needed. Optuna 5's TPE is already
 # multivariate for a single objective (``multivariate=None``); ``group: true`` adds nothing on a space
 # without `when:` conditions (the benchmark's "mtpe" and "tpe" sampled the same trials there).
 # Options a space file gives without a name are merged over these.
@@ -51,29 +52,6 @@ DEFAULT_SAMPLER_OPTIONS: dict[str, Any] = {}
 DEFAULT_PRUNER = "median"
 # Multi-objective studies cannot prune (Optuna's intermediate values are single-objective).
 DEFAULT_MULTI_OBJECTIVE_PRUNER = "none"
-
-
-def _hyperband_resources(budget: int | None) -> dict[str, Any]:
-    # "auto": Optuna takes max_resource from the steps of the first trial that completes.
-    return {"min_resource": 1, "max_resource": budget if budget else "auto", "reduction_factor": 3}
-
-
-def _halving_resources(budget: int | None) -> dict[str, Any]:
-    return {"min_resource": 1, "reduction_factor": 3}
-
-
-# Pruner name -> its resource options for trials of at most `budget` steps (None: unknown), when
-# DEFAULT_PRUNER is one that takes resources (Hyperband was the default until the ResNet task's runs).
-DEFAULT_PRUNER_RESOURCES: dict[str, Any] = {
-    "hyperband": _hyperband_resources,
-    "successive_halving": _halving_resources,
-}
-
-
-def default_pruner_options(name: str, budget: int | None) -> dict[str, Any]:
-    """The options a defaulted pruner gets for trials of at most ``budget`` steps (reported epochs)."""
-    derive = DEFAULT_PRUNER_RESOURCES.get(name)
-    return derive(budget) if derive else {}
 
 
 # Samplers that pickle their state into the study's storage (unpickling runs code).

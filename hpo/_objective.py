@@ -24,7 +24,6 @@ _BUILTIN_PARAMS = "objectives._config:PARAM_NAMES"
 _BUILTIN_CONFIG = "objectives._config:TrainConfig"
 _STACK_KNOBS = "objectives._config:STACK_KNOBS"
 _WORKER_RESOURCES = "objectives._config:worker_resources"
-_EPOCH_BUDGET = "objectives._config:epoch_budget"
 # What the built-ins report each epoch (and return for the best one): the study metric is one of these.
 BUILTIN_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time", "samples_per_sec")
 # A module study's objective name, as exports record it: "module=models.py:Net;data=models.py:Data".
@@ -68,19 +67,6 @@ def known_param_names(name: str) -> frozenset[str] | None:
         return frozenset(import_object(_BUILTIN_PARAMS))
     except ImportError:  # pragma: no cover - the objectives package ships with hpo
         return None
-
-
-def declared_budget(name: str, fixed: Mapping[str, Any], highs: Mapping[str, Any]) -> int | None:
-    """The most steps one trial of objective ``name`` reports, as the objective itself declares it.
-
-    The built-ins and module studies train with hpo's stack, which reports once per epoch, so the
-    stack says which of its knobs bounds that (``objectives._config.epoch_budget``); the driver
-    does not read objective knobs by name. A custom function's steps are its own: None (a pruner
-    then learns them from the first trial that completes).
-    """
-    if name not in OBJECTIVES and parse_module_study(name) is None:
-        return None
-    return int(import_object(_EPOCH_BUDGET)(fixed, highs))
 
 
 def check_builtin_values(

@@ -114,13 +114,11 @@ def first_heartbeat(study: optuna.Study, trial_id_: int) -> None:
 # private attributes of the same name with a leading underscore.
 _SETTINGS: dict[str, tuple[str, ...]] = {
     "TPESampler": ("constant_liar", "multivariate"),
-    "HyperbandPruner": ("min_resource", "max_resource", "reduction_factor"),
 }
 
 
 def settings_of(component: Any) -> dict[str, Any]:
-    """The options a TPE sampler or a Hyperband pruner was built with (``TPESampler._constant_liar``,
-    ``HyperbandPruner._max_resource``, ...)."""
+    """The options a TPE sampler was built with (``TPESampler._constant_liar``, ``_multivariate``)."""
     names = _SETTINGS.get(type(component).__name__)
     if names is None:
         raise TypeError(f"no settings known for {type(component).__name__}; known: {', '.join(_SETTINGS)}")

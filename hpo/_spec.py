@@ -261,30 +261,14 @@ def _over_defaults(defaults: Mapping[str, Any], options: Any) -> Any:
     return {**defaults, **options} if isinstance(options, dict) else options
 
 
-def default_pruner_section(section: dict[str, Any], objective: ObjectiveSpec, space: Sequence[ParamSpec],
-                           n_objectives: int) -> dict[str, Any]:
-    """``pruner:`` with hpo's default pruner filled in when the file names none; its resources come
-    from the most epochs a trial trains, as the objective declares it (:func:`declared_budget`)."""
-    from hpo._components import DEFAULT_MULTI_OBJECTIVE_PRUNER, DEFAULT_PRUNER, default_pruner_options
-    from hpo._objective import declared_budget
+def default_pruner_section(section: dict[str, Any], n_objectives: int) -> dict[str, Any]:
+    """``pruner:`` with hpo's default pruner filled in when the file names none."""
+    from hpo._components import DEFAULT_MULTI_OBJECTIVE_PRUNER, DEFAULT_PRUNER
 
     if section["name"] is not None:
         return section
-    if n_objectives > 1:
-        return {"name": DEFAULT_MULTI_OBJECTIVE_PRUNER, "options": _over_defaults({}, section["options"])}
-    highs = {p.name: _largest(p) for p in space}
-    budget = declared_budget(objective.name, objective.fixed, highs)
-    return {"name": DEFAULT_PRUNER,
-            "options": _over_defaults(default_pruner_options(DEFAULT_PRUNER, budget), section["options"])}
-
-
-def _largest(p: ParamSpec) -> Any:
-    """A param's largest value: the top of its range, or the largest of its numeric values or choices."""
-    finite = p.finite_values()
-    if finite is None:
-        return p.high
-    numbers = [v for v in finite if _is_number(v) and not isinstance(v, bool)]
-    return max(numbers) if numbers else None
+    name = DEFAULT_MULTI_OBJECTIVE_PRUNER if n_objectives > 1 else DEFAULT_PRUNER
+    return {"name": name, "options": _over_defaults({}, section["options"])}
 
 
 _MAX_INT = 2**63 - 1
@@ -402,7 +386,7 @@ class _Validator:
         study = self.study(sections["study"])
         objective = self.objective(sections["objective"], space, study.metrics)
         sections["sampler"] = default_sampler_section(sections["sampler"])
-        sections["pruner"] = default_pruner_section(sections["pruner"], objective, space, len(study.directions))
+        sections["pruner"] = default_pruner_section(sections["pruner"], len(study.directions))
         sampler = self.component(sections["sampler"], "sampler")
         pruner = self.component(sections["pruner"], "pruner")
         self.check_sampler_fits(sampler, study, space)

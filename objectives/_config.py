@@ -230,32 +230,6 @@ def worker_resources(fixed: Mapping[str, Any]) -> tuple[int, int]:
         check_knob(key, value)
         found_values.append(int(value))
     return found_values[0], found_values[1]
-# The knob that bounds how many steps one trial of the built-ins (or of a module study) reports: the
-# stack reports once per epoch, so a pruner's largest resource is this knob's largest value.
-BUDGET_KNOB = "max_epochs"
-FOLDS_KNOB = "cv_folds"  # cross-validation multiplies the steps (objectives._cv)
-
-
-def epoch_budget(fixed: Mapping[str, Any], highs: Mapping[str, Any]) -> int:
-    """The most steps one trial reports: ``max_epochs`` as fixed, else the top of its searched range
-    (``highs``: each searched param's largest value), else its default; times ``cv_folds`` under
-    cross-validation, whose steps run on across folds (``fold * max_epochs + epoch``).
-
-    Example:
-        >>> epoch_budget({"max_epochs": 15}, {}), epoch_budget({}, {"max_epochs": 40}), epoch_budget({}, {})
-        (15, 40, 10)
-        >>> epoch_budget({"max_epochs": 15, "cv_folds": 5}, {})
-        75
-    """
-    def largest(name: str) -> int:
-        for source in (fixed, highs):
-            if source.get(name) is not None:
-                return int(source[name])
-        return int(BY_NAME[name].default or 0)
-
-    return largest(BUDGET_KNOB) * max(1, largest(FOLDS_KNOB))
-
-
 # The acceleration stack's reserved knobs: hpo applies them to any LightningModule it trains (the
 # table's applies_to, so that a new knob of the built-ins' data or network is not reserved by accident).
 STACK_KNOBS: tuple[str, ...] = names(applies_to=STACK)

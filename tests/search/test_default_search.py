@@ -1,13 +1,12 @@
 """A space file without `sampler:`/`pruner:` gets TPE + the median pruner (the search-efficiency
-benchmark's choice); every part of it can be overridden. Hyperband's resources, for a default that
-takes them, come from the most epochs a trial trains."""
+benchmark's choice); every part of it can be overridden."""
 
 from __future__ import annotations
 
 import pytest
 from _helpers import base_space
 
-from hpo._spec import ComponentSpec, _largest, load_spec
+from hpo._spec import ComponentSpec, load_spec
 from hpo._study import open_study
 
 DEFAULT_SAMPLER = ComponentSpec("tpe", {})
@@ -25,30 +24,15 @@ def builtin_space(fixed=None, space=None, **sections):
     return doc
 
 
-def hyperband(max_resource, reduction_factor=3):
-    return ComponentSpec("hyperband", {"min_resource": 1, "max_resource": max_resource,
-                                       "reduction_factor": reduction_factor})
-
-
-@pytest.mark.parametrize("fixed, space, max_resource", [
-    ({"max_epochs": 15}, None, 15),                                                            # fixed
-    ({}, {"max_epochs": {"type": "int", "low": 5, "high": 40}}, 40),                           # searched range
-    ({}, {"max_epochs": {"type": "categorical", "choices": [30, 12]}}, 30),                    # searched choices
-    ({}, None, 10),                                                                            # the knob's default
-    ({"max_epochs": 4, "cv_folds": 3}, None, 12),                # cross-validation: steps run on across folds
-    ({"max_epochs": 4}, {"cv_folds": {"type": "int", "low": 2, "high": 5}}, 20),
+@pytest.mark.parametrize("fixed, space", [
+    ({"max_epochs": 15}, None),                                                            # fixed
+    ({}, {"max_epochs": {"type": "int", "low": 5, "high": 40}}),                           # searched range
+    ({"max_epochs": 4}, {"cv_folds": {"type": "int", "low": 2, "high": 5}}),               # cross-validation
 ])
-def test_defaults_for_a_builtin_objective(write_space, fixed, space, max_resource):
-    from hpo._components import default_pruner_options
-    from hpo._objective import declared_budget
-
+def test_defaults_for_a_builtin_objective(write_space, fixed, space):
     spec = load_spec(write_space(builtin_space(fixed, space)))
     assert (spec.sampler, spec.pruner) == (DEFAULT_SAMPLER, DEFAULT_PRUNER)
     assert spec.raw["pruner"] == {"name": "median", "options": {}}
-    # what Hyperband would get as the default: its resources from the most epochs a trial trains
-    highs = {p.name: _largest(p) for p in spec.space}
-    budget = declared_budget(spec.objective.name, spec.objective.fixed, highs)
-    assert ComponentSpec("hyperband", default_pruner_options("hyperband", budget)) == hyperband(max_resource)
 
 
 def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
@@ -64,19 +48,8 @@ def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
 
 
 def test_a_function_objective_gets_the_same_pruner(write_space):
-    from hpo._components import default_pruner_options
-
     doc = {k: v for k, v in base_space().items() if k not in ("sampler", "pruner")}
     assert load_spec(write_space(doc)).pruner == DEFAULT_PRUNER
-    assert default_pruner_options("hyperband", None)["max_resource"] == "auto"  # hpo cannot know its steps
-
-
-def test_a_module_study_uses_the_stacks_max_epochs():
-    from hpo._objective import declared_budget, module_study_name
-
-    # (loading a LightningModule for a whole space file takes long: the budget rule is what matters)
-    assert declared_budget(module_study_name("net.py:Net", None), {"max_epochs": 7, "hidden": 3}, {}) == 7
-    assert declared_budget(module_study_name("net.py:Net", None), {}, {"max_epochs": 20}) == 20
 
 
 def test_multi_objective_studies_get_no_pruner(write_space):

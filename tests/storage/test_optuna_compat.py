@@ -238,14 +238,11 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_recovered_after
     assert trials[1].user_attrs["retry_reason"] == "heartbeat stopped"
 
 
-def test_settings_of_a_tpe_sampler_and_a_hyperband_pruner():
+def test_settings_of_a_tpe_sampler():
     sampler = optuna.samplers.TPESampler(constant_liar=True, multivariate=False)
     assert compat.settings_of(sampler) == {"constant_liar": True, "multivariate": False}, changed(
         "TPESampler._constant_liar / _multivariate")
-    pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=18, reduction_factor=3)
-    assert compat.settings_of(pruner) == {"min_resource": 2, "max_resource": 18, "reduction_factor": 3}, changed(
-        "HyperbandPruner._min_resource / _max_resource / _reduction_factor")
-    with pytest.raises(TypeError, match="known: TPESampler, HyperbandPruner"):
+    with pytest.raises(TypeError, match="known: TPESampler"):
         compat.settings_of(optuna.samplers.RandomSampler())
 
 
