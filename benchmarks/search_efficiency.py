@@ -1,11 +1,11 @@
 """Search efficiency: cumulative epochs (and wall time) each strategy needs to reach a good model.
 
 For each task (a built-in objective, a dataset and a wide space: ``mnist1d``, ``digits``,
-``resnet``) and each strategy (sampler + pruner, built from a space document by hpo's own ``spec_from_dict``/``make_sampler``/``make_pruner``,
-so "default" is exactly what a space file without ``sampler``/``pruner`` gets), a study runs
-in-process until its trials have trained ``budget`` epochs in all. Per seed it records, for every
-trial in order, the epochs it trained, its state and value; the report prints, as the median and
-[min-max] over seeds:
+``mnist1d-warmup``, ``resnet``) and each strategy (sampler + pruner, built from a space document by
+hpo's own ``spec_from_dict``/``make_sampler``/``make_pruner``, so "default" is exactly what a space
+file without ``sampler``/``pruner`` gets), a study runs in-process until its trials have trained
+``budget`` epochs in all. Per seed it records, for every trial in order, the epochs it trained, its
+state and value; the report prints, as the median and [min-max] over seeds:
 
 * epochs (and seconds) until the study's best value first reaches each target;
 * the best value at fixed epoch budgets;
@@ -123,16 +123,29 @@ TASKS: dict[str, Task] = {
 }
 
 
+def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
+    """Pruner name -> its ``pruner`` section: the strategies' pruners and (``--pruner-sim``) variants."""
+    hb = {"min_resource": 1, "max_resource": max_epochs, "reduction_factor": 3}
+    return {
+        "none": {"name": "none"},
+        "median": {"name": "median"},
+        "successive_halving": {"name": "successive_halving", "options": {"min_resource": 1, "reduction_factor": 3}},
+        "hyperband": {"name": "hyperband", "options": hb},
+        "hyperband eta 4": {"name": "hyperband", "options": {**hb, "reduction_factor": 4}},
+        "hyperband min 2": {"name": "hyperband", "options": {**hb, "min_resource": 2}},
+        "hyperband bootstrap 2": {"name": "hyperband", "options": {**hb, "bootstrap_count": 2}},
+    }
+
+
 def _strategies(max_epochs: int) -> dict[str, dict[str, Any]]:
     """Strategy name -> the ``sampler``/``pruner`` sections of its space document ({} = hpo's default)."""
-    none = {"name": "none"}
-    sh = {"name": "successive_halving", "options": {"min_resource": 1, "reduction_factor": 3}}
-    hb = {"name": "hyperband", "options": {"min_resource": 1, "max_resource": max_epochs, "reduction_factor": 3}}
+    pruners = _pruners(max_epochs)
+    none, sh, hb = pruners["none"], pruners["successive_halving"], pruners["hyperband"]
     mtpe = {"name": "tpe", "options": {"multivariate": True, "group": True}}
     return {
         "random": {"sampler": {"name": "random"}, "pruner": none},
         "tpe": {"sampler": {"name": "tpe"}, "pruner": none},
-        "tpe+median": {"sampler": {"name": "tpe"}, "pruner": {"name": "median"}},
+        "tpe+median": {"sampler": {"name": "tpe"}, "pruner": pruners["median"]},
         "tpe+sh": {"sampler": {"name": "tpe"}, "pruner": sh},
         "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": hb},
         "mtpe+sh": {"sampler": mtpe, "pruner": sh},
@@ -140,6 +153,11 @@ def _strategies(max_epochs: int) -> dict[str, dict[str, Any]]:
         "gp": {"sampler": {"name": "gp"}, "pruner": none},
         "default": {},
     }
+
+
+def training_seed(seed: int) -> int:
+    """The seed configs of benchmark seed ``seed`` train with (the cache's key with the config)."""
+    return 1000 + seed
 
 
 def _doc(task: Task, strategy: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -391,7 +409,8 @@ def run(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequence[str], o
             for seed in seeds:
                 cache = CurveCache(cache_dir / f"{name}-seed{seed}.json")
                 start = time.perf_counter()
-                recs = run_strategy(task, _strategies(task.max_epochs)[sname], seed, Runner(task, 1000 + seed, cache),
+                runner = Runner(task, training_seed(seed), cache)
+                recs = run_strategy(task, _strategies(task.max_epochs)[sname], seed, runner,
                                     budget=int(task.budget * budget_scale))
                 path = _result_path(out, name, seed)
                 done = json.loads(path.read_text()) if path.exists() else {}
@@ -552,7 +571,7 @@ def _paired_curves(task: Task, n_configs: int, seed: int, cache_dir: Path) -> di
     configs = [{k: v for k, v in suggest(study.ask(), spec.space).items() if k != "lr_schedule"}
                for _ in range(n_configs)]
     task_name = next(k for k, v in TASKS.items() if v is task)
-    runner = Runner(task, 1000 + seed, CurveCache(cache_dir / f"{task_name}-seed{seed}.json"))
+    runner = Runner(task, training_seed(seed), CurveCache(cache_dir / f"{task_name}-seed{seed}.json"))
     return {schedule: [runner.full_curve({**c, "lr_schedule": schedule}).values for c in configs]
             for schedule in ("constant", "cosine", "onecycle")}
 
@@ -575,23 +594,10 @@ def _pool(task_name: str, seeds: Sequence[int], cache_dir: Path, n: int) -> list
     for seed in seeds:
         cache = CurveCache(cache_dir / f"{task_name}-seed{seed}.json")
         for config in _random_configs(task, seed, n):
-            curve = cache.curves.get(CurveCache.key(config, 1000 + seed))
+            curve = cache.curves.get(CurveCache.key(config, training_seed(seed)))
             if curve is not None and len(curve.values) == task.max_epochs:
                 pool.append(curve.values)
     return pool
-
-
-def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
-    hb = {"min_resource": 1, "max_resource": max_epochs, "reduction_factor": 3}
-    return {
-        "none": {"name": "none"},
-        "median": {"name": "median"},
-        "successive_halving": {"name": "successive_halving", "options": {"min_resource": 1, "reduction_factor": 3}},
-        "hyperband": {"name": "hyperband", "options": hb},
-        "hyperband eta 4": {"name": "hyperband", "options": {**hb, "reduction_factor": 4}},
-        "hyperband min 2": {"name": "hyperband", "options": {**hb, "min_resource": 2}},
-        "hyperband bootstrap 2": {"name": "hyperband", "options": {**hb, "bootstrap_count": 2}},
-    }
 
 
 def pruner_sim(task_name: str, seeds: Sequence[int], cache_dir: Path, n_configs: int, reps: int,
@@ -635,7 +641,8 @@ def _replayed_study(pool: list[list[float]], pruner: Any, rep: int, budget: int)
     study = optuna.create_study(direction="maximize", study_name=f"sim-{rep}", pruner=pruner,
                                 sampler=optuna.samplers.RandomSampler(seed=rep))
     records: list[dict[str, Any]] = []
-    while sum(r["epochs"] for r in records) < budget:
+    spent = 0
+    while spent < budget:
         curve, trial = rng.choice(pool), study.ask()
         epochs = len(curve)
         for step, value in enumerate(curve[:-1]):
@@ -649,6 +656,7 @@ def _replayed_study(pool: list[list[float]], pruner: Any, rep: int, budget: int)
         study.tell(trial, value, state=optuna.trial.TrialState.COMPLETE if value is not None
                    else optuna.trial.TrialState.PRUNED)
         records.append({"epochs": epochs, "seconds": 0.0, "value": value})
+        spent += epochs
     return records
 
 
@@ -667,7 +675,7 @@ def jobs_compare(task_name: str, n_trials: int, seeds: Sequence[int], cache_dir:
     for jobs in (1, 4):
         per_seed = []
         for seed in seeds:
-            runner = Runner(task, 1000 + seed, CurveCache(cache_dir / f"{task_name}-seed{seed}.json"), pace)
+            runner = Runner(task, training_seed(seed), CurveCache(cache_dir / f"{task_name}-seed{seed}.json"), pace)
             per_seed.append([vars(r) for r in run_strategy(task, {}, seed, runner, n_trials=n_trials, jobs=jobs)])
         trials_to = [[_trials_to(recs, t) for recs in per_seed] for t in task.targets]
         epochs_to = [[first_reach(anytime(recs), t)[0] for recs in per_seed] for t in task.targets]

@@ -271,7 +271,7 @@ def start_stop_signal(ray: Any) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(StopSignal).options(num_cpus=0, scheduling_strategy=here, name=None).remote()
+    return ray.remote(StopSignal).options(num_cpus=0, scheduling_strategy=here).remote()
 
 
 class RayWorkers:
@@ -382,7 +382,6 @@ class RayWorkers:
         try:
             started = set(self.ray.get(self.stop_signal.stop.remote(int(signum)), timeout=ACTOR_TIMEOUT_S))
         except (GetTimeoutError, RayError):  # no answer from the actor: every task gets Ray's cancel
-            started = set()
             for ref in refs:
                 self.ray.cancel(ref)
             running = refs
