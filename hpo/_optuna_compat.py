@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JournalFileBackend", "count_trials_by_state_sql", "first_heartbeat", "heartbeat", "make_grpc_server",
-    "pop_waiting_trial_id", "running_trials_without_heartbeat", "settings_of",
+    "pop_waiting_trial_id", "queued_params", "running_trials_without_heartbeat", "settings_of",
     "reset_trial_cache", "storage_of", "study_id", "trial_id",
 ]
 
@@ -81,6 +81,13 @@ def pop_waiting_trial_id(study: optuna.Study) -> int | None:
     """Claims a WAITING (enqueued) trial, making it RUNNING; None when none waits
     (``Study._pop_waiting_trial_id``, what ``study.ask()`` does before creating a trial)."""
     return study._pop_waiting_trial_id()
+
+
+def queued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The params a trial was enqueued with (``enqueue_trial``), which it holds in its system attrs
+    (``fixed_params``) until each is suggested: a queued trial taken but not yet started has them
+    there and none in ``trial.params``."""
+    return dict(trial.system_attrs.get("fixed_params") or {})
 
 
 def reset_trial_cache(study: optuna.Study) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -274,14 +275,42 @@ def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
         queued = trial_id is not None
         if not queued:
             trial_id = storage_of(study).create_new_trial(study_id(study), template_trial=_claimed_trial())
-    first_heartbeat(study, trial_id)  # from now on a silent worker's trial is found on any machine
-    first_beat(study, spec, trial_id)  # the same through the proxy
-    reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
-    trial = optuna.Trial(study, trial_id)
-    if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)
-        for key, value in worker_identity().items():
-            trial.set_user_attr(key, value)
+    with released_on_interrupt(study, spec, trial_id):
+        first_heartbeat(study, trial_id)  # from now on a silent worker's trial is found on any machine
+        first_beat(study, spec, trial_id)  # the same through the proxy
+        reset_trial_cache(study)  # as study.ask(): samplers re-read the trials once per trial
+        trial = optuna.Trial(study, trial_id)
+        if queued:  # until these land, recovery leaves the trial alone (see worker_is_dead)
+            for key, value in worker_identity().items():
+                trial.set_user_attr(key, value)
     return trial
+
+
+@contextlib.contextmanager
+def released_on_interrupt(study: optuna.Study, spec: StudySpec, trial_id: int):
+    """An interrupt (SIGINT/SIGTERM/SIGHUP, Ctrl-C) inside fails and re-queues the RUNNING trial
+    ``trial_id`` that this process claimed, then goes on up.
+
+    For the steps between claiming a trial and running its objective: a signal landing there would
+    otherwise leave the trial RUNNING under a live-looking worker until a later run recovered it.
+    """
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        release_interrupted(study, spec, trial_id, interrupt)
+        raise
+
+
+def release_interrupted(study: optuna.Study, spec: StudySpec, trial_id: int, interrupt: BaseException) -> str:
+    """Fails and re-queues (not counting as a retry) the trial an interrupt stopped, unless another
+    process ended it first; returns the reason recorded."""
+    from hpo._optuna_compat import storage_of
+
+    reason = f"interrupted ({type(interrupt).__name__}: {interrupt})"
+    running = storage_of(study).get_trial(trial_id)
+    if fail_running_trial(study, running, reason):
+        requeue(study, running, spec, reason, counts=False)
+    return reason
 
 
 def _claimed_trial() -> FrozenTrial:
@@ -304,7 +333,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: st
     Args:
         counts: whether this retry uses up one of ``study.max_retries`` (an interrupt does not).
     """
-    from hpo._optuna_compat import storage_of, study_id
+    from hpo._optuna_compat import queued_params, storage_of, study_id
 
     storage_of(study).set_study_system_attr(study_id(study), f"{LOST_PREFIX}{trial.number}", reason[:500])
     retries = int(trial.user_attrs.get(keys.RETRY_COUNT, 0)) + (1 if counts else 0)
@@ -312,7 +341,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: st
         return False
     origin = trial.user_attrs.get(keys.RETRY_ORIGIN, trial.number)
     study.enqueue_trial(
-        dict(trial.params),
+        {**queued_params(trial), **trial.params},  # a queued trial lost before it suggested them
         user_attrs={keys.RETRY_OF: trial.number, keys.RETRY_ORIGIN: origin, keys.RETRY_COUNT: retries,
                     keys.RETRY_REASON: reason},
     )

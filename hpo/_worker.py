@@ -42,7 +42,8 @@ from hpo._study import (
     open_study,
     record_run_id,
     recover_orphans,
-    requeue,
+    release_interrupted,
+    released_on_interrupt,
     study_info,
     tracker_view,
 )
@@ -205,20 +206,21 @@ def run_trial(
     from optuna.trial import TrialState
 
     from hpo._beat import beating
-    from hpo._optuna_compat import heartbeat, storage_of, trial_id
+    from hpo._optuna_compat import heartbeat, trial_id
 
-    params = suggest(trial, spec.space)
-    config = {**spec.objective.fixed, **params}
-    seed = trial_seed(spec.study.seed, trial.number)
-    trial.set_user_attr(keys.SEED, seed)
-    workdir = spec.study_dir / "trials" / f"{trial.number:05d}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    ctx = TrialContext(trial, params, config, spec.study.metrics, seed, workdir, spec.study_dir, tracker)
-    tracker.start_trial(trial.number, params, spec.objective.fixed,
-                        on_created=lambda run_id: record_run_id(study, trial, run_id))
-    deadline = TrialDeadline(spec.study.trial_timeout,
-                             lambda reason: _end_stuck_trial(study, trial, reason, stuck_exit_code))
+    with released_on_interrupt(study, spec, trial_id(trial)):  # a signal before the objective runs
+        params = suggest(trial, spec.space)
+        config = {**spec.objective.fixed, **params}
+        seed = trial_seed(spec.study.seed, trial.number)
+        trial.set_user_attr(keys.SEED, seed)
+        workdir = spec.study_dir / "trials" / f"{trial.number:05d}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx = TrialContext(trial, params, config, spec.study.metrics, seed, workdir, spec.study_dir, tracker)
+        deadline = TrialDeadline(spec.study.trial_timeout,
+                                 lambda reason: _end_stuck_trial(study, trial, reason, stuck_exit_code))
     try:
+        tracker.start_trial(trial.number, params, spec.objective.fixed,
+                            on_created=lambda run_id: record_run_id(study, trial, run_id))
         with heartbeat(trial, study), beating(study, spec, trial_id(trial)), deadline:
             values = run_objective(objective, ctx)
     except optuna.TrialPruned:
@@ -229,10 +231,7 @@ def run_trial(
     except (Exception, KeyboardInterrupt, SystemExit, TrialTimeout) as exc:  # noqa: BLE001
         interrupt = interrupt_behind(exc)
         if interrupt is not None:  # our Interrupted (SIGINT/SIGTERM) or a real Ctrl-C
-            reason = f"interrupted ({type(interrupt).__name__}: {interrupt})"
-            running = storage_of(study).get_trial(trial_id(trial))
-            if fail_running_trial(study, running, reason):
-                requeue(study, running, spec, reason, counts=False)
+            reason = release_interrupted(study, spec, trial_id(trial), interrupt)
             tracker.end_trial("KILLED", None, reason=reason)
             raise interrupt from None
         reason = failure_reason(exc)  # anything else fails this trial only

@@ -33,6 +33,14 @@ def test_storage_of_and_study_id(study):
     assert storage.get_study_id_from_name("s") == compat.study_id(study), changed("Study._study_id")
 
 
+def test_queued_params_of_a_queued_trial_taken_before_it_suggested_them(study):
+    study.enqueue_trial({"x": 0.25, "n": 3})
+    taken = compat.pop_waiting_trial_id(study)
+    frozen = compat.storage_of(study).get_trial(taken)
+    assert frozen.params == {} and compat.queued_params(frozen) == {"x": 0.25, "n": 3}, \
+        changed("enqueue_trial's system attr fixed_params")
+
+
 def test_trial_id_of_a_trial_and_a_frozen_trial(study):
     trial = study.ask()
     frozen = study.trials[0]
