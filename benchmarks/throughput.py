@@ -11,15 +11,16 @@ Workloads (``--workloads``, comma-separated):
 * ``user``: the example user package ``examples/my_models`` (``SmallCNN(width=64)`` written with
   ``import lightning as L``, ``DigitsDataModule(batch_size=64)`` with ordinary DataLoaders).
 
-Sides: ``hpo`` (``objectives.fit``: hpo's callbacks, Trainer settings and Lightning patches),
+Sides: ``hpo`` (``objectives.fit``: hpo's callbacks and Trainer settings),
 ``lightning`` (the module's own Lightning package, ``Trainer.fit`` with logging, progress bar,
-checkpointing and model summary off and no hpo callback or patch; the module gets an AdamW
+checkpointing and model summary off and no hpo callback; the module gets an AdamW
 ``configure_optimizers`` where it has none), ``raw`` (zero_grad/forward/cross-entropy/
-backward/step over the same batches, under bf16 autocast with ``--precision bf16-mixed``). ``--patches`` adds ``hpo-unpatched``: hpo with its two
-patches of Lightning internals (the cached ``is_param_in_hook_signature`` and the no-op
-profiler) undone, to show what they earn.
+backward/step over the same batches, under bf16 autocast with ``--precision bf16-mixed``).
+``--separate`` adds ``hpo-separate``: hpo with its callbacks given to the Trainer one by one
+instead of as one, to show what combining them earns (Lightning calls every hook of every
+callback on every step).
 
-Every run is its own process (Lightning patches are process-wide), with ``--threads`` torch
+Every run is its own process (no side inherits another's imports or state), with ``--threads`` torch
 threads. Only the training part of each epoch is timed, by epoch hooks on the Lightning sides
 (no per-step hook of the benchmark's own); warm-up epochs are dropped and a run's rate is its
 fastest epoch (the least disturbed on a shared machine). Runs are interleaved over
@@ -33,7 +34,7 @@ does), and each epoch's clock is read after ``torch.cuda.synchronize()``. Only t
 table means anything there.
 
     python benchmarks/throughput.py [--workloads convnet-32x2x64,convnet-64x2x256,resnet,user]
-        [--epochs 6 --warmup 2 --repeats 3 --threads 1 --precision 32-true --patches]
+        [--epochs 6 --warmup 2 --repeats 3 --threads 1 --precision 32-true --separate]
         [--accelerator gpu --resnet-images 8192 --resnet-batch 128]
 """
 
@@ -167,34 +168,26 @@ def _namespace(module):
     raise TypeError(f"{type(module).__name__} is not a LightningModule")
 
 
-def _unpatch_lightning() -> None:
-    """Undoes hpo's two patches of Lightning internals (for ``hpo-unpatched``), whichever layout
-    ``objectives._fit`` has: the patches' installers become no-ops and the originals come back."""
-    import contextlib
-    import importlib
+def _register_separately() -> None:
+    """For ``hpo-separate``: hpo's callbacks given to the Trainer one by one instead of as one
+    combined callback (``objectives._callbacks.combined``), to show what combining them earns."""
+    import objectives._trainer as trainer_mod
+    from objectives._callbacks import callbacks_of
 
-    import objectives._fit as fit_mod
+    combined_callbacks = trainer_mod._callbacks
 
-    for ns in ("pytorch_lightning", "lightning.pytorch"):
-        with contextlib.suppress(ImportError):
-            original = importlib.import_module(f"{ns}.utilities.signature_utils").is_param_in_hook_signature
-            for loop in ("training_epoch_loop", "evaluation_loop"):
-                importlib.import_module(f"{ns}.loops.{loop}").is_param_in_hook_signature = original
-    if hasattr(fit_mod, "_cache_hook_signature_checks"):
-        fit_mod._cache_hook_signature_checks = lambda *a, **k: None
-    if hasattr(fit_mod, "_no_profiler"):  # a per-namespace factory
-        fit_mod._no_profiler = lambda ns: importlib.import_module(f"{ns}.profilers").PassThroughProfiler
-    elif hasattr(fit_mod, "_NoProfiler"):
-        from pytorch_lightning.profilers import PassThroughProfiler
+    def separate(namespace, request):
+        callbacks, best = combined_callbacks(namespace, request)
+        return callbacks_of(type("T", (), {"callbacks": callbacks})()), best
 
-        fit_mod._NoProfiler = PassThroughProfiler
+    trainer_mod._callbacks = separate
 
 
-def _fit_hpo(module, data, cfg, epochs: int, unpatched: bool):
+def _fit_hpo(module, data, cfg, epochs: int, separate: bool):
     from objectives._fit import fit
 
-    if unpatched:
-        _unpatch_lightning()
+    if separate:
+        _register_separately()
     timer = _timer(_namespace(module))
     fit(module, data, cfg.replace(max_epochs=epochs, keep_checkpoints=0), None, callbacks=[timer])
     return timer.epochs
@@ -209,7 +202,7 @@ def _device(accelerator: str):
 def _fit_lightning(module, data, cfg, epochs: int, accelerator: str):
     import torch
 
-    assert "objectives._fit" not in sys.modules, "plain Lightning must run without hpo's patches"
+    assert "objectives._fit" not in sys.modules, "plain Lightning must run without hpo imported"
     ns = _namespace(module)
     if type(module).configure_optimizers is ns.LightningModule.configure_optimizers:  # none of its own
         module.configure_optimizers = lambda: torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -269,7 +262,7 @@ def child(args: argparse.Namespace) -> None:
         elif side == "lightning":
             epochs = _fit_lightning(module, data, cfg, args.epochs, args.accelerator)
         else:
-            epochs = _fit_hpo(module, data, cfg, args.epochs, unpatched=side == "hpo-unpatched")
+            epochs = _fit_hpo(module, data, cfg, args.epochs, separate=side == "hpo-separate")
     except TypeError as exc:  # e.g. a lightning.pytorch module before hpo drives that package
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return
@@ -316,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resnet-batch", type=int, default=32, help="batch size of the resnet workload")
     ap.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
-    ap.add_argument("--patches", action="store_true", help="add the hpo-unpatched side")
+    ap.add_argument("--separate", action="store_true", help="add the hpo-separate side")
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -325,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     passed = ["--epochs", str(args.epochs), "--warmup", str(args.warmup), "--threads", str(args.threads),
               "--resnet-depth", str(args.resnet_depth), "--resnet-images", str(args.resnet_images),
               "--resnet-batch", str(args.resnet_batch), "--precision", args.precision, "--accelerator", args.accelerator]
-    sides = SIDES + (("hpo-unpatched",) if args.patches else ())
+    sides = SIDES + (("hpo-separate",) if args.separate else ())
     workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {(w, s): [] for w in workloads for s in sides}
     for done in range(1, args.repeats + 1):  # interleaved: every side sees the same spread of machine load
@@ -348,7 +341,7 @@ def _table(args, workloads, sides, results, rounds: int, out) -> None:
     for key, unit in tables[:1] if args.accelerator == "gpu" else tables:
         print(f"\n{unit}", file=out)
         head = f"{'workload':<18}{'raw ms/step':>12}" + "".join(f"{s:>22}" for s in sides)
-        head += f"{'hpo/lightning':>15}{'hpo/raw':>9}" + (f"{'hpo/unpatched':>15}" if args.patches else "")
+        head += f"{'hpo/lightning':>15}{'hpo/raw':>9}" + (f"{'hpo/separate':>14}" if args.separate else "")
         print(head, file=out)
         for workload in workloads:
             vals = {s: [r[key] for r in results[workload, s] if key in r] for s in sides}
@@ -356,8 +349,8 @@ def _table(args, workloads, sides, results, rounds: int, out) -> None:
             row = f"{workload:<18}{(f'{statistics.median(steps):.2f}' if steps else 'n/a'):>12}"
             row += "".join(f"{_cell(vals[s]):>22}" for s in sides)
             row += f"{_ratio(vals['hpo'], vals['lightning']):>15}{_ratio(vals['hpo'], vals['raw']):>9}"
-            if args.patches:
-                row += f"{_ratio(vals['hpo'], vals['hpo-unpatched']):>15}"
+            if args.separate:
+                row += f"{_ratio(vals['hpo'], vals['hpo-separate']):>14}"
             print(row, file=out, flush=True)
     errors = {f"{w}/{s}": r["error"] for (w, s), rs in results.items() for r in rs if "error" in r}
     for where, error in sorted(errors.items()):

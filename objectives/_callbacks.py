@@ -3,7 +3,9 @@
 Order in ``objectives.fit``: ``EpochMetrics`` → ``AdaptiveGradientClipping`` →
 ``WeightPruning`` (``objectives._sparsity``) → ``BestWeights`` → ``PruningCallback``. Each is
 written once as plain hooks and made a callback of the Lightning package that drives the module
-(:func:`callback_classes`); the module-level names are the ``pytorch_lightning`` ones. The
+(:func:`callback_classes`); the module-level names are the ``pytorch_lightning`` ones. The Trainer
+gets them as one callback (:func:`combined`): Lightning calls every hook of every callback, on every
+step, whether it does anything or not. The
 epoch-level numbers (``val_*`` from the module's ``self.log``, ``train_loss``/``epoch_time``/
 ``samples_per_sec`` from ``EpochMetrics``) are complete at ``on_validation_end``, which is where
 weights are kept and the pruner is asked.
@@ -48,7 +50,7 @@ def collect_metrics(trainer: pl.Trainer) -> dict[str, float]:
             value = value.item()
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
-    for cb in trainer.callbacks:
+    for cb in callbacks_of(trainer):
         if isinstance(cb, _EpochMetrics) and cb.epoch_metrics:
             out.update(cb.epoch_metrics)
     return out
@@ -234,7 +236,7 @@ def _matching(module: nn.Module, patterns: Sequence[str]) -> set[str]:
 def _weights_final(trainer: pl.Trainer) -> bool:
     """False while a callback says this epoch's weights are not the final ones (weight pruning
     before its final sparsity): such an epoch cannot be the best."""
-    return all(getattr(cb, "weights_final", True) for cb in trainer.callbacks)
+    return all(getattr(cb, "weights_final", True) for cb in callbacks_of(trainer))
 
 
 class _BestWeights(_EpochOnce):
@@ -288,7 +290,7 @@ class _BestWeights(_EpochOnce):
             return
         model = getattr(pl_module, "model", None)
         state = self.best_state
-        for cb in trainer.callbacks:  # weight pruning by channels saves the slimmed network
+        for cb in callbacks_of(trainer):  # weight pruning by channels saves the slimmed network
             if hasattr(cb, "export_state"):
                 state = cb.export_state(pl_module, state)
         payload = {
@@ -353,6 +355,62 @@ def callback_classes(namespace: str) -> SimpleNamespace:
         name: type(name, (hooks, base), {"__module__": __name__, "__qualname__": name, "__doc__": hooks.__doc__})
         for name, hooks in _HOOKS.items()
     })
+
+
+class _Combined:
+    """hpo's callbacks registered as one: each hook reaches, in order, only the parts that define it.
+
+    Why: Lightning dispatches every hook (six of them each training step) to every callback, defined
+    or not, each call inside a profiler context; three separate callbacks cost about 60 µs a step
+    more than none, 4 % of a 1.5 ms step. As one, hpo pays one dispatch a hook.
+    """
+
+    _base: type  # the Lightning package's Callback (:func:`_combined_class`)
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self.parts = list(parts)
+        self._calls = {hook: [getattr(part, hook) for part in self.parts if _defines(part, hook, self._base)]
+                       for hook in _hook_names(self._base)}
+
+
+@functools.lru_cache(maxsize=None)
+def _hook_names(base: type) -> tuple[str, ...]:
+    """The hooks Lightning calls on a callback of ``base``'s package: ``setup``, ``teardown`` and ``on_*``."""
+    return tuple(n for n in dir(base) if n in ("setup", "teardown") or n.startswith("on_"))
+
+
+def _defines(part: Any, hook: str, base: type) -> bool:
+    own = getattr(type(part), hook, None)
+    return own is not None and own is not getattr(base, hook, None)
+
+
+def _forward(hook: str):
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        for call in self._calls[hook]:
+            call(*args, **kwargs)
+    forward.__name__ = forward.__qualname__ = hook
+    return forward
+
+
+@functools.lru_cache(maxsize=None)
+def _combined_class(namespace: str) -> type:
+    base = importlib.import_module(namespace).Callback
+    body = {hook: _forward(hook) for hook in _hook_names(base)}
+    body.update(_base=base, __module__=__name__, __qualname__="HpoCallbacks", __doc__=_Combined.__doc__)
+    return type("HpoCallbacks", (_Combined, base), body)
+
+
+def combined(namespace: str, parts: Sequence[Any]) -> Any:
+    """``parts`` (hpo's callbacks, in order) as one callback of the Lightning package ``namespace``."""
+    return _combined_class(namespace)(parts)
+
+
+def callbacks_of(trainer: pl.Trainer) -> list[Any]:
+    """The trainer's callbacks with hpo's combined one replaced by its parts."""
+    out: list[Any] = []
+    for cb in getattr(trainer, "callbacks", None) or []:
+        out += cb.parts if isinstance(cb, _Combined) else [cb]
+    return out
 
 
 _PL = callback_classes("pytorch_lightning")

@@ -303,8 +303,10 @@ def finetune_callback(namespace: str, cfg: TrainConfig) -> Any:
 def optimizer_params(params: Iterable[torch.nn.Parameter], cfg: TrainConfig, trainer: Any) -> list[Any]:
     """What ``build_optimizer`` optimizes: the trainable ``params``, or with fine-tuning one group per
     LR share (``lr``: ``cfg.lr`` times the share), frozen parameters included when they will unfreeze."""
+    from objectives._callbacks import callbacks_of
+
     params = list(params)
-    callback = next((c for c in getattr(trainer, "callbacks", None) or [] if isinstance(c, _FineTuning)), None)
+    callback = next((c for c in callbacks_of(trainer) if isinstance(c, _FineTuning)), None)
     if callback is None:
         return [p for p in params if p.requires_grad]
     names = {id(p): n for n, p in trainer.lightning_module.named_parameters()}

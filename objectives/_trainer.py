@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 
 from objectives import _sparsity
-from objectives._callbacks import callback_classes
+from objectives._callbacks import callback_classes, combined
 from objectives._config import TrainConfig
 from objectives._finetune import finetune_callback, is_finetuning
 from objectives._namespace import NAMESPACES, is_datamodule, namespace_of
@@ -177,7 +177,8 @@ def fit_local(request: FitRequest, world_size: int = 1) -> dict[str, float]:
 
 
 def _callbacks(namespace: str, request: FitRequest) -> tuple[list[Any], Any]:
-    """hpo's callbacks (in their documented order) then the caller's; and the ``BestWeights`` among them."""
+    """hpo's callbacks (in their documented order, as one) then the caller's; and the ``BestWeights``
+    among them."""
     hooks = callback_classes(namespace)
     cfg = request.cfg
     best = hooks.BestWeights(request.ctx, request.monitor, request.mode, keep=cfg.keep_checkpoints,
@@ -188,8 +189,8 @@ def _callbacks(namespace: str, request: FitRequest) -> tuple[list[Any], Any]:
     if cfg.agc_clip > 0:
         out.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
     out += _sparsity.callbacks(namespace, cfg)  # before BestWeights: it saves the masks made permanent
-    out += [best, hooks.PruningCallback(request.ctx), *request.callbacks]
-    return out, best
+    out += [best, hooks.PruningCallback(request.ctx)]
+    return [combined(namespace, out), *request.callbacks], best
 
 
 def _strategy(namespace: str, accelerator: str, world_size: int) -> dict[str, Any]:

@@ -205,6 +205,29 @@ def test_agc_runs_inside_training(make_ctx, monkeypatch, tiny):
     assert calls and all(c == n_params - 2 for c in calls)
 
 
+# -- what hpo's callbacks cost a step --------------------------------------------------------------
+
+
+def test_lightning_dispatches_each_hook_once_to_hpo_however_many_of_its_callbacks_run(make_ctx, monkeypatch, tiny):
+    """Lightning calls every hook of every callback, each step, inside a profiler context: hpo's
+    callbacks (here EpochMetrics, AGC, BestWeights, PruningCallback) are registered as one."""
+    from pytorch_lightning.profilers import PassThroughProfiler
+
+    dispatched: list[str] = []
+    real = PassThroughProfiler.profile
+
+    def spy(self, action_name):
+        dispatched.append(action_name)
+        return real(self, action_name)
+
+    monkeypatch.setattr(PassThroughProfiler, "profile", spy)
+    params = dict(tiny, max_epochs=1, agc_clip=0.01)
+    objectives.image_classifier(params, make_ctx(params))
+    per_step = [name for name in dispatched if name.startswith("[Callback]") and name.endswith(".on_train_batch_end")]
+    steps = sum(name == "[LightningModule]ClassifierModule.on_train_batch_end" for name in dispatched)
+    assert steps > 1 and len(per_step) == steps, (len(per_step), steps)
+
+
 # -- LR schedule ----------------------------------------------------------------------------------
 
 
