@@ -35,7 +35,7 @@ table means anything there.
 
     python benchmarks/throughput.py [--workloads convnet-32x2x64,convnet-64x2x256,resnet,user]
         [--epochs 6 --warmup 2 --repeats 3 --threads 1 --precision 32-true --separate]
-        [--accelerator gpu --resnet-images 8192 --resnet-batch 128]
+        [--accelerator gpu --resnet-images 8192 --resnet-batch 128 --pin CORE]
 """
 
 from __future__ import annotations
@@ -252,6 +252,8 @@ def _fit_raw(module, batches, cfg, epochs: int, accelerator: str):
 def child(args: argparse.Namespace) -> None:
     import torch
 
+    if args.pin is not None:  # every side on the same core: a process's core and its clock move rates by 10 %+
+        os.sched_setaffinity(0, {args.pin})
     torch.set_num_threads(args.threads)
     workload, side = args.child
     module, data, batches, samples, cfg = build(workload, args)
@@ -310,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     ap.add_argument("--separate", action="store_true", help="add the hpo-separate side")
+    ap.add_argument("--pin", type=int, metavar="CORE", help="run every side on this CPU core (Linux)")
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     passed = ["--epochs", str(args.epochs), "--warmup", str(args.warmup), "--threads", str(args.threads),
               "--resnet-depth", str(args.resnet_depth), "--resnet-images", str(args.resnet_images),
               "--resnet-batch", str(args.resnet_batch), "--precision", args.precision, "--accelerator", args.accelerator]
+    passed += ["--pin", str(args.pin)] if args.pin is not None else []
     sides = SIDES + (("hpo-separate",) if args.separate else ())
     workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {(w, s): [] for w in workloads for s in sides}

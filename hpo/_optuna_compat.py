@@ -14,11 +14,12 @@ version run, with a warning.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from contextlib import AbstractContextManager
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+from hpo._versions import in_range, range_text
 
 SUPPORTED = ((4, 2), (6, 0))  # >= 4.2, < 6
 ALLOW_ENV = "HPO_ALLOW_OPTUNA"
@@ -28,19 +29,12 @@ class UnsupportedOptunaError(ImportError):
     """The installed Optuna is outside the range whose private API hpo was checked against."""
 
 
-def _version_tuple(text: str) -> tuple[int, int]:
-    """``"5.0.0"`` -> ``(5, 0)``; ``(0, 0)`` for text that does not start with ``MAJOR.MINOR``."""
-    match = re.match(r"(\d+)\.(\d+)", text)
-    return (int(match[1]), int(match[2])) if match else (0, 0)
-
-
 def check_version(version: str, allow: bool) -> None:
     """Raises :class:`UnsupportedOptunaError` for a version outside :data:`SUPPORTED` unless ``allow``."""
-    low, high = SUPPORTED
-    if low <= _version_tuple(version) < high:
+    if in_range(version, SUPPORTED):
         return
-    message = (f"hpo supports optuna >={low[0]}.{low[1]},<{high[0]}.{high[1]}, but optuna {version} is installed; "
-               f"install a supported version (pip install 'optuna>={low[0]}.{low[1]},<{high[0]}'), or set "
+    message = (f"hpo supports optuna {range_text(SUPPORTED)}, but optuna {version} is installed; "
+               f"install a supported version (pip install 'optuna{range_text(SUPPORTED)}'), or set "
                f"{ALLOW_ENV}=1 to try this one")
     if not allow:
         raise UnsupportedOptunaError(message)

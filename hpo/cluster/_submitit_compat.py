@@ -9,10 +9,11 @@ submitting goes through submitit's public executor. :data:`SUPPORTED` is the ran
 
 from __future__ import annotations
 
-import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from hpo._versions import in_range, range_text
 
 SUPPORTED = ((1, 5), (2, 0))  # >= 1.5, < 2
 PRIVATE = "submitit.slurm.slurm._make_sbatch_string"
@@ -23,12 +24,9 @@ class UnsupportedSubmititError(ImportError):
 
 
 def check_version(version: str) -> None:
-    match = re.match(r"(\d+)\.(\d+)", version)
-    found = (int(match[1]), int(match[2])) if match else (0, 0)
-    low, high = SUPPORTED
-    if not low <= found < high:
+    if not in_range(version, SUPPORTED):
         raise UnsupportedSubmititError(
-            f"rendering an sbatch script uses {PRIVATE}, checked with submitit >={low[0]}.{low[1]},<{high[0]}.{high[1]}; "
+            f"rendering an sbatch script uses {PRIVATE}, checked with submitit {range_text(SUPPORTED)}; "
             f"submitit {version} is installed")
 
 
