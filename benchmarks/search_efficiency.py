@@ -134,6 +134,10 @@ def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
         "hyperband eta 4": {"name": "hyperband", "options": {**hb, "reduction_factor": 4}},
         "hyperband min 2": {"name": "hyperband", "options": {**hb, "min_resource": 2}},
         "hyperband bootstrap 2": {"name": "hyperband", "options": {**hb, "bootstrap_count": 2}},
+        # gentler medians: the median pruner can stop a trial that would have been the best at epoch 1
+        "median warmup 2": {"name": "median", "options": {"n_warmup_steps": 2}},
+        "median startup 10": {"name": "median", "options": {"n_startup_trials": 10}},
+        "percentile 33": {"name": "percentile", "options": {"percentile": 33.0}},
     }
 
 
@@ -151,6 +155,7 @@ def _strategies(max_epochs: int) -> dict[str, dict[str, Any]]:
         "mtpe+sh": {"sampler": mtpe, "pruner": sh},
         "mtpe+hyperband": {"sampler": mtpe, "pruner": hb},
         "gp": {"sampler": {"name": "gp"}, "pruner": none},
+        "gp+median": {"sampler": {"name": "gp"}, "pruner": pruners["median"]},
         "default": {},
     }
 
@@ -601,7 +606,7 @@ def _pool(task_name: str, seeds: Sequence[int], cache_dir: Path, n: int) -> list
 
 
 def pruner_sim(task_name: str, seeds: Sequence[int], cache_dir: Path, n_configs: int, reps: int,
-               scale: float = 1.0) -> None:
+               scale: float = 1.0, only: Sequence[str] | None = None) -> None:
     """Random search with each pruner, replayed: each simulated study draws configs (with replacement)
     from the pooled full curves of random search's own configs and lets Optuna's pruner stop them
     (no training, so hundreds of studies are cheap). Isolates what the pruner saves; a model-based
@@ -619,6 +624,8 @@ def pruner_sim(task_name: str, seeds: Sequence[int], cache_dir: Path, n_configs:
     print("| pruner | " + " | ".join(f"epochs to {t}" for t in task.targets) + f" | best @{task.budget} ep |")
     print("|---|" + "---|" * (len(task.targets) + 1))
     for name, spec in _pruners(task.max_epochs).items():
+        if only and name not in only:
+            continue
         reached: dict[float, list[float]] = {t: [] for t in task.targets}
         finals = []
         for rep in range(reps):
@@ -718,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pace", type=float, default=0.2, help="--jobs-compare: replay speed of cached epochs")
     parser.add_argument("--pruner-sim", type=int, metavar="REPS",
                         help="random search + each pruner, REPS studies replayed over random search's cached curves")
+    parser.add_argument("--pruners", nargs="+", metavar="NAME", help="--pruner-sim: only these pruners")
     parser.add_argument("--pool-trials", type=int, default=144,
                         help="--pruner-sim: random search's first N configs per seed form the pool")
     args = parser.parse_args(argv)
@@ -730,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.pruner_sim:
         for name in args.tasks:
-            pruner_sim(name, seeds, cache, args.pool_trials, args.pruner_sim, args.budget_scale or 1.0)
+            pruner_sim(name, seeds, cache, args.pool_trials, args.pruner_sim, args.budget_scale or 1.0, args.pruners)
         return
     if args.jobs_compare:
         for name in args.tasks:
