@@ -138,6 +138,10 @@ def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
         "median warmup 2": {"name": "median", "options": {"n_warmup_steps": 2}},
         "median startup 10": {"name": "median", "options": {"n_startup_trials": 10}},
         "percentile 33": {"name": "percentile", "options": {"percentile": 33.0}},
+        # harsher: fewer epochs on each bad trial, more configurations tried
+        "percentile 67": {"name": "percentile", "options": {"percentile": 67.0}},
+        "percentile 75": {"name": "percentile", "options": {"percentile": 75.0}},
+        "median startup 3": {"name": "median", "options": {"n_startup_trials": 3}},
     }
 
 
