@@ -172,13 +172,13 @@ def _register_separately() -> None:
     """For ``hpo-separate``: hpo's callbacks given to the Trainer one by one instead of as one
     combined callback (``objectives._callbacks.combined``), to show what combining them earns."""
     import objectives._trainer as trainer_mod
-    from objectives._callbacks import callbacks_of
+    from objectives._callbacks import separated
 
     combined_callbacks = trainer_mod._callbacks
 
     def separate(namespace, request):
         callbacks, best = combined_callbacks(namespace, request)
-        return callbacks_of(type("T", (), {"callbacks": callbacks})()), best
+        return separated(callbacks), best
 
     trainer_mod._callbacks = separate
 

@@ -361,8 +361,9 @@ class _Combined:
     """hpo's callbacks registered as one: each hook reaches, in order, only the parts that define it.
 
     Why: Lightning dispatches every hook (six of them each training step) to every callback, defined
-    or not, each call inside a profiler context; three separate callbacks cost about 60 µs a step
-    more than none, 4 % of a 1.5 ms step. As one, hpo pays one dispatch a hook.
+    or not, each call inside a profiler context: three callbacks took 18 such calls a step, one
+    takes 6. What that is worth is a few percent of a 1-2 ms step at most
+    (``benchmarks/throughput.py --separate``).
     """
 
     _base: type  # the Lightning package's Callback (:func:`_combined_class`)
@@ -405,12 +406,17 @@ def combined(namespace: str, parts: Sequence[Any]) -> Any:
     return _combined_class(namespace)(parts)
 
 
-def callbacks_of(trainer: pl.Trainer) -> list[Any]:
-    """The trainer's callbacks with hpo's combined one replaced by its parts."""
+def separated(callbacks: Sequence[Any]) -> list[Any]:
+    """``callbacks`` with hpo's combined one replaced by its parts."""
     out: list[Any] = []
-    for cb in getattr(trainer, "callbacks", None) or []:
+    for cb in callbacks:
         out += cb.parts if isinstance(cb, _Combined) else [cb]
     return out
+
+
+def callbacks_of(trainer: pl.Trainer) -> list[Any]:
+    """The trainer's callbacks, hpo's combined one as its parts."""
+    return separated(getattr(trainer, "callbacks", None) or [])
 
 
 _PL = callback_classes("pytorch_lightning")
