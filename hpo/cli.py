@@ -183,6 +183,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for p in spec.space:
         table.add_row(escape(p.name), p.type, escape(p.describe()))
     console.print(table)
+    _print_sampler_warnings(spec)
     if spec.sampler.name == "grid":
         from hpo._space import grid_points
 
@@ -208,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"study {spec.study.name!r}: {spec.study.n_trials} trials, sampler {spec.sampler.name}, "
                   f"pruner {spec.pruner.name}, {args.jobs} worker(s){where}; storage {describe_storage(spec)}",
                   markup=False)
-    _warn_about_pickling_sampler(spec)
+    _print_sampler_warnings(spec)
     result = run_study(spec, args.jobs, console, engine)
     study = result.study or _open(spec)
     _print_summary(spec, study)
@@ -233,14 +234,13 @@ def _cluster_engine(args: argparse.Namespace) -> Any:
     return make_engine(args.cluster, vars(args))  # each engine reads its own flags
 
 
-def _warn_about_pickling_sampler(spec: Any) -> None:
-    from hpo._components import PICKLING_SAMPLERS
+def _print_sampler_warnings(spec: Any) -> None:
+    from rich.markup import escape
 
-    if spec.sampler.name in PICKLING_SAMPLERS and spec.study.storage is not None:
-        err_console.print(
-            f"[yellow]warning:[/yellow] the {spec.sampler.name} sampler keeps pickled state in the study's storage; "
-            "every worker unpickles it, which runs code from the shared database. Use it only with a "
-            "database that only trusted people can write to, or choose tpe/gp.")
+    from hpo._components import sampler_warnings
+
+    for line in sampler_warnings(spec.sampler, spec.pruner, spec.study.storage):
+        err_console.print(f"[yellow]warning:[/yellow] {escape(line)}")
 
 
 def _open(spec: Any, create: bool = True) -> Any:
