@@ -28,6 +28,7 @@ Modes (all reuse the cache):
     nice -n 10 python benchmarks/search_efficiency.py --quick             # 2 seeds, small budgets
     nice -n 10 python benchmarks/search_efficiency.py --tasks mnist1d --seeds 0-4
     python benchmarks/search_efficiency.py --report-only                  # table + HTML from results
+    python benchmarks/search_efficiency.py --seeds 10-17 --processes 16   # many studies at once
     nice -n 10 python benchmarks/search_efficiency.py --strategies random --budget-scale 3   # longer studies
     nice -n 10 python benchmarks/search_efficiency.py --schedules 12      # rank correlation at rungs
     nice -n 10 python benchmarks/search_efficiency.py --jobs-compare 40   # --jobs 1 vs 4
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import tempfile
 import threading
@@ -222,14 +224,25 @@ class CurveCache:
             return self.curves.get(key, Curve())
 
     def put(self, key: str, curve: Curve) -> None:
+        from hpo._lock import file_lock
+
         with self.lock:
-            if len(curve.values) > len(self.curves.get(key, Curve()).values):
-                self.curves[key] = curve
+            self._keep(key, curve)
             self.trained_epochs += len(curve.epoch_times)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps({k: vars(v) for k, v in self.curves.items()}))
-            tmp.replace(self.path)
+            # Studies of one seed in parallel processes (--processes) share this file: merge what the
+            # others wrote since, under the lock, or the last writer would drop their curves.
+            with file_lock(self.path.with_suffix(".lock")):
+                if self.path.exists():
+                    for k, v in json.loads(self.path.read_text()).items():
+                        self._keep(k, Curve(**v))
+                tmp = self.path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+                tmp.write_text(json.dumps({k: vars(v) for k, v in self.curves.items()}))
+                tmp.replace(self.path)
+
+    def _keep(self, key: str, curve: Curve) -> None:
+        if len(curve.values) > len(self.curves.get(key, Curve()).values):
+            self.curves[key] = curve
 
 
 class _ReplayTrial:
@@ -429,6 +442,39 @@ def run(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequence[str], o
                 print(f"{name} seed {seed} {sname:15s} {len(recs):3d} trials, "
                       f"{sum(r.epochs for r in recs):4d} epochs, best {max((r.value or 0) for r in recs):.4f}, "
                       f"{time.perf_counter() - start:6.1f} s (trained {cache.trained_epochs} epochs)", flush=True)
+
+
+def run_parallel(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequence[str], out: Path, cache_dir: Path,
+                 budget_scale: float, processes: int) -> None:
+    """As ``run``, one process per (task, strategy, seed) and ``processes`` at a time (a many-core
+    machine runs many seeds at once). Each child writes its own part folder; only this process
+    merges parts into ``out``, as each child ends, so a run cut short keeps every finished study."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    merge = threading.Lock()
+
+    def one(job: tuple[str, str, int]) -> None:
+        name, sname, seed = job
+        part = out / ".parts" / f"{name}-{sname.replace('+', '_')}-{seed}"
+        argv = [sys.executable, __file__, "--tasks", name, "--seeds", str(seed), "--strategies", sname,
+                "--out", str(part), "--cache", str(cache_dir), "--budget-scale", str(budget_scale), "--no-report"]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        print(proc.stdout.strip() or proc.stderr.strip()[-2000:], flush=True)
+        done_part = _result_path(part, name, seed)
+        if proc.returncode or not done_part.exists():
+            return
+        with merge:
+            path = _result_path(out, name, seed)
+            done = json.loads(path.read_text()) if path.exists() else {}
+            done.update(json.loads(done_part.read_text()))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(done))
+
+    jobs = [(name, sname, seed) for name in tasks for sname in strategies for seed in seeds]
+    with ThreadPoolExecutor(max_workers=processes) as pool:
+        list(pool.map(one, jobs))
 
 
 def load_results(out: Path, task: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
@@ -722,6 +768,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="train X times the task's epoch budget per study (e.g. random search long enough "
                              "to reach the top targets); the table still reports at the task's budgets")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="run only (no table or HTML)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="run N studies at once, one process per (task, strategy, seed)")
     parser.add_argument("--schedules", type=int, metavar="N", nargs="?", const=0,
                         help="rank correlation at rungs per LR schedule: of N new paired configs, or (no N) "
                              "of the cached curves")
@@ -748,9 +797,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in args.tasks:
             jobs_compare(name, args.jobs_compare, seeds, cache, args.pace)
         return
-    if not args.report_only:
+    if not args.report_only and args.processes > 1:
+        run_parallel(args.tasks, seeds, args.strategies, args.out, cache, args.budget_scale or scale, args.processes)
+    elif not args.report_only:
         run(args.tasks, seeds, args.strategies, args.out, cache, args.budget_scale or scale)
-    report(args.tasks, args.out, scale)
+    if not args.no_report:
+        report(args.tasks, args.out, scale)
 
 
 if __name__ == "__main__":
