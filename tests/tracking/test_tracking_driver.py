@@ -111,7 +111,9 @@ def test_killed_worker_is_reported_by_status_and_closed_by_the_next_run(write_sp
         if running_trials(path) and running_trial_run():
             break
     time.sleep(1.0)
-    while not running_trials(path):  # not between two trials
+    # not between two trials, and not between a trial's start and its run's (MLflow starts in the background)
+    while not (running_trials(path) and running_trial_run()):
+        assert proc.poll() is None, "the study ended before a trial could be killed mid-run"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
