@@ -163,6 +163,9 @@ def _strategies(max_epochs: int) -> dict[str, dict[str, Any]]:
         "gp": {"sampler": {"name": "gp"}, "pruner": none},
         "gp+median": {"sampler": {"name": "gp"}, "pruner": pruners["median"]},
         "default": {},
+        # TPE with any other pruner of _pruners, e.g. "tpe+percentile 67"
+        **{f"tpe+{name}": {"sampler": {"name": "tpe"}, "pruner": pruner} for name, pruner in pruners.items()
+           if name not in ("none", "median", "successive_halving", "hyperband")},
     }
 
 
