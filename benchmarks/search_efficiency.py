@@ -425,6 +425,15 @@ def _result_path(out: Path, task: str, seed: int) -> Path:
     return out / task / f"seed{seed}.json"
 
 
+def _save_results(out: Path, task: str, seed: int, by_strategy: dict[str, Any]) -> None:
+    """Adds (or replaces) these strategies' records in the seed's result file."""
+    path = _result_path(out, task, seed)
+    done = json.loads(path.read_text()) if path.exists() else {}
+    done.update(by_strategy)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(done))
+
+
 def run(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequence[str], out: Path, cache_dir: Path,
         budget_scale: float) -> None:
     """Every strategy on every seed (seeds inner: a run cut short has whole strategies)."""
@@ -437,11 +446,7 @@ def run(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequence[str], o
                 runner = Runner(task, training_seed(seed), cache)
                 recs = run_strategy(task, _strategies(task.max_epochs)[sname], seed, runner,
                                     budget=int(task.budget * budget_scale))
-                path = _result_path(out, name, seed)
-                done = json.loads(path.read_text()) if path.exists() else {}
-                done[sname] = [vars(r) for r in recs]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(done))
+                _save_results(out, name, seed, {sname: [vars(r) for r in recs]})
                 print(f"{name} seed {seed} {sname:15s} {len(recs):3d} trials, "
                       f"{sum(r.epochs for r in recs):4d} epochs, best {max((r.value or 0) for r in recs):.4f}, "
                       f"{time.perf_counter() - start:6.1f} s (trained {cache.trained_epochs} epochs)", flush=True)
@@ -469,11 +474,7 @@ def run_parallel(tasks: Sequence[str], seeds: Sequence[int], strategies: Sequenc
         if proc.returncode or not done_part.exists():
             return
         with merge:
-            path = _result_path(out, name, seed)
-            done = json.loads(path.read_text()) if path.exists() else {}
-            done.update(json.loads(done_part.read_text()))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(done))
+            _save_results(out, name, seed, json.loads(done_part.read_text()))
 
     jobs = [(name, sname, seed) for name in tasks for sname in strategies for seed in seeds]
     with ThreadPoolExecutor(max_workers=processes) as pool:
