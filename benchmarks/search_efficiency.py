@@ -136,13 +136,14 @@ def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
         "hyperband eta 4": {"name": "hyperband", "options": {**hb, "reduction_factor": 4}},
         "hyperband min 2": {"name": "hyperband", "options": {**hb, "min_resource": 2}},
         "hyperband bootstrap 2": {"name": "hyperband", "options": {**hb, "bootstrap_count": 2}},
+        # Optuna's percentile P keeps the top P % of trials at each step: the median is P = 50.
         # gentler medians: the median pruner can stop a trial that would have been the best at epoch 1
         "median warmup 2": {"name": "median", "options": {"n_warmup_steps": 2}},
         "median startup 10": {"name": "median", "options": {"n_startup_trials": 10}},
-        "percentile 33": {"name": "percentile", "options": {"percentile": 33.0}},
+        "percentile 67": {"name": "percentile", "options": {"percentile": 67.0}},   # prunes the bottom third
+        "percentile 75": {"name": "percentile", "options": {"percentile": 75.0}},   # the bottom quarter
         # harsher: fewer epochs on each bad trial, more configurations tried
-        "percentile 67": {"name": "percentile", "options": {"percentile": 67.0}},
-        "percentile 75": {"name": "percentile", "options": {"percentile": 75.0}},
+        "percentile 33": {"name": "percentile", "options": {"percentile": 33.0}},   # the bottom two thirds
         "median startup 3": {"name": "median", "options": {"n_startup_trials": 3}},
     }
 
