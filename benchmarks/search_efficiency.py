@@ -148,25 +148,27 @@ def _pruners(max_epochs: int) -> dict[str, dict[str, Any]]:
     }
 
 
+# The strategies a plain run compares (#15's list, the multivariate-TPE and GP + median variants,
+# and hpo's default); every other pruner of _pruners runs with TPE on request, as "tpe+NAME".
+STRATEGIES = ("random", "tpe", "tpe+median", "tpe+sh", "tpe+hyperband", "mtpe+sh", "mtpe+hyperband", "gp",
+              "gp+median", "default")
+_SHORT = {"none": "tpe", "successive_halving": "tpe+sh"}   # TPE + pruner names in the tables
+
+
 def _strategies(max_epochs: int) -> dict[str, dict[str, Any]]:
     """Strategy name -> the ``sampler``/``pruner`` sections of its space document ({} = hpo's default)."""
     pruners = _pruners(max_epochs)
-    none, sh, hb = pruners["none"], pruners["successive_halving"], pruners["hyperband"]
     mtpe = {"name": "tpe", "options": {"multivariate": True, "group": True}}
+    with_tpe = {_SHORT.get(name, f"tpe+{name}"): {"sampler": {"name": "tpe"}, "pruner": pruner}
+                for name, pruner in pruners.items()}
     return {
-        "random": {"sampler": {"name": "random"}, "pruner": none},
-        "tpe": {"sampler": {"name": "tpe"}, "pruner": none},
-        "tpe+median": {"sampler": {"name": "tpe"}, "pruner": pruners["median"]},
-        "tpe+sh": {"sampler": {"name": "tpe"}, "pruner": sh},
-        "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": hb},
-        "mtpe+sh": {"sampler": mtpe, "pruner": sh},
-        "mtpe+hyperband": {"sampler": mtpe, "pruner": hb},
-        "gp": {"sampler": {"name": "gp"}, "pruner": none},
+        "random": {"sampler": {"name": "random"}, "pruner": pruners["none"]},
+        **with_tpe,
+        "mtpe+sh": {"sampler": mtpe, "pruner": pruners["successive_halving"]},
+        "mtpe+hyperband": {"sampler": mtpe, "pruner": pruners["hyperband"]},
+        "gp": {"sampler": {"name": "gp"}, "pruner": pruners["none"]},
         "gp+median": {"sampler": {"name": "gp"}, "pruner": pruners["median"]},
         "default": {},
-        # TPE with any other pruner of _pruners, e.g. "tpe+percentile 67"
-        **{f"tpe+{name}": {"sampler": {"name": "tpe"}, "pruner": pruner} for name, pruner in pruners.items()
-           if name not in ("none", "median", "successive_halving", "hyperband")},
     }
 
 
@@ -797,7 +799,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", type=_seeds, default=_seeds("0-4"), help="e.g. 0-4")
-    parser.add_argument("--strategies", nargs="+", default=list(_strategies(1)))
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), metavar="NAME",
+                        help=f"default: {' '.join(STRATEGIES)}; also tpe+NAME for any pruner of --pruner-sim")
     parser.add_argument("--out", type=Path, default=Path("hpo-runs/search-efficiency"))
     parser.add_argument("--cache", type=Path, default=None, help="curve cache folder (default OUT/cache)")
     parser.add_argument("--quick", action="store_true", help="seeds 0-1 and half the epoch budget")
@@ -819,6 +822,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pool-trials", type=int, default=144,
                         help="--pruner-sim: random search's first N configs per seed form the pool")
     args = parser.parse_args(argv)
+    unknown = [s for s in args.strategies if s not in _strategies(1)]
+    if unknown:
+        parser.error(f"unknown strategy {', '.join(map(repr, unknown))}; known: {', '.join(_strategies(1))}")
+    unknown = [s for s in args.pruners or () if s not in _pruners(1)]
+    if unknown:
+        parser.error(f"unknown pruner {', '.join(map(repr, unknown))}; known: {', '.join(_pruners(1))}")
     cache = args.cache or args.out / "cache"
     scale = 0.5 if args.quick else 1.0
     seeds = args.seeds[:2] if args.quick else args.seeds
