@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo._errors import SpecError
-from hpo._registry import Registry, import_object
+from hpo._registry import Registry, did_you_mean, import_object
 
 OBJECTIVES: Registry[Any] = Registry("objective")
 OBJECTIVES.register("image_classifier", "objectives:image_classifier")
@@ -137,12 +137,69 @@ def resource_needs(spec: Any) -> Resources:
 
 
 def load_reference(ref: str, base_dir: Path) -> Any:
-    """Imports the object named by ``package.module:attr`` or ``path/to/file.py:attr``."""
+    """Imports the object named by ``package.module:attr`` or ``path/to/file.py:attr``: a file is
+    looked up in ``base_dir`` (the space file's folder), then the current folder; a package
+    module in ``base_dir``, the current folder and the Python path."""
+    return _attribute(_load_module(ref, base_dir), ref.rpartition(":")[2])
+
+
+class UnloadableReference(Exception):
+    """A reference that could not be loaded; the message says what failed and where, in one line."""
+
+
+def load_checked(ref: str, base_dir: Path, hint: str = "") -> Any:
+    """:func:`load_reference`, with every failure (a missing file or module, a missing attribute,
+    the user's file raising as it is imported, a syntax error in it) raised as
+    :class:`UnloadableReference` with a one-line message; ``hint`` ends the missing-attribute one."""
+    target = _FILE_REF.match(ref)
+    what = f"file {target['file']!r}" if target else f"module {ref.partition(':')[0]!r}"
+    try:
+        module = _load_module(ref, base_dir)
+    except _NotFound as missing:
+        folders = " and ".join(dict.fromkeys(str(f) for f in (base_dir.resolve(), Path.cwd())))
+        where = f"looked in {folders}" if target else f"searched {folders} and the Python path"
+        raise UnloadableReference(f"cannot import {what}: {missing} ({where})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code failed at import: report it, no traceback
+        message = exc.msg if isinstance(exc, SyntaxError) else exc
+        raise UnloadableReference(f"importing {what} raised {type(exc).__name__}: {message}{_user_frame(exc)}") from None
+    attr = ref.rpartition(":")[2]
+    try:
+        return _attribute(module, attr)
+    except AttributeError:
+        defined = sorted(name for name, value in vars(module).items()
+                         if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__)
+        listed = f"; it defines {', '.join(defined)}" if defined else ""
+        raise UnloadableReference(f"{what} has no attribute {attr!r}{did_you_mean(attr, defined)}{listed}"
+                                  f"{hint}") from None
+
+
+class _NotFound(Exception):
+    """The file or module a reference names does not exist (as opposed to failing when imported)."""
+
+
+def _load_module(ref: str, base_dir: Path) -> Any:
     if match := _FILE_REF.match(ref):
-        return _load_from_file(_find_file(match["file"], base_dir), match["attr"])
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    return import_object(ref)
+        path = _find_file(match["file"], base_dir)
+        if path is None:
+            raise _NotFound("not found")
+        return _module_from_file(path)
+    name = ref.partition(":")[0]
+    for folder in (str(Path.cwd()), str(base_dir.resolve())):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise _NotFound(str(exc)) from None
+        raise  # the module exists, and something it imports does not
+
+
+def _attribute(module: Any, attr: str) -> Any:
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def resolve_objective(name: str, base_dir: Path, source: str = "<spec>") -> Callable[..., Any]:
@@ -153,12 +210,12 @@ def resolve_objective(name: str, base_dir: Path, source: str = "<spec>") -> Call
 
         module_cls, data = load_module_study(refs[0], refs[1], base_dir, source)
         return ModuleObjective(module_cls, data)
+    if name in OBJECTIVES:
+        return OBJECTIVES.get(name)
     try:
-        if name in OBJECTIVES:
-            return OBJECTIVES.get(name)
-        return load_reference(name, base_dir)
-    except (ImportError, AttributeError, TypeError) as exc:
-        raise SpecError(source, "objective.name", f"cannot load {name!r}: {type(exc).__name__}: {exc}") from None
+        return load_checked(name, base_dir)
+    except UnloadableReference as exc:
+        raise SpecError(source, "objective.name", str(exc)) from None
 
 
 def load_module_study(module: str, data: str | None, base_dir: Path, source: str) -> tuple[type, Any]:
@@ -173,9 +230,9 @@ def load_module_study(module: str, data: str | None, base_dir: Path, source: str
         if not (_FILE_REF.match(ref) or _MODULE_REF.match(ref)):
             raise SpecError(source, key, f"expected 'file.py:Class' or 'package.module:Class', got {ref!r}")
         try:
-            loaded.append(load_reference(ref, base_dir))
-        except (ImportError, AttributeError, TypeError, OSError) as exc:
-            raise SpecError(source, key, f"cannot load {ref!r}: {type(exc).__name__}: {exc}") from None
+            loaded.append(load_checked(ref, base_dir))
+        except UnloadableReference as exc:
+            raise SpecError(source, key, str(exc)) from None
     module_cls, data_obj = loaded
     if not (isinstance(module_cls, type) and is_lightning_module(module_cls)):
         raise SpecError(source, "objective.module", f"expected a LightningModule class (pytorch_lightning or "
@@ -231,19 +288,11 @@ def import_problem(name: str, base_dir: Path) -> str | None:
     """
     if name in OBJECTIVES or parse_module_study(name):
         return None  # a module study's classes are imported and checked by the spec validator
-    target = _FILE_REF.match(name)
-    what = f"file {target['file']!r}" if target else f"module {name.partition(':')[0]!r}"
-    where = f"looked in {base_dir.resolve()} and {Path.cwd()}" if target else \
-        f"searched {Path.cwd()} and the Python path"
+    attr = name.rpartition(":")[2].rpartition(".")[2]
     try:
-        obj = load_reference(name, base_dir)
-    except ImportError as exc:
-        return f"cannot import {what}: {exc} ({where})"
-    except AttributeError:
-        attr = name.rpartition(":")[2]
-        return f"{what} has no attribute {attr!r}; define `def {attr.rpartition('.')[2]}(params, ctx)` there"
-    except Exception as exc:  # noqa: BLE001 - the user's module failed at import: report it, no traceback
-        return f"importing {what} raised {type(exc).__name__}: {exc}{_user_frame(exc)}"
+        obj = load_checked(name, base_dir, hint=f"; define `def {attr}(params, ctx)` there")
+    except UnloadableReference as exc:
+        return str(exc)
     if not callable(obj):
         return f"{name!r} is {type(obj).__name__}, not a function; expected `def fn(params, ctx)`"
     return None
@@ -269,9 +318,7 @@ def _find_file(file: str, base_dir: Path) -> Path | None:
     return None
 
 
-def _load_from_file(path: Path | None, attr: str) -> Callable[..., Any]:
-    if path is None:
-        raise ImportError("file not found")
+def _module_from_file(path: Path) -> Any:
     module_name = f"hpo_user_objective_{abs(hash(str(path)))}"
     module = sys.modules.get(module_name)
     if module is None:
@@ -283,10 +330,7 @@ def _load_from_file(path: Path | None, attr: str) -> Callable[..., Any]:
         except BaseException:
             del sys.modules[module_name]  # a half-run module must not be found by the next attempt
             raise
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return module
 
 
 def run_objective(fn: Callable[..., Any], ctx: Any) -> list[float]:

@@ -91,7 +91,9 @@ def test_own_optimizer_with_optimizer_knobs_is_refused_at_validate(ns, workdir, 
 @pytest.mark.parametrize(
     ("objective", "message"),
     [
-        ({"module": "models.py:Nope"}, "objective.module: cannot load 'models.py:Nope'"),
+        ({"module": "models.py:Nt"}, "objective.module: file 'models.py' has no attribute 'Nt' (did you mean 'Net'?); "
+                                     "it defines "),
+        ({"module": "modles.py:Net"}, "objective.module: cannot import file 'modles.py': not found (looked in /"),
         ({"module": "models.py:loaders"}, "objective.module: expected a LightningModule class"),
         ({"module": "models.py:Net", "name": "objs.py:quadratic"}, "objective.module: give either"),
         ({"data": "models.py:Data", "name": "objs.py:quadratic"}, "objective.data: needs objective.module"),
@@ -106,6 +108,28 @@ def test_bad_module_study_is_exit_2(ns, workdir, write_space, cli, objective, me
     write(workdir, ns)
     code, _, err = cli("validate", write_space(_space(objective)))
     assert code == 2 and message in err, err
+
+
+# The user's file fails as it is imported: one line naming the key, the file, the error and its line.
+BROKEN = {
+    "syntax.py": ("def f(:\n    pass\n", "importing file 'syntax.py' raised SyntaxError: "),
+    "raising.py": ("import os\nraise ValueError('config missing')\n",
+                   "importing file 'raising.py' raised ValueError: config missing (at "),
+    "needs.py": ("import not_installed_package_xyz\n",
+                 "importing file 'needs.py' raised ModuleNotFoundError: No module named 'not_installed_package_xyz'"),
+}
+
+
+@pytest.mark.parametrize("key", ["module", "data"])
+@pytest.mark.parametrize("file", sorted(BROKEN))
+def test_a_user_file_failing_at_import_is_one_line_exit_2(ns, workdir, write_space, cli, file, key):
+    write(workdir, ns)
+    source, message = BROKEN[file]
+    (workdir / file).write_text(source)
+    objective = {"module": "models.py:Net", "data": "models.py:Data", key: f"{file}:Thing"}
+    code, _, err = cli("validate", write_space(_space(objective)))
+    assert code == 2 and f"objective.{key}: {message}" in err and "Traceback" not in err, err
+    assert f"{file}, line " in err, err
 
 
 @pytest.mark.parametrize(
