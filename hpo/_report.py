@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,15 @@ def log_study_artifact(spec: StudySpec, study: Any, path: Path) -> None:
     from hpo._study import study_info
     from hpo.tracking import make_tracker, open_parent_run
 
-    tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
+    # Best effort: the file is written; a store this user cannot write to (a read-only copy of the
+    # run folder, another user's) must not turn a reader's success into an error.
     try:
-        if open_parent_run(tracker, study_info(spec), study, create=False) is not None:
-            tracker.log_artifact(str(path))
-    finally:
-        tracker.close()
+        tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, True)
+        try:
+            if open_parent_run(tracker, study_info(spec), study, create=False) is not None:
+                tracker.log_artifact(str(path))
+        finally:
+            tracker.close()
+    except Exception as exc:  # noqa: BLE001 - any failure of the store: warn, keep the written file
+        print(f"warning: wrote {path} but could not attach it to the study's MLflow run: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
