@@ -189,6 +189,8 @@ def best_configs(study: optuna.Study, spec: StudySpec, top: int = 1) -> list[Bes
 
 
 def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> BestConfig:
+    from hpo.tracking import default_tracking_uri
+
     fixed = study.user_attrs.get(keys.STUDY_FIXED, spec.objective.fixed)
     return BestConfig(
         study_name=spec.study.name,
@@ -205,7 +207,8 @@ def _config_of(trial: FrozenTrial, study: optuna.Study, spec: StudySpec) -> Best
         **_checkpoint_of(trial.user_attrs.get(keys.CHECKPOINT), spec),
         space_file=str(Path(spec.source).resolve()) if spec.space_file else None,
         storage=spec.study.storage,
-        tracking_uri=spec.mlflow.tracking_uri if spec.mlflow.enabled else None,
+        # the store the study used (the default one is beside its folder): `hpo train` from any folder finds it
+        tracking_uri=(spec.mlflow.tracking_uri or default_tracking_uri(spec.runs_dir)) if spec.mlflow.enabled else None,
         experiment=spec.experiment if spec.mlflow.enabled else None,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         git_sha=study.user_attrs.get(keys.STUDY_GIT_SHA),

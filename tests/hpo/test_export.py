@@ -108,3 +108,26 @@ def test_multi_objective_export_is_the_pareto_set(write_space, cli, workdir):
         o.values[0] <= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in complete)}
     assert {c.trial_number for c in configs} == pareto
     assert all(len(c.values) == 2 and c.metrics == ("a", "b") for c in configs)
+
+
+def test_train_from_another_folder_logs_to_the_studys_mlflow_store(write_space, cli, workdir, tmp_path_factory,
+                                                                    monkeypatch):
+    """The export names the store the study used (here the default one beside its folder), so a
+    retrain started anywhere lands under the study's parent run, and no store appears elsewhere."""
+    from mlflow.tracking import MlflowClient
+
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0},
+                                  mlflow={"enabled": True}))
+    assert cli("run", path, "--no-report")[0] == 0
+    assert cli("export", path, "-o", workdir / "best.yaml")[0] == 0
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("train", workdir / "best.yaml")
+    assert code == 0, err
+    assert "is gone" not in out + err
+    assert not (elsewhere / "hpo-runs" / "mlflow.db").exists()
+    client = MlflowClient(f"sqlite:///{workdir}/hpo-runs/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if r.data.tags.get("hpo.role") == "parent"]
+    retrains = [r for r in runs if r.data.tags.get("hpo.role") == "retrain"]
+    assert len(retrains) == 1 and retrains[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
