@@ -140,6 +140,12 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
                 _initialise(study, spec)
             _check_compatible(study, spec)
     except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
+        if isinstance(exc, ImportError) and isinstance(exc.__cause__ or exc.__context__, ImportError):
+            # Optuna's "Failed to import DB access module": the URL's database driver is not installed
+            missing = exc.__cause__ or exc.__context__
+            raise UsageError(f"cannot open the study storage {describe_storage(spec)}: its database driver is "
+                             f"not installed ({missing}); install it (pip) or use postgresql:// or "
+                             "sqlite:///") from None
         if not type(exc).__module__.startswith(("sqlalchemy", "optuna.exceptions", "psycopg")):
             raise
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
