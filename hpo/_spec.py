@@ -239,9 +239,22 @@ def spec_from_dict(
     for key, value in (overrides or {}).items():
         if value is not None:
             apply_override(doc, key, value)
+    set_keys = []
     for assignment in sets:
-        apply_override(doc, *parse_set(assignment))
-    return _Validator(source, import_objective).spec(doc)
+        key, value = parse_set(assignment)
+        apply_override(doc, key, value)
+        set_keys.append(key)
+    try:
+        return _Validator(source, import_objective).spec(doc)
+    except SpecError as exc:
+        if any(_overlaps(exc.key_path, key) for key in set_keys):
+            raise SpecError("--set", exc.key_path, exc.message) from None  # the bad value is the flag's, not the file's
+        raise
+
+
+def _overlaps(key_path: str, set_key: str) -> bool:
+    """Whether ``key_path`` is ``set_key``, inside it, or holds it."""
+    return any(a == b or a.startswith(b + ".") for a, b in ((key_path, set_key), (set_key, key_path)) if b)
 
 
 def default_sampler_section(section: dict[str, Any]) -> dict[str, Any]:

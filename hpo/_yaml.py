@@ -156,8 +156,8 @@ def parse_set(assignment: str) -> tuple[str, Any]:
         raise SpecError("--set", assignment, "expected key.path=value, e.g. --set study.seed=1")
     if any(not part.strip() for part in key.split(".")):
         raise SpecError("--set", key, "expected dot-separated key names, e.g. study.seed; found an empty name")
-    if not value.strip():
-        return key, None
+    if not value.strip():  # an empty shell variable, most likely: it would silently reset the key to its default
+        raise SpecError("--set", key, f"empty value; write {key}=null to reset the key to its default")
     try:
         return key, parse_yaml(value, "--set", key)
     except SpecError:

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", help="study storage URL (overrides study.storage)")
         p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides mlflow.tracking_uri)")
         p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override any key of the space file, e.g. --set study.seed=3 (repeatable)")
+                       help="override any key of the space file, e.g. --set study.seed=3 (repeatable; "
+                            "KEY=null resets a key to its default)")
         return p
 
     run = with_space("run", "create or resume the study and run its trials")
@@ -407,7 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
-        return _fail(f"{exc}; nothing was run (`hpo validate` checks a space file)", exc.exit_code)
+        # what it means for the command: validate's answer is the error itself; a reader read nothing
+        suffix = "; nothing was run" if args.command in ("run", "train") else ""
+        return _fail(f"{exc}{suffix}", exc.exit_code)
     except HpoError as exc:
         return _fail(str(exc), exc.exit_code)
     except OSError as exc:

@@ -202,3 +202,23 @@ def test_yaml_merge_keys_still_work(write_space, cli):
     code, out, err = cli("validate", write_space(text))
     assert code == 0, err
     assert "float in [0.0, 2.0]" in out and "float in [0.0, 1.0]" in out
+
+
+@pytest.mark.parametrize(("assignment", "key", "fragment"), [
+    # an empty shell variable would otherwise reset the key to its default without a word
+    ("study.direction=", "study.direction", "empty value; write study.direction=null to reset the key"),
+    # not YAML, so taken as text: the error is the flag's, not the file's
+    ("study.n_trials=[1", "study.n_trials", "expected an integer, got '[1' (str)"),
+    ("objective.fixed.x=", "objective.fixed.x", "empty value"),
+])
+def test_a_bad_set_value_is_blamed_on_the_flag(write_space, cli, assignment, key, fragment):
+    code, _, err = cli("validate", write_space(base_space()), "--set", assignment)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: --set: {key}: ") and fragment in lines[0], err
+
+
+def test_set_null_resets_a_key_to_its_default(write_space, cli):
+    code, out, err = cli("validate", write_space(base_space(study={"direction": "maximize", "metric": "loss"})),
+                         "--set", "study.direction=null")
+    assert code == 0 and "minimize" in out, (out, err)
