@@ -11,10 +11,11 @@ and ``layer_lr_decay`` on the built-in objectives and on a user's LightningModul
   weights, with one warning), freezes, and computes each parameter's LR share. At the start of
   epoch ``unfreeze_at_epoch`` it makes the frozen parameters trainable.
 - :func:`optimizer_params` is what ``objectives._stack.build_optimizer`` optimizes: one param group
-  per LR share. Frozen parameters that will be unfrozen are in their group from the start (no
-  gradient, so the optimizer skips them): the LR schedule, built over the groups once, then
-  scales them too. Parameters that a module's own ``configure_optimizers`` left out are added as a
-  group when they unfreeze.
+  per LR share (within each of the module's own param groups, when it passes groups). Frozen
+  parameters that will be unfrozen are in their group from the start (no gradient, so the
+  optimizer skips them): the LR schedule, built over the groups once, then scales them too.
+  Parameters that a module's own ``configure_optimizers`` left out are added as a group when they
+  unfreeze.
 """
 
 from __future__ import annotations
@@ -300,19 +301,63 @@ def finetune_callback(namespace: str, cfg: TrainConfig) -> Any:
 # -- the optimizer's param groups -----------------------------------------------------------------
 
 
-def optimizer_params(params: Iterable[torch.nn.Parameter], cfg: TrainConfig, trainer: Any) -> list[Any]:
+def _tensor(entry: Any) -> Any:
+    """The parameter of an optimizer entry: a tensor, or torch's ``(name, tensor)`` pair."""
+    return entry[1] if isinstance(entry, tuple) else entry
+
+
+def _groups(params: Any) -> tuple[list[dict[str, Any]], bool]:
+    """``params`` as torch-style param groups (each a copy with ``params`` a list), and whether they
+    were given as groups (else one group holds the flat iterable). Refuses what torch refuses: a bare
+    tensor, a set."""
+    import torch
+
+    if isinstance(params, torch.Tensor):
+        raise TypeError("optimizer_factory takes an iterable of parameters or of param-group dicts, "
+                        f"not a single {torch.typename(params)}")
+    if isinstance(params, dict):
+        params = [params]  # one group given bare
+    entries = list(params)
+    if not entries or not isinstance(entries[0], dict):
+        return [{"params": entries}], False
+    groups = []
+    for k, group in enumerate(entries):
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"optimizer_factory: param group {k} must be a dict with a 'params' key, "
+                            f"got {type(group).__name__}")
+        ps = group["params"]
+        if isinstance(ps, set):
+            raise TypeError(f"optimizer_factory: param group {k} holds a set; give its parameters as a list "
+                            "(a set's order changes between runs)")
+        groups.append({**group, "params": [ps] if isinstance(ps, torch.Tensor) else list(ps)})
+    return groups, True
+
+
+def optimizer_params(params: Iterable[Any], cfg: TrainConfig, trainer: Any) -> list[Any]:
     """What ``build_optimizer`` optimizes: the trainable ``params``, or with fine-tuning one group per
-    LR share (``lr``: ``cfg.lr`` times the share), frozen parameters included when they will unfreeze."""
+    LR share (``lr``: ``cfg.lr`` times the share), frozen parameters included when they will unfreeze.
+
+    ``params`` may also be torch-style param groups (dicts with ``params`` and the group's own
+    options): each group keeps its options and its trainable parameters, and a group left with none
+    is dropped. With fine-tuning each group is split by LR share, the group's own ``lr`` (else
+    ``cfg.lr``) times the share. Options a group does not set are the optimizer's (hpo's knobs).
+    """
     from objectives._callbacks import callbacks_of
 
-    params = list(params)
+    groups, given_as_groups = _groups(params)
     callback = next((c for c in callbacks_of(trainer) if isinstance(c, _FineTuning)), None)
     if callback is None:
-        return [p for p in params if p.requires_grad]
+        kept = [{**g, "params": [e for e in g["params"] if _tensor(e).requires_grad]} for g in groups]
+        return [g for g in kept if g["params"]] if given_as_groups else kept[0]["params"]
     names = {id(p): n for n, p in trainer.lightning_module.named_parameters()}
-    groups: dict[float, list[Any]] = {}
-    for p in params:
-        name = names.get(id(p), "")
-        if p.requires_grad or (cfg.unfreeze_at_epoch and name in callback.frozen):
-            groups.setdefault(callback.scales.get(name, 1.0), []).append(p)
-    return [{"params": ps, "lr": cfg.lr * scale} for scale, ps in sorted(groups.items())]
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        by_scale: dict[float, list[Any]] = {}
+        for entry in group["params"]:
+            p = _tensor(entry)
+            name = names.get(id(p), "")
+            if p.requires_grad or (cfg.unfreeze_at_epoch and name in callback.frozen):
+                by_scale.setdefault(callback.scales.get(name, 1.0), []).append(entry)
+        base = group.get("lr", cfg.lr)
+        out += [{**group, "params": ps, "lr": base * scale} for scale, ps in sorted(by_scale.items())]
+    return out
