@@ -18,7 +18,7 @@ from rich.console import Console
 from hpo._lifeline import Lifeline
 from hpo._progress import StudyProgress, tail_status
 from hpo._spec import StudySpec
-from hpo._study import recover_orphans
+from hpo._study import recover_orphans, recovered_lines
 from hpo._signals import Interrupted, install_signal_handlers
 from hpo._worker import (
     EXIT_STUCK_TRIAL,
@@ -74,8 +74,8 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
     try:
         study, recovered = join_study(spec, tracker)
         settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
-        if recovered:
-            console.print(f"re-queued trials {recovered}: their worker had died")
+        for line in recovered_lines(study, spec, recovered, "their worker had died"):
+            console.print(line, markup=False)
         if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
             code, reason = 0, STUDY_COMPLETE
         else:

@@ -430,6 +430,24 @@ def recover_trials_of(study: optuna.Study, spec: StudySpec, tracker: Tracker | N
     return recovered
 
 
+def recovered_lines(study: optuna.Study, spec: StudySpec, recovered: Sequence[int], cause: str) -> list[str]:
+    """What became of the trials just failed for ``cause``: re-queued with their params, or, their
+    ``study.max_retries`` used up, left for newly sampled trials to take their places."""
+    retried = {t.user_attrs.get(keys.RETRY_OF) for t in study.get_trials(deepcopy=False)}
+    again = [n for n in recovered if n in retried]
+    replaced = [n for n in recovered if n not in retried]
+    lines = [f"re-queued trials {again}: {cause}"] if again else []
+    if replaced:
+        lines.append(f"trials {replaced} failed: {cause}; not retried (study.max_retries is "
+                     f"{spec.study.max_retries}), new trials take their places")
+    return lines
+
+
+def will_be_retried(trial: FrozenTrial, spec: StudySpec) -> bool:
+    """Whether recovering this lost trial re-queues its params (see :func:`requeue`)."""
+    return int(trial.user_attrs.get(keys.RETRY_COUNT, 0)) + 1 <= spec.study.max_retries
+
+
 def _fail_and_requeue(study: optuna.Study, spec: StudySpec, trials: Sequence[FrozenTrial],
                       reason_of: Any, *, counts: bool = True) -> list[int]:
     """Fails each trial still RUNNING and queues its params again; call it under the study lock."""

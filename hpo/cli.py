@@ -288,16 +288,21 @@ def _print_paths(spec: Any) -> None:
 
 @command("status")
 def cmd_status(args: argparse.Namespace) -> int:
-    from hpo._study import orphaned_trials
+    from hpo._study import orphaned_trials, will_be_retried
     from hpo._summary import workers
 
     spec = load(args)
     study = _open(spec, create=False)  # read-only: status repairs nothing (the next `hpo run` does)
-    lost = [t.number for t in orphaned_trials(study)]
+    orphans = orphaned_trials(study)
     console.print(f"study {spec.study.name!r} ({spec.study.n_trials} trials planned)")
     _print_summary(spec, study)
-    if lost:
-        console.print(f"trials {lost} lost: their worker died; re-queued by the next `hpo run {spec.source}`")
+    if retried := [t.number for t in orphans if will_be_retried(t, spec)]:
+        console.print(f"trials {retried} lost: their worker died; re-queued by the next `hpo run {spec.source}`",
+                      markup=False)
+    if replaced := [t.number for t in orphans if not will_be_retried(t, spec)]:
+        console.print(f"trials {replaced} lost: their worker died; not retried (study.max_retries is "
+                      f"{spec.study.max_retries}): the next `hpo run {spec.source}` fails them and samples new "
+                      "trials in their places", markup=False)
     seen = workers(study.get_trials(deepcopy=False))
     console.print(f"workers seen: {len(seen)}" + (f" ({', '.join(seen)})" if seen else ""))
     from hpo.cluster._slurm import describe_jobs

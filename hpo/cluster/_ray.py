@@ -358,13 +358,13 @@ class RayWorkers:
 
     def _lost(self, index: int, ref: Any, exc: Exception) -> None:
         from hpo._run import study_is_complete
-        from hpo._study import recover_trials_of
+        from hpo._study import recover_trials_of, recovered_lines
 
         reason = f"Ray worker lost ({type(exc).__name__})"
         recovered = recover_trials_of(self.study, self.spec, self.tracker,
                                       (keys.CLUSTER_WORKER, ref.task_id().hex()), reason)
-        if recovered:
-            self.progress.console.print(f"re-queued trials {recovered}: {reason}", markup=False)
+        for line in recovered_lines(self.study, self.spec, recovered, reason):
+            self.progress.console.print(line, markup=False)
         if not study_is_complete(self.study, self.spec):
             self.start(index)
 

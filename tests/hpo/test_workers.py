@@ -50,6 +50,35 @@ def test_sigkilled_run_resumes_to_exactly_n_trials(write_space, workdir):
     assert retry.params == orphan.params and retry.state.name == "COMPLETE"
 
 
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_status_and_the_next_run_say_what_becomes_of_a_killed_runs_trial(max_retries, write_space, workdir, cli):
+    """Re-queued with its params, or (max_retries 0) failed and replaced by a new sample: said as it is."""
+    doc = slow_space(4)
+    doc["study"]["max_retries"] = max_retries
+    path = write_space(doc)
+    proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    wait_until(lambda: len(trials_so_far(path)) >= 2 and running(path))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed,) = running(path)
+    code, status, err = cli("status", path)
+    assert code == 0, err
+    rerun = start_hpo("run", path, "--no-report", cwd=workdir)
+    out, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, out
+    retries = [t for t in load_trials(path) if t.user_attrs.get("retry_of") == killed.number]
+    n = killed.number
+    if max_retries:
+        assert len(retries) == 1
+        assert f"trials [{n}] lost: their worker died; re-queued by the next" in status
+        assert f"re-queued trials [{n}]: their worker had died" in out
+    else:
+        assert not retries
+        assert f"trials [{n}] lost: their worker died; not retried (study.max_retries is 0)" in status
+        assert f"trials [{n}] failed: their worker had died; not retried (study.max_retries is 0)" in out
+        assert "re-queued" not in status + out
+
+
 def test_two_jobs_share_the_cap_exactly(write_space, workdir):
     path = write_space(slow_space(10, sleep=0.01))
     proc = start_hpo("run", path, "--jobs", "2", "--no-report", cwd=workdir)
