@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -23,15 +23,20 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-def progress_line(trials: Sequence[FrozenTrial], n_trials: int, best: str) -> str:
+def progress_line(trials: Sequence[FrozenTrial], n_trials: int, best: str, lost: Collection[int] = ()) -> str:
     """``7/12 trials · 6 complete · 1 pruned · 0 failed · 1 running · best 0.997`` (plain text, no markup).
 
-    The first number counts finished trials (complete, pruned or failed) against the study's cap.
+    The first number counts finished trials (complete, pruned or failed) against the study's cap;
+    trials ``lost`` to a dead or interrupted worker do not count against it (a retry or a new trial
+    takes their place), so they are shown apart, as ``· 1 lost``.
     """
     counts = state_counts(trials)
-    finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
+    n_lost = sum(1 for t in trials if t.number in lost and t.state.name == "FAIL") if lost else 0
+    failed = counts["FAIL"] - n_lost
+    finished = counts["COMPLETE"] + counts["PRUNED"] + failed
     return (f"{finished}/{n_trials} trials · {counts['COMPLETE']} complete · {counts['PRUNED']} pruned · "
-            f"{counts['FAIL']} failed · {counts['RUNNING']} running · best {best}")
+            f"{failed} failed · " + (f"{n_lost} lost · " if n_lost else "")
+            + f"{counts['RUNNING']} running · best {best}")
 
 
 def best_text(study: optuna.Study) -> str:
@@ -114,11 +119,14 @@ class StudyProgress:
                 continue
 
     def _draw(self, study: optuna.Study) -> None:
+        from hpo._study import lost_trials
+
         trials = study.get_trials(deepcopy=False)
         n_trials = self.spec.study.n_trials
-        line = progress_line(trials, n_trials, best_text(study))
+        lost = lost_trials(study) if any(t.state.name == "FAIL" for t in trials) else set()
+        line = progress_line(trials, n_trials, best_text(study), lost)
         if self.live:
-            finished = sum(t.state.is_finished() for t in trials)
+            finished = sum(t.state.is_finished() and t.number not in lost for t in trials)
             self._progress.update(self._task, completed=min(finished, n_trials), line=line)
             return
         for t in trials:

@@ -37,6 +37,20 @@ def test_progress_line_counts_each_state():
         "2/3 trials · 0 complete · 0 pruned · 2 failed · 0 running · best -")
 
 
+
+def test_trials_lost_to_a_dead_worker_do_not_count_against_the_cap():
+    """A killed run's trials are failed and retried: the line must not read 7/6 trials."""
+    from hpo._progress import progress_line
+
+    trials = [_frozen("COMPLETE", 0.5) for _ in range(6)] + [_frozen("FAIL") for _ in range(2)]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    assert progress_line(trials, 6, "0.5", lost={6, 7}) == (
+        "6/6 trials · 6 complete · 0 pruned · 0 failed · 2 lost · 0 running · best 0.5")
+    assert progress_line(trials, 8, "0.5", lost={7}) == (
+        "7/8 trials · 6 complete · 0 pruned · 1 failed · 1 lost · 0 running · best 0.5")
+
+
 def test_piped_run_prints_bracketed_text_verbatim(workdir, write_space):
     """Rich would read `[...]` as markup: the per-trial summary vanished, a `[/red]` crashed the run."""
     (workdir / "brackets.py").write_text(BRACKETS_PY)
