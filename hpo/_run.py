@@ -114,13 +114,14 @@ def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: C
 
 
 def study_is_complete(study: Any, spec: StudySpec) -> bool:
-    """Whether no trial is left to run: none RUNNING or WAITING, and the study's cap reached
-    (:func:`hpo._study.cap_reached`, the rule :func:`hpo._study.next_trial` applies)."""
+    """Whether no trial is left to run: none RUNNING, and the study's cap reached
+    (:func:`hpo._study.cap_reached`, the rule :func:`hpo._study.next_trial` applies). Trials still
+    queued past the cap (a grid larger than ``n_trials``) wait for a later run with a larger cap."""
     from hpo._study import cap_reached
     from hpo._summary import state_counts
 
     counts = state_counts(study.get_trials(deepcopy=False))
-    return not counts["RUNNING"] and not counts["WAITING"] and cap_reached(study, spec, counts)
+    return not counts["RUNNING"] and cap_reached(study, spec, counts)
 
 
 def _close_tracker(tracker: Any, study: Any, spec: StudySpec, console: Console) -> None:

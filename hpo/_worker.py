@@ -181,9 +181,13 @@ def no_complete_trial(study: optuna.Study) -> str | None:
 
 
 def others_running(study: optuna.Study) -> bool:
+    """Whether another worker's trial is still running (it may fail, be re-queued and be ours to run).
+
+    Queued (WAITING) trials are no reason to stay: once the cap is reached nobody takes them (a
+    grid or warm start larger than ``n_trials`` leaves some queued for a later, larger run)."""
     from optuna.trial import TrialState
 
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def run_trial(

@@ -74,6 +74,31 @@ def test_grid_with_two_jobs_still_covers_each_point_once(write_space, cli, workd
     assert xs == list(range(8))
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_grid_larger_than_n_trials_stops_at_the_cap_and_a_larger_run_finishes_it(write_space, workdir, jobs):
+    """The grid's other points stay queued: they kept `hpo run` waiting for ever, as if running."""
+    import subprocess
+
+    from _helpers import start_hpo
+
+    doc = base_space(sampler={"name": "grid"}, space={"x": {"type": "int", "low": 0, "high": 7}},
+                     objective={"name": "objs.py:record_params"},
+                     study={"direction": "minimize", "metric": "value", "n_trials": 3})
+    path = write_space(doc)
+    for n_trials in ("3", "8"):
+        proc = start_hpo("run", path, "--jobs", jobs, "--n-trials", n_trials, "--no-report", cwd=workdir)
+        try:
+            out, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"hpo run --n-trials {n_trials} did not end: {proc.communicate()[0][-2000:]}")
+        assert proc.returncode == 0, out
+        complete = [t for t in load_trials(path) if t.state.name == "COMPLETE"]
+        assert len(complete) == int(n_trials)
+    xs = sorted(dict(ast.literal_eval(line))["x"] for line in (workdir / "params.log").read_text().splitlines())
+    assert xs == list(range(8))
+
+
 def test_conditional_params_absent_when_condition_false(write_space, cli):
     space = {
         "schedule": {"type": "categorical", "choices": ["step", "cosine"]},
