@@ -218,9 +218,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and result.exit_code == 0:
         with tail_status(console, "writing the dashboard…"):
             _write_report(spec, study, None, quiet=True)
-    _print_paths(spec)
+    _print_paths(spec, study, args)
     if result.exit_code in (129, 130, 143):
-        console.print(f"[yellow]interrupted; resume with: hpo run {escape(spec.source)}[/yellow]")
+        console.print(f"[yellow]interrupted; resume with: hpo run {escape(_study_args(spec, args))}[/yellow]")
     return result.exit_code
 
 
@@ -269,16 +269,38 @@ def _fmt_td(td: Any) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
 
 
-def _print_paths(spec: Any) -> None:
+def _study_args(spec: Any, args: argparse.Namespace) -> str:
+    """The space file and the flags that chose this study (``--set``, ``--storage``), shell-quoted,
+    for the commands the summary suggests: without them ``hpo best FILE`` would read another study."""
+    import shlex
+
+    from hpo._storage import redact
+
+    words = [spec.source]
+    for assignment in getattr(args, "set", None) or ():
+        words += ["--set", assignment]
+    if getattr(args, "storage", None):
+        words += ["--storage", redact(args.storage)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _print_paths(spec: Any, study: Any, args: argparse.Namespace) -> None:
     from hpo._storage import describe_storage
+    from hpo._summary import best_trials
     from hpo.tracking import default_tracking_uri
 
-    lines = [f"study storage: {describe_storage(spec)}", f"trial folders: {spec.study_dir / 'trials'}",
-             f"best trial: hpo best {spec.source}",
-             f"export it for retraining: hpo export {spec.source} -o best.yaml"]
+    chosen = _study_args(spec, args)
+    lines = [f"study storage: {describe_storage(spec)}", f"trial folders: {spec.study_dir / 'trials'}"]
+    if best_trials(study):
+        lines += [f"best trial: hpo best {chosen}", f"export it for retraining: hpo export {chosen} -o best.yaml"]
+    errors = [spec.study_dir / "trials" / f"{t.number:05d}" / "error.txt" for t in study.get_trials(deepcopy=False)
+              if t.state.name == "FAIL"]
+    if errors := [e for e in errors if e.is_file()]:  # the objective raised: its traceback is kept there
+        lines.append(f"why trials failed (traceback): {errors[-1]}" + (f" and {len(errors) - 1} more" if errors[1:]
+                                                                         else ""))
     if spec.mlflow.enabled:
         lines.append(f"MLflow: {spec.mlflow.tracking_uri or default_tracking_uri()} "
-                     f"(experiment {spec.experiment!r}; browse with `hpo ui {spec.source}`)")
+                     f"(experiment {spec.experiment!r}; browse with `hpo ui {chosen}`)")
     report = spec.study_dir / "report.html"
     if report.exists():
         lines.append(f"dashboard: {report}")

@@ -109,6 +109,27 @@ def test_run_ends_with_best_export_ui_and_dashboard(workdir, write_space, cli):
     assert "writing the dashboard…" in tail  # the tail says what it does
 
 
+def test_the_hints_name_the_study_the_flags_chose(workdir, write_space, cli):
+    """With --set study.name=other, `hpo best FILE` alone would read another study."""
+    space = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
+    code, out, _ = cli("run", space, "--no-report", "--set", "study.name=other run")
+    assert code == 0
+    tail = out[out.index("this run took"):]
+    assert f"hpo best {space} --set 'study.name=other run'" in tail
+    assert f"hpo export {space} --set 'study.name=other run' -o best.yaml" in tail
+
+
+def test_a_run_without_a_complete_trial_points_at_the_traceback_not_at_best(workdir, write_space, cli):
+    space = write_space(base_space(objective={"name": "objs.py:always_fails"},
+                                   study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
+    code, out, _ = cli("run", space, "--no-report")
+    assert code == 1
+    tail = out[out.index("this run took"):]
+    assert "hpo best" not in tail and "hpo export" not in tail
+    assert "why trials failed (traceback): hpo-runs/space/trials/00001/error.txt and 1 more" in tail
+    assert "Traceback" in (workdir / "hpo-runs" / "space" / "trials" / "00001" / "error.txt").read_text()
+
+
 def test_tail_says_it_writes_queued_mlflow_records(capsys):
     from rich.console import Console
 
@@ -157,15 +178,22 @@ def test_rerun_of_complete_study_starts_no_worker(workdir, write_space, cli, sam
     assert elapsed < 3.0, f"rerun of a complete study took {elapsed:.1f} s"
 
 
-def test_study_is_not_complete_while_a_trial_waits(workdir, write_space):
+def test_study_is_not_complete_while_a_retry_waits_but_is_past_the_cap(workdir, write_space):
+    """The retry of a trial lost to a dead worker still runs (the lost one does not count against
+    n_trials); a trial queued beyond the cap (a grid larger than n_trials) waits for a larger run."""
     from hpo._run import study_is_complete
     from hpo._spec import load_spec
-    from hpo._study import open_study
+    from hpo._study import open_study, requeue
 
     spec = load_spec(write_space(base_space()))
     study = open_study(spec)
     assert not study_is_complete(study, spec)
-    study.enqueue_trial({"x": 1.0})
-    for _ in range(spec.study.n_trials):
+    for _ in range(spec.study.n_trials - 1):
         study.add_trial(_frozen("COMPLETE", 1.0))
-    assert not study_is_complete(study, spec)  # the WAITING trial still runs
+    study.add_trial(_frozen("FAIL"))
+    lost = study.get_trials(deepcopy=False)[-1]
+    assert requeue(study, lost, spec, "worker died")
+    assert not study_is_complete(study, spec)  # the WAITING retry still runs
+    study.add_trial(_frozen("COMPLETE", 1.0))  # ... as it does: the cap is reached
+    study.enqueue_trial({"x": 1.0})
+    assert study_is_complete(study, spec)      # a trial queued past the cap is no reason to run
