@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hpo._errors import SpecError
+from hpo._option_types import value_problem
 from hpo._registry import Registry, did_you_mean
 
 SAMPLERS: Registry[Any] = Registry("sampler")
@@ -83,8 +85,15 @@ def sampler_warnings(sampler: Any, pruner: Any, storage: str | None) -> list[str
 
 
 def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Returns ``(option, problem)`` when ``options`` do not fit the constructor, else None."""
-    params = inspect.signature(registry.get(name)).parameters
+    """Returns ``(option, problem)`` when ``options`` do not fit the constructor, else None (``option``
+    is "" when the problem is the options together, such as a threshold pruner with no bound).
+
+    In order: each name is a parameter of the constructor; each value fits the parameter's type
+    annotation (:func:`hpo._option_types.value_problem`); then the component is built, as ``hpo run`` would build it,
+    so that what its constructor refuses is refused now, before a study exists in its storage.
+    """
+    cls = registry.get(name)
+    params = inspect.signature(cls).parameters
     accepted = [p for p in params if p not in ("self", "seed")]
     for key in options:
         if key == "seed":
@@ -92,7 +101,58 @@ def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]
         if key not in accepted:
             return key, (f"not an option of the {name} {registry.kind}{did_you_mean(key, accepted)}; "
                          f"known: {', '.join(accepted)}{_taken_by_others(registry, name, key)}")
+    for key, value in options.items():
+        problem = value_problem(value, params[key].annotation)
+        if problem:
+            return key, problem
+    for check in _EXTRA_CHECKS.get((registry.kind, name), ()):
+        problem_at = check(options)
+        if problem_at:
+            return problem_at
+    kwargs = {**SAMPLER_DEFAULTS.get(name, {}), **options} if registry is SAMPLERS else dict(options)
+    if "seed" in params:
+        kwargs["seed"] = None  # any seed builds the same way; the study's own is checked as study.seed
+    try:
+        _new(cls, kwargs)
+    except (TypeError, ValueError) as exc:
+        return _refused(cls.__name__, options, exc)
     return None
+
+
+def _refused(cls_name: str, options: Mapping[str, Any], exc: Exception) -> tuple[str, str]:
+    """``(option, problem)`` for a constructor's refusal: the option its message names (or the only
+    one given), else "" for the options together."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+    named = [k for k in options if re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])", reason)]
+    key = named[0] if len(named) == 1 else next(iter(options)) if len(options) == 1 else ""
+    if key:
+        return key, f"Optuna's {cls_name} refused {options[key]!r}: {reason}"
+    given = ", ".join(f"{k}: {v!r}" for k, v in options.items()) or "none"
+    return "", f"Optuna's {cls_name} refused these options ({given}): {reason}"
+
+
+def _hyperband_resources(options: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Hyperband checks nothing of min_resource/reduction_factor/bootstrap_count itself: it hands
+    them to one SuccessiveHalvingPruner per bracket, built at the first pruning decision, mid-run
+    (min_resource 0 divided by zero there). Building one now checks them; and a fixed max_resource
+    below min_resource leaves no bracket at all."""
+    shared = {k: options[k] for k in ("min_resource", "reduction_factor", "bootstrap_count") if k in options}
+    cls = PRUNERS.get("successive_halving")
+    try:
+        _new(cls, shared)
+    except (TypeError, ValueError) as exc:
+        return _refused(f"HyperbandPruner (through its {cls.__name__})", shared, exc)
+    low, high = options.get("min_resource", 1), options.get("max_resource", "auto")
+    if isinstance(high, int) and not isinstance(high, bool) and high < low:
+        return "max_resource", f"must be >= min_resource ({low}), got {high}"
+    return None
+
+
+# Checks a constructor does not make at construction, by (registry kind, name): each returns
+# ``(option, problem)`` or None.
+_EXTRA_CHECKS: dict[tuple[str, str], tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...]] = {
+    ("pruner", "hyperband"): (_hyperband_resources,),
+}
 
 
 def _taken_by_others(registry: Registry[Any], name: str, key: str) -> str:
@@ -126,11 +186,15 @@ def make_pruner(name: str, options: Mapping[str, Any], source: str = "<spec>") -
 
 
 def _construct(cls: Any, kwargs: dict[str, Any], key_path: str, source: str) -> Any:
+    try:
+        return _new(cls, kwargs)
+    except (TypeError, ValueError) as exc:  # check_options refuses these at validation; kept as a net
+        raise SpecError(source, key_path, f"{cls.__name__} refused them: {exc}") from None
+
+
+def _new(cls: Any, kwargs: dict[str, Any]) -> Any:
     import optuna
 
-    try:
-        with warnings.catch_warnings():  # Optuna marks several samplers "experimental"; chosen on purpose
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(source, key_path, f"{cls.__name__} refused them: {exc}") from None
+    with warnings.catch_warnings():  # Optuna marks several samplers "experimental"; chosen on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(**kwargs)

@@ -8,6 +8,7 @@ import signal
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,23 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+
+
+def _one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
+    code, out, err = result
+    assert "Traceback" not in out + err
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def one_line_error() -> Callable[..., str]:
+    """``one_line_error(cli(...), *fragments)``: asserts exit 2 and a single stderr line holding each fragment."""
+    return _one_line_error
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Fixtures of the error tests: the one-line error check, and paths made really read-only or full.
+"""Fixtures of the error tests: paths made really read-only or full (the one-line error check,
+``one_line_error``, is in tests/conftest.py).
 
 Tests run as root, which ignores permission bits (chmod 555 changes nothing for it), so a
 read-only path is a read-only bind mount and a full disk is a small tmpfs filled up. Both need
@@ -13,23 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-
-def _one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
-    code, out, err = result
-    assert "Traceback" not in out + err
-    assert code == 2, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
-@pytest.fixture
-def one_line_error() -> Callable[..., str]:
-    """``one_line_error(cli(...), *fragments)``: asserts exit 2 and a single stderr line holding each fragment."""
-    return _one_line_error
 
 
 def _mount(*args: str | Path) -> bool:
