@@ -18,6 +18,7 @@ from typing import Any
 from hpo._errors import SpecError
 from hpo._registry import did_you_mean
 from hpo._warm_start import WarmStart, parse_warm_start
+from hpo._warm_start import check_values as check_warm_start_values
 from hpo._yaml import apply_override, parse_set, read_yaml
 
 RUNS_DIR = Path("hpo-runs")
@@ -405,6 +406,7 @@ class _Validator:
         self.check_sampler_fits(sampler, study, space)
         mlflow = self.mlflow(sections["mlflow"])
         warm_start = parse_warm_start(doc.get("warm_start"), self.source)
+        check_warm_start_values(warm_start, space, self.source)
         raw = {**sections, "space": doc.get("space") or {}}
         if doc.get("warm_start") is not None:
             raw["warm_start"] = doc["warm_start"]

@@ -77,6 +77,32 @@ def _item(item: Any, key: str, source: str) -> WarmStart:
     raise SpecError(source, key, f"expected a mapping of params, an export file or study:NAME, got {item!r}")
 
 
+def check_values(items: tuple[WarmStart, ...], space: Any, source: str) -> None:
+    """Refuses a queued config whose value lies outside its param's range or choices: Optuna would
+    train it all the same, with only a warning (an ``lr`` of 5.0 in a search over [1e-3, 3e-2])."""
+    from hpo._compat_space import distribution
+
+    distributions = {p.name: distribution(p) for p in space}
+    for item in items:
+        key = item.label.split(" ")[0]
+        for params in item.params:
+            for name, value in params.items():
+                dist = distributions.get(name)
+                if dist is None or _inside(dist, value):
+                    continue
+                where = f" ({item.label.partition(' ')[2].strip('()')})" if " " in item.label else ""
+                raise SpecError(source, f"{key}.{name}", f"{value!r}{where} is outside space.{name} "
+                                f"({_describe(dist)}); change the value or widen the space")
+
+
+def _describe(dist: Any) -> str:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return "choices " + ", ".join(map(repr, dist.choices))
+    return f"[{dist.low}, {dist.high}]"
+
+
 def apply_warm_start(study: optuna.Study, spec: StudySpec) -> None:
     """Queues (or adds as finished) the warm-start configurations of a study being created."""
     names = {p.name for p in spec.space}
@@ -124,6 +150,8 @@ def _inside(dist: Any, value: Any) -> bool:
 
     if isinstance(dist, CategoricalDistribution):
         return value in dist.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
     return dist.low <= value <= dist.high
 
 

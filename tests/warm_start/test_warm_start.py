@@ -66,6 +66,10 @@ def test_an_earlier_study_that_does_not_fit_is_run_again(write_space, cli):
     ([3], "warm_start[0]", "expected a mapping of params, an export file or study:NAME"),
     (["missing.yaml"], "warm_start[0]", "file not found"),
     (["study:"], "warm_start[0]", "expected study:NAME"),
+    # Optuna would queue and train these with only a warning
+    ([{"x": 1.0}, {"x": 50.0}], "warm_start[1].x", "50.0 is outside space.x ([-5.0, 5.0]); change the value"),
+    ([{"x": "big"}], "warm_start[0].x", "'big' is outside space.x"),
+    ([{"x": True}], "warm_start[0].x", "True is outside space.x"),
 ])
 def test_bad_warm_start_is_exit_2_with_the_key(write_space, cli, warm_start, key, message):
     code, _, err = cli("validate", write_space(base_space(warm_start=warm_start)))
