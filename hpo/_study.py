@@ -20,7 +20,7 @@ from hpo._components import make_pruner, make_sampler, worker_seed
 from hpo._errors import UsageError
 from hpo._keys import FAIL_REASON, WORKER
 from hpo._space import grid_points
-from hpo._warm_start import apply_warm_start
+from hpo._warm_start import apply_warm_start, earlier_studies
 from hpo._spec import StudySpec
 from hpo._storage import describe_storage, open_storage, study_lock, trial_state_counts
 
@@ -135,9 +135,10 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
             if existed:  # create_study(load_if_exists=True) would append a "create study" record each time
                 study = optuna.load_study(study_name=spec.study.name, storage=storage)
             else:
+                earlier = earlier_studies(spec)  # first: a missing one must not leave a half-made study
                 study = optuna.create_study(storage=storage, study_name=spec.study.name,
                                             directions=list(spec.study.directions))
-                _initialise(study, spec)
+                _initialise(study, spec, earlier)
             _check_compatible(study, spec)
     except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
         if isinstance(exc, ImportError) and isinstance(exc.__cause__ or exc.__context__, ImportError):
@@ -170,13 +171,13 @@ def _load_read_only(spec: StudySpec) -> optuna.Study:
                          f"run `hpo run {spec.source}` first") from None
 
 
-def _initialise(study: optuna.Study, spec: StudySpec) -> None:
+def _initialise(study: optuna.Study, spec: StudySpec, earlier: Mapping[str, optuna.Study]) -> None:
     for key, value in study_info(spec).items():
         study.set_user_attr(key, value)
     study.set_user_attr(keys.STUDY_FIXED, json.loads(json.dumps(spec.objective.fixed, default=str)))
     study.set_user_attr(keys.STUDY_SEED, spec.study.seed)
     study.set_user_attr(keys.STUDY_SPEC, json.loads(json.dumps(spec.raw, default=str)))
-    apply_warm_start(study, spec)  # first: warm-start configs run (or count) before anything sampled
+    apply_warm_start(study, spec, earlier)  # first: warm-start configs run (or count) before anything sampled
     if spec.sampler.name == "grid":
         for point in grid_points(spec.space):
             study.enqueue_trial(point, user_attrs={keys.GRID_POINT: True})

@@ -103,12 +103,24 @@ def _describe(dist: Any) -> str:
     return f"[{dist.low}, {dist.high}]"
 
 
-def apply_warm_start(study: optuna.Study, spec: StudySpec) -> None:
-    """Queues (or adds as finished) the warm-start configurations of a study being created."""
+def earlier_studies(spec: StudySpec) -> dict[str, optuna.Study]:
+    """The earlier studies ``warm_start`` names, read-only; call it before creating the new study, so
+    that a missing one leaves no study behind (created without its warm start, it would never get it).
+
+    Raises:
+        UsageError: an earlier study that does not exist.
+    """
+    return {item.study: _load_earlier(spec, item.study, item.label)
+            for item in spec.warm_start if item.study is not None}
+
+
+def apply_warm_start(study: optuna.Study, spec: StudySpec, earlier: Mapping[str, optuna.Study]) -> None:
+    """Queues (or adds as finished) the warm-start configurations of a study being created;
+    ``earlier``: :func:`earlier_studies`."""
     names = {p.name for p in spec.space}
     for item in spec.warm_start:
         if item.study is not None:
-            _from_study(study, spec, item, names)
+            _from_study(study, spec, item, names, earlier[item.study])
             continue
         for params in item.params:
             study.enqueue_trial(_within(params, names, item.label), user_attrs={keys.WARM_START: item.label})
@@ -121,13 +133,13 @@ def _within(params: Mapping[str, Any], names: set[str], label: str) -> dict[str,
     return {k: v for k, v in params.items() if k in names}
 
 
-def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: set[str]) -> None:
+def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: set[str],
+                earlier: optuna.Study) -> None:
     import optuna
     from optuna.trial import TrialState
 
     from hpo._compat_space import compatible, distribution
 
-    earlier = _load_earlier(spec, item.study, item.label)
     same_goal = [d.name for d in earlier.directions] == [d.name for d in study.directions] and \
         earlier.user_attrs.get("objective") == spec.objective.name
     distributions = {p.name: distribution(p) for p in spec.space}
@@ -165,5 +177,8 @@ def _load_earlier(spec: StudySpec, name: str, label: str) -> optuna.Study:
     earlier_spec = replace(spec, study=replace(spec.study, name=name), raw={**spec.raw, "study": raw_study})
     try:
         return open_study(earlier_spec, create=False)
-    except UsageError as exc:
-        raise UsageError(f"{spec.source}: {label}: {exc}") from None
+    except UsageError:
+        from hpo._storage import describe_storage
+
+        raise UsageError(f"{spec.source}: {label}: no earlier study {name!r} in {describe_storage(earlier_spec)}; "
+                         "run that study first, or remove this item") from None

@@ -76,9 +76,17 @@ def test_bad_warm_start_is_exit_2_with_the_key(write_space, cli, warm_start, key
     assert code == 2 and key in err and message in err, err
 
 
-def test_a_missing_earlier_study_is_exit_2_naming_it(write_space, cli):
-    code, _, err = cli("run", write_space(base_space(warm_start=["study:nowhere"])), "--no-report")
-    assert code == 2 and "warm_start[0]" in err and "nowhere" in err, err
+def test_a_missing_earlier_study_is_exit_2_and_leaves_no_study_without_its_warm_start(write_space, cli, workdir):
+    """The study used to be created first: once the earlier study existed, the rerun found the new
+    one created, and a warm start applies only at creation, so it never got it."""
+    later = base_space(study={**STUDY, "name": "later", "n_trials": 3}, warm_start=["study:first"])
+    path = write_space(later, name="later")
+    code, _, err = cli("run", path, "--no-report")
+    assert code == 2 and "warm_start[0]: no earlier study 'first' in hpo-runs/first/journal.log" in err, err
+    assert "run that study first" in err and "hpo run" not in err
+    run(cli, write_space(base_space(study={**STUDY, "name": "first", "n_trials": 3}), name="first"))
+    trials = run(cli, path)
+    assert sum("warm_start" in t.user_attrs for t in trials) == 3  # learnt from all three: no trial trained
 
 
 @pytest.mark.parametrize("name", ["/etc", "/bin/sh", "bad\0name"])
