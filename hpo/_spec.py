@@ -630,6 +630,10 @@ class _Validator:
         uri = s["tracking_uri"]
         if uri is not None:
             self.text(uri, "mlflow.tracking_uri")
+            from hpo.tracking import tracking_uri_problem
+
+            if problem := tracking_uri_problem(uri):
+                self.fail("mlflow.tracking_uri", problem)
         experiment = s["experiment"]
         if experiment is not None:
             self.text(experiment, "mlflow.experiment")

@@ -28,6 +28,7 @@ __all__ = [
     "TrialOutcome",
     "default_artifacts_dir",
     "default_tracking_uri",
+    "tracking_uri_problem",
     "find_free_port",
     "make_tracker",
     "open_parent_run",
@@ -45,6 +46,27 @@ def default_tracking_uri(runs_dir: Path | str = Path("hpo-runs")) -> str:
 def default_artifacts_dir(runs_dir: Path | str = Path("hpo-runs")) -> Path:
     """Where run artifacts go when the tracking store is a database: ``<runs_dir>/mlflow-artifacts``."""
     return Path(runs_dir).expanduser().resolve() / "mlflow-artifacts"
+
+
+# Tracking stores this MLflow can write to (a scheme may carry a driver: postgresql+psycopg2://).
+TRACKING_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "http", "https", "databricks")
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """What is wrong with an MLflow tracking URI, without importing MLflow; None if usable.
+
+    A folder (``./mlruns``, ``file://``) is MLflow's filesystem store, which MLflow 3 refuses to
+    open ("maintenance mode"): a run would train every trial and log nothing.
+    """
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("", "file"):
+        folder = uri.removeprefix("file://").rstrip("/") or "."
+        return (f"{uri!r} is a folder: MLflow no longer writes its folder store; give a database such as "
+                f"sqlite:///{folder}/mlflow.db, or a tracking server http://host:5000")
+    if scheme not in TRACKING_SCHEMES:
+        return (f"unknown scheme {scheme!r} in {uri!r}; expected sqlite:///path/mlflow.db, postgresql://…, "
+                "mysql://… or a tracking server http(s)://host:port")
+    return None
 
 
 def check_reachable(tracking_uri: str | None, timeout: float = 5.0) -> None:

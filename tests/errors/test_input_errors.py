@@ -80,6 +80,13 @@ CASES = {
                              "space.x.high", ["too wide"]),
     "param_name_control_char": (dump(base_space(space={"a\x07": {"type": "float", "low": 0, "high": 1}})),
                                 "space.a\\x07", ["printable, non-empty text"]),
+    # MLflow 3 refuses its folder store: the run trained every trial and logged nothing, exit 0
+    "mlflow_folder_store": (dump(base_space(mlflow={"tracking_uri": "./mlruns"})), "mlflow.tracking_uri",
+                            ["'./mlruns' is a folder", "sqlite:///./mlruns/mlflow.db"]),
+    "mlflow_file_uri": (dump(base_space(mlflow={"tracking_uri": "file:///tmp/mlruns"})), "mlflow.tracking_uri",
+                        ["is a folder", "sqlite:////tmp/mlruns/mlflow.db"]),
+    "mlflow_unknown_scheme": (dump(base_space(mlflow={"tracking_uri": "bogus://x"})), "mlflow.tracking_uri",
+                              ["unknown scheme 'bogus'"]),
     "module_objective_missing": (dump(base_space(objective={"name": "no_such_pkg.mod:fn"})), "objective.name",
                                  ["cannot import module 'no_such_pkg.mod'", "No module named 'no_such_pkg'",
                                   "the Python path"]),
