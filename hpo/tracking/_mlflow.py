@@ -72,7 +72,7 @@ from hpo.tracking._names import (
     truncate,
 )
 from hpo.tracking._retry import _is_busy, _is_transient, with_retries
-from hpo.tracking._store import is_remote, prepare_store, sqlite_path
+from hpo.tracking._store import checkpoint, is_remote, prepare_store, sqlite_path
 from hpo.tracking._writer import RunRef, _Batch, _Writer
 
 # Importable from here as before the split (tests, benchmarks, the UI module).
@@ -634,14 +634,15 @@ class MlflowTracker(Tracker):
         self._writer.flush()
         if self._client_obj is None:  # background: the start failed (logged), or nothing was queued
             return
-        if self.parent_run_id is None or self._parent_status != "RUNNING" or not self._ran_trials:
+        if not self._ran_trials:  # trackers that only read or attach artifacts (status, report) change nothing
             return
         # The parent is FINISHED when no trial of the study runs anymore (a worker that starts
-        # a trial later sets it RUNNING again). Trackers that only read or attach artifacts
-        # (status, report) never change it.
-        with contextlib.suppress(Exception):
-            if not self._running_children():
-                self._call("set_terminated", lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
+        # a trial later sets it RUNNING again).
+        if self.parent_run_id is not None and self._parent_status == "RUNNING":
+            with contextlib.suppress(Exception):
+                if not self._running_children():
+                    self._call("set_terminated", lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
+        checkpoint(self.tracking_uri)
 
     def __enter__(self) -> MlflowTracker:
         return self

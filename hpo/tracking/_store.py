@@ -62,6 +62,26 @@ def prepare_store(tracking_uri: str) -> None:
         _PREPARED.add(tracking_uri)
 
 
+def checkpoint(tracking_uri: str) -> None:
+    """Folds a SQLite store's write-ahead log back into the database file, so that ``mlflow.db``
+    alone holds every run (copied or shared without its ``-wal`` file, it showed none of the
+    study's runs). Best effort: a reader holding the log open only delays this to the next writer.
+    """
+    import sqlite3
+
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.expanduser().is_file():
+        return
+    try:
+        con = sqlite3.connect(db.expanduser(), timeout=5)
+        try:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            con.close()
+    except sqlite3.Error:
+        pass
+
+
 def template_path() -> Path:
     """The empty, migrated SQLite store of this MLflow version that new stores start as a copy of."""
     import mlflow

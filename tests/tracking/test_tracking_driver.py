@@ -144,3 +144,24 @@ def test_unreachable_tracking_server_is_a_clear_usage_error(write_space, cli, tm
     assert code == 2
     assert uri in err and "does not answer" in err and "mlflow.enabled: false" in err
     assert not (tmp_path / "hpo-runs").exists()  # nothing ran, no study was created
+
+
+def test_the_database_file_alone_holds_every_run_after_hpo_run(write_space, workdir, tmp_path):
+    """SQLite in WAL mode keeps recent writes in mlflow.db-wal until a checkpoint: a run folder
+    copied or shared without that file showed none of the study's runs."""
+    import shutil
+    import sqlite3
+
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0},
+                                  mlflow={"enabled": True}))
+    proc = start_hpo("run", path, "--no-report", cwd=workdir)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    alone = tmp_path / "copy.db"
+    shutil.copyfile(workdir / "hpo-runs" / "mlflow.db", alone)   # the database, without its -wal file
+    con = sqlite3.connect(alone)
+    try:
+        (n_runs,) = con.execute("SELECT count(*) FROM runs").fetchone()
+    finally:
+        con.close()
+    assert n_runs == 1 + 3  # the parent and one run per trial
