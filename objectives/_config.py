@@ -98,6 +98,13 @@ def _check_unfreeze(epoch: int, max_epochs: int, devices: int) -> None:
                          f"when it starts), got {epoch}")
 
 
+def _check_warmup(cfg: Any) -> None:
+    """A warm-up longer than the training never reaches the LR the trial was meant to search."""
+    if cfg.warmup_epochs > cfg.max_epochs:
+        raise ValueError(f"warmup_epochs: must be <= max_epochs ({cfg.max_epochs}): the LR would still be "
+                         f"warming up when training ends, got {cfg.warmup_epochs!r}")
+
+
 def final_prune_epoch(cfg: Any) -> int:
     """The epoch from whose start weight pruning has reached ``prune_amount``."""
     if cfg.prune_schedule != "gradual":
@@ -159,6 +166,7 @@ class TrainConfig:
             resnet_blocks(self.depth)
         _check_unfreeze(self.unfreeze_at_epoch, self.max_epochs, self.devices)
         _check_weight_pruning(self)
+        _check_warmup(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, strict: bool = True) -> TrainConfig:

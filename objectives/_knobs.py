@@ -362,7 +362,7 @@ KNOBS: tuple[Knob, ...] = (
     # lr schedule
     Knob("lr_schedule", "str", "constant", Options(LR_SCHEDULES),
          "LR decay, stepped every optimizer step.", "lr schedule"),
-    Knob("warmup_epochs", "float", 0.0, _ge0(), "Linear warm-up length in epochs (may be fractional).",
+    Knob("warmup_epochs", "float", 0.0, _ge0(), "Linear warm-up length in epochs (may be fractional); at most max_epochs.",
          "lr schedule"),
     Knob("step_size", "int", 1, _ge1(), "Epochs between decays of the step schedule.", "lr schedule"),
     Knob("gamma", "float", 0.1, _gt0(), "Decay factor of the step and exponential schedules.", "lr schedule"),

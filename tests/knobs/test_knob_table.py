@@ -147,3 +147,16 @@ def test_a_float_knob_refuses_what_is_not_finite(value: float):
     for knob in (k for k in KNOBS if k.type == "float"):
         with pytest.raises(ValueError, match=rf"^{knob.name}: expected a finite number, got {value!r}$"):
             TrainConfig.from_params({knob.name: value})
+
+
+@pytest.mark.parametrize(("fixed", "space", "line"), [
+    ({"max_epochs": 1, "warmup_epochs": 2.5}, None, "objective.fixed.warmup_epochs: must be <= max_epochs (1)"),
+    ({"max_epochs": 2}, {"warmup_epochs": {"type": "float", "low": 0.0, "high": 5.0}},
+     "space.warmup_epochs.high: must be <= max_epochs (2): the LR would still be warming up when training ends"),
+])
+def test_a_warm_up_longer_than_the_training_is_refused(write_space, cli, fixed, space, line):
+    doc = {"study": {"direction": "maximize", "metric": "val_acc", "n_trials": 1},
+           "objective": {"name": "image_classifier", "fixed": {"dataset": "digits", **fixed}},
+           "space": space or {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}}, "mlflow": {"enabled": False}}
+    code, out, err = cli("validate", write_space(doc))
+    assert code == 2 and line in err and len(err.strip().splitlines()) == 1, out + err
