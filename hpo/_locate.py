@@ -105,6 +105,10 @@ def spec_from_study_dir(folder: str | Path, overrides: Mapping[str, Any] | None 
     folder = Path(folder).resolve()
     journal = folder / JOURNAL
     if not journal.is_file():
+        studies = sorted(p.parent.name for p in folder.glob(f"*/{JOURNAL}")) if folder.is_dir() else []
+        if studies:  # a runs folder: name what it holds
+            raise UsageError(f"{folder}: a runs folder holding the studies {', '.join(studies)}; give one of them, "
+                             f"e.g. {folder / studies[0]}")
         raise UsageError(f"{folder}: not a study folder: expected {journal}, the journal `hpo run` writes; give "
                          "a study folder (hpo-runs/<study>), a space file, or a storage URL and study name")
     storage = JournalStorage(open_journal(journal, read_only=True))

@@ -106,6 +106,9 @@ def test_a_missing_study_is_exit_2_naming_every_path_looked_at(project, elsewher
     assert all(str(runs / "digits" / "journal.log") in " ".join(err.split()) for runs in looked), err
     code, _, err = cli("best", nested)  # a folder that is no study folder
     assert code == 2 and "not a study folder" in err and "journal.log" in err
+    code, _, err = cli("status", project / "hpo-runs")  # the runs folder: name the studies it holds
+    assert code == 2 and f"a runs folder holding the studies digits; give one of them, e.g. " \
+        f"{project / 'hpo-runs' / 'digits'}" in " ".join(err.split()), err
     assert list(elsewhere.iterdir()) == [] and sorted(p.name for p in nested.iterdir()) == ["digits.yaml"]
 
 
