@@ -22,11 +22,24 @@ SIGNAL_EXIT_CODES: dict[int, int] = {
 }
 
 
+# Why this process sent itself a signal (a worker whose supervisor died stops as on SIGTERM): the
+# reason recorded on the interrupted trial says so instead of a bare signal name.
+_CAUSES: dict[int, str] = {}
+
+
+def note_cause(signum: int, cause: str) -> None:
+    """Records why ``signum`` is about to arrive; :class:`Interrupted` carries it."""
+    _CAUSES[signum] = cause
+
+
 class Interrupted(KeyboardInterrupt):
-    """Raised in the main thread by SIGINT/SIGTERM/SIGHUP; remembers which signal."""
+    """Raised in the main thread by SIGINT/SIGTERM/SIGHUP; remembers which signal (and its cause,
+    when this process sent it to itself: :func:`note_cause`)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        cause = _CAUSES.get(signum)
+        super().__init__(f"{name}, {cause}" if cause else name)
         self.signum = signum
 
     @property

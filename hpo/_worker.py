@@ -29,6 +29,7 @@ from hpo._signals import (  # also imported from here
     SIGNAL_EXIT_CODES,
     Interrupted,
     install_signal_handlers,
+    note_cause,
     raise_if_signalled,
 )
 from hpo._space import suggest
@@ -341,8 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     from hpo.tracking import make_tracker
 
     install_signal_handlers()
-    watch_parent(interrupt_self(ORPHAN_GRACE_S, SIGNAL_EXIT_CODES[signal.SIGTERM],
-                                "the supervisor is gone; stopping this worker"))
+    stop = interrupt_self(ORPHAN_GRACE_S, SIGNAL_EXIT_CODES[signal.SIGTERM],
+                          "the supervisor is gone; stopping this worker")
+
+    def on_loss() -> None:
+        note_cause(signal.SIGTERM, "its hpo run (the supervisor) died")
+        stop()
+
+    watch_parent(on_loss)
     spec_json, index = (argv or sys.argv[1:])[:2]
     payload = json.loads(Path(spec_json).read_text())
     spec = spec_from_dict(payload["raw"], source=payload["source"])

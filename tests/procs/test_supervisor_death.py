@@ -62,6 +62,8 @@ def test_sigkill_of_the_supervisor_stops_its_workers(write_space, workdir):
     assert_interrupted_and_requeued(path, victims)
     log = (workdir / "hpo-runs" / "space" / "workers" / "worker-0.log").read_text()
     assert "the supervisor is gone" in log, log
+    reasons = {t.number: t.user_attrs["fail_reason"] for t in load_trials(path) if t.state.name == "FAIL"}
+    assert all("its hpo run (the supervisor) died" in reasons[v.number] for v in victims), reasons
     resume(path, workdir, 6, "--jobs", "2")
 
 
