@@ -17,26 +17,32 @@ from hpo._spec import StudySpec
 from hpo._summary import best_trials, format_values, state_counts
 
 REFRESH_S = 0.5
+WIDE_COLUMNS = 110  # narrower terminals get the compact live line
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
 
-def progress_line(trials: Sequence[FrozenTrial], n_trials: int, best: str, lost: Collection[int] = ()) -> str:
+def progress_line(trials: Sequence[FrozenTrial], n_trials: int, best: str, lost: Collection[int] = (),
+                  compact: bool = False) -> str:
     """``7/12 trials · 6 complete · 1 pruned · 0 failed · 1 running · best 0.997`` (plain text, no markup).
 
     The first number counts finished trials (complete, pruned or failed) against the study's cap;
     trials ``lost`` to a dead or interrupted worker do not count against it (a retry or a new trial
-    takes their place), so they are shown apart, as ``· 1 lost``.
+    takes their place), so they are shown apart, as ``· 1 lost``. ``compact`` (a narrow terminal)
+    leaves out the word "trials" and the states no trial is in: ``7/12 · 6 complete · 1 pruned ·
+    1 running · best 0.997``.
     """
     counts = state_counts(trials)
     n_lost = sum(1 for t in trials if t.number in lost and t.state.name == "FAIL") if lost else 0
     failed = counts["FAIL"] - n_lost
     finished = counts["COMPLETE"] + counts["PRUNED"] + failed
-    return (f"{finished}/{n_trials} trials · {counts['COMPLETE']} complete · {counts['PRUNED']} pruned · "
-            f"{failed} failed · " + (f"{n_lost} lost · " if n_lost else "")
-            + f"{counts['RUNNING']} running · best {best}")
+    states = [(counts["COMPLETE"], "complete"), (counts["PRUNED"], "pruned"), (failed, "failed"),
+              (n_lost, "lost"), (counts["RUNNING"], "running")]
+    shown = [f"{n} {label}" for n, label in states if n or not compact and label != "lost"]
+    head = f"{finished}/{n_trials}" if compact else f"{finished}/{n_trials} trials"
+    return " · ".join([head, *shown, f"best {best}"])
 
 
 def best_text(study: optuna.Study) -> str:
@@ -68,23 +74,25 @@ class StudyProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._study: optuna.Study | None = None
+        # An 80-column terminal cut the line before the best value: there the bar is short, the
+        # elapsed time left out and the line compact (progress_line).
+        self.compact = console.width < WIDE_COLUMNS
         # The line is user text (study name, fail reasons): columns render it as-is, never as markup.
-        self._progress = Progress(
-            TextColumn("{task.description}", markup=False, style="bold"),
-            BarColumn(),
-            TextColumn("{task.fields[line]}", markup=False),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        columns = [TextColumn("{task.description}", markup=False, style="bold"),
+                   BarColumn(bar_width=8 if self.compact else 40),
+                   TextColumn("{task.fields[line]}", markup=False)]
+        columns += [] if self.compact else [TimeElapsedColumn()]
+        self._progress = Progress(*columns, TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                                  transient=False)
         self._task = None
 
     def __enter__(self) -> StudyProgress:
         if self.live:
             self._progress.start()
-            self._task = self._progress.add_task(self.spec.study.name, total=self.spec.study.n_trials, line="")
+            name = self.spec.study.name
+            if self.compact and len(name) > 16:
+                name = name[:15] + "…"
+            self._task = self._progress.add_task(name, total=self.spec.study.n_trials, line="")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -124,11 +132,12 @@ class StudyProgress:
         trials = study.get_trials(deepcopy=False)
         n_trials = self.spec.study.n_trials
         lost = lost_trials(study) if any(t.state.name == "FAIL" for t in trials) else set()
-        line = progress_line(trials, n_trials, best_text(study), lost)
         if self.live:
+            line = progress_line(trials, n_trials, best_text(study), lost, compact=self.compact)
             finished = sum(t.state.is_finished() and t.number not in lost for t in trials)
             self._progress.update(self._task, completed=min(finished, n_trials), line=line)
             return
+        line = progress_line(trials, n_trials, best_text(study), lost)
         for t in trials:
             if t.state.is_finished() and t.number not in self._reported:
                 self._reported.add(t.number)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ def test_trials_lost_to_a_dead_worker_do_not_count_against_the_cap():
         "6/6 trials · 6 complete · 0 pruned · 0 failed · 2 lost · 0 running · best 0.5")
     assert progress_line(trials, 8, "0.5", lost={7}) == (
         "7/8 trials · 6 complete · 0 pruned · 1 failed · 1 lost · 0 running · best 0.5")
+    assert progress_line(trials, 8, "0.5", lost={7}, compact=True) == "7/8 · 6 complete · 1 failed · 1 lost · best 0.5"
 
 
 def test_piped_run_prints_bracketed_text_verbatim(workdir, write_space):
@@ -96,6 +98,25 @@ def test_live_line_shows_the_running_trial_with_one_job(workdir, write_space):
     assert result.exit_code == 0
     assert "0/1 trials · 0 complete · 0 pruned · 0 failed · 1 running" in buffer.getvalue()
     assert "1/1 trials · 1 complete · 0 pruned · 0 failed · 0 running" in buffer.getvalue()
+
+
+def test_an_80_column_terminal_still_shows_the_best_value_and_eta(workdir, write_space):
+    """The full line (a 40-column bar, every state, elapsed time) was cut before the best value."""
+    from rich.console import Console
+
+    from hpo._run import run_study
+    from hpo._spec import load_spec
+
+    space = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0,
+                                          "name": "a-rather-long-study-name-here"}))
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80)
+    result = run_study(load_spec(space), 1, console)
+    assert result.exit_code == 0
+    last = [line for line in buffer.getvalue().replace("\r", "\n").splitlines() if "3/3" in line][-1]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", last)
+    assert "a-rather-long-s…" in plain and "3/3 · 3 complete · best " in plain, plain
+    assert "ETA" in plain and "…" not in plain.partition("best ")[2], plain
 
 
 def test_run_ends_with_best_export_ui_and_dashboard(workdir, write_space, cli):
