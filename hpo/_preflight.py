@@ -54,8 +54,6 @@ def writable_paths(spec: StudySpec) -> list[tuple[Path, str, bool]]:
         if db is not None:
             artifacts = db.parent / "mlflow-artifacts" if spec.mlflow.tracking_uri else default_artifacts_dir()
             paths.append((artifacts, "the MLflow artifacts folder", True))
-        elif "://" not in uri or uri.startswith("file:"):  # MLflow's file store: a folder of runs
-            paths.append((Path(uri.removeprefix("file://").removeprefix("file:")), "the MLflow store folder", True))
     return paths
 
 

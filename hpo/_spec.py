@@ -19,7 +19,7 @@ from hpo._errors import SpecError
 from hpo._registry import did_you_mean
 from hpo._warm_start import WarmStart, parse_warm_start
 from hpo._warm_start import check_values as check_warm_start_values
-from hpo._yaml import apply_override, parse_set, read_yaml
+from hpo._yaml import apply_override, parse_set, read_yaml, remove_key
 
 RUNS_DIR = Path("hpo-runs")
 DIRECTIONS = ("minimize", "maximize")
@@ -243,7 +243,10 @@ def spec_from_dict(
     set_keys = []
     for assignment in sets:
         key, value = parse_set(assignment)
-        apply_override(doc, key, value)
+        if value is None:
+            remove_key(doc, key)
+        else:
+            apply_override(doc, key, value)
         set_keys.append(key)
     try:
         return _Validator(source, import_objective).spec(doc)

@@ -141,9 +141,11 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
                 _initialise(study, spec, earlier)
             _check_compatible(study, spec)
     except Exception as exc:  # noqa: BLE001 - a database that cannot be reached is the user's to fix
-        if isinstance(exc, ImportError) and isinstance(exc.__cause__ or exc.__context__, ImportError):
-            # Optuna's "Failed to import DB access module": the URL's database driver is not installed
-            missing = exc.__cause__ or exc.__context__
+        if isinstance(exc, ImportError) and spec.study.storage is not None:
+            # the URL's database driver is not installed: SQLAlchemy's ModuleNotFoundError, or
+            # Optuna's "Failed to import DB access module" wrapping it
+            inner = exc.__cause__ or exc.__context__
+            missing = inner if isinstance(inner, ImportError) else exc
             raise UsageError(f"cannot open the study storage {describe_storage(spec)}: its database driver is "
                              f"not installed ({missing}); install it (pip) or use postgresql:// or "
                              "sqlite:///") from None

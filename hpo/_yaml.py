@@ -164,6 +164,17 @@ def parse_set(assignment: str) -> tuple[str, Any]:
         return key, value  # not usable YAML (`a: b: c`, `2020-13-45`): taken as the plain string
 
 
+def remove_key(doc: dict[str, Any], key_path: str) -> None:
+    """Removes ``doc[a][b][c]`` for ``key_path="a.b.c"`` if it is there (``--set KEY=null``: the key's
+    default applies, also for a key, like ``objective.fixed.max_epochs``, that refuses null itself)."""
+    *parents, last = key_path.split(".")
+    node: Any = doc
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
 def apply_override(doc: dict[str, Any], key_path: str, value: Any) -> None:
     """Sets ``doc[a][b][c] = value`` for ``key_path="a.b.c"``, creating mappings on the way."""
     *parents, last = key_path.split(".")

@@ -60,7 +60,7 @@ def tracking_uri_problem(uri: str) -> str | None:
     """
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
     if scheme in ("", "file"):
-        folder = uri.removeprefix("file://").rstrip("/") or "."
+        folder = uri.removeprefix("file://").removeprefix("file:").rstrip("/") or "."
         return (f"{uri!r} is a folder: MLflow no longer writes its folder store; give a database such as "
                 f"sqlite:///{folder}/mlflow.db, or a tracking server http://host:5000")
     if scheme not in TRACKING_SCHEMES:

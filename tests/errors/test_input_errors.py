@@ -229,3 +229,9 @@ def test_set_null_resets_a_key_to_its_default(write_space, cli):
     code, out, err = cli("validate", write_space(base_space(study={"direction": "maximize", "metric": "loss"})),
                          "--set", "study.direction=null")
     assert code == 0 and "minimize" in out, (out, err)
+    # a knob that refuses null itself: the key is removed, its default applies
+    doc = base_space(objective={"name": "image_classifier", "fixed": {"dataset": "digits", "max_epochs": 3}},
+                     space={"lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
+                     study={"direction": "maximize", "metric": "val_acc"})
+    code, out, err = cli("validate", write_space(doc), "--set", "objective.fixed.max_epochs=null")
+    assert code == 0, (out, err)

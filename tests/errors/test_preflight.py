@@ -57,9 +57,12 @@ def test_objective_that_does_not_import_creates_no_study(workdir, write_space, c
     assert not (workdir / "hpo-runs").exists()
 
 
-def test_mlflow_file_store_under_a_file(workdir, write_space, cli, one_line_error):
-    """A plain-folder tracking URI (MLflow's file store) is checked like the SQLite store."""
-    (workdir / "afile").write_text("")
-    for uri in (f"{workdir}/afile/mlruns", f"file://{workdir}/afile/mlruns"):
+def test_mlflow_file_store_is_refused_before_anything_is_written(workdir, write_space, cli, one_line_error):
+    """A plain-folder tracking URI is MLflow's file store, which MLflow 3 no longer opens: refused
+    with the SQLite URI to use instead, and nothing created."""
+    for uri, db in ((f"{workdir}/mlruns", f"sqlite:///{workdir}/mlruns/mlflow.db"),
+                    (f"file://{workdir}/mlruns", f"sqlite:///{workdir}/mlruns/mlflow.db"),
+                    ("file:./mlruns", "sqlite:///./mlruns/mlflow.db")):
         one_line_error(cli("run", write_space(base_space(mlflow={"tracking_uri": uri}))),
-                       "cannot write the MLflow store folder", f"{workdir}/afile/mlruns", "Not a directory")
+                       "mlflow.tracking_uri", "is a folder", db)
+    assert not (workdir / "hpo-runs").exists() and not (workdir / "mlruns").exists()
