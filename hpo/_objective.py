@@ -99,14 +99,21 @@ def check_builtin_values(
             try:
                 config.for_objective(name, {**fixed, param: value})
             except ValueError as exc:
-                return f"space.{param}", str(exc).partition(": ")[2]
+                return f"space.{param}", _problem_with(param, value, exc)
     for param, pair in (ends or {}).items():
         for end, value in zip(("low", "high"), pair):
             try:
                 config.for_objective(name, {**fixed, param: value})
             except ValueError as exc:
-                return f"space.{param}.{end}", str(exc).partition(": ")[2]
+                return f"space.{param}.{end}", _problem_with(param, value, exc)
     return None
+
+
+def _problem_with(param: str, value: Any, exc: ValueError) -> str:
+    """The problem a searched value causes; when another key is the one refused (``warmup_epochs``
+    longer than a searched ``max_epochs``), it is named with the value that makes it wrong."""
+    key, _, problem = str(exc).partition(": ")
+    return problem if key == param else f"with {param} = {value!r}, {key} {problem}"
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,9 @@ def test_a_float_knob_refuses_what_is_not_finite(value: float):
     ({"max_epochs": 1, "warmup_epochs": 2.5}, None, "objective.fixed.warmup_epochs: must be <= max_epochs (1)"),
     ({"max_epochs": 2}, {"warmup_epochs": {"type": "float", "low": 0.0, "high": 5.0}},
      "space.warmup_epochs.high: must be <= max_epochs (2): the LR would still be warming up when training ends"),
+    # the searched max_epochs makes the fixed warm-up too long: both are named
+    ({"warmup_epochs": 3}, {"max_epochs": {"type": "int", "low": 2, "high": 6}},
+     "space.max_epochs.low: with max_epochs = 2, warmup_epochs must be <= max_epochs (2)"),
 ])
 def test_a_warm_up_longer_than_the_training_is_refused(write_space, cli, fixed, space, line):
     doc = {"study": {"direction": "maximize", "metric": "val_acc", "n_trials": 1},
