@@ -110,7 +110,7 @@ def spec_from_study_dir(folder: str | Path, overrides: Mapping[str, Any] | None 
             raise UsageError(f"{folder}: a runs folder holding the studies {', '.join(studies)}; give one of them, "
                              f"e.g. {folder / studies[0]}")
         raise UsageError(f"{folder}: not a study folder: expected {journal}, the journal `hpo run` writes; give "
-                         "a study folder (hpo-runs/<study>), a space file, or a storage URL and study name")
+                         "a study folder (hpo-runs/<study>) or a space file")
     storage = JournalStorage(open_journal(journal, read_only=True))
     try:
         study = optuna.load_study(study_name=folder.name, storage=storage)

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input, 1 anything else, 130/143/129 interrupted by 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="retrain once from an exported config", description="retrain once from an exported config")
     train.add_argument("config", help="a file written by `hpo export`")
-    train.add_argument("-o", "--output", help="where to save the final model (default beside the study's runs)")
+    train.add_argument("-o", "--output", help="where to save the final model (default "
+                       "./hpo-runs/STUDY/retrain/trial-N-TIME/model.pt, below the current folder)")
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the study used)")
     train.add_argument("--quantize", metavar="MODE",
                        help="also write an int8 copy of the model (dynamic or static, static calibrates on training "
@@ -450,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = os_error_message(exc)
         if message is None:
             raise
+        if hasattr(args, "output") and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            message += "; or write the output elsewhere with -o"  # report writes into the study folder
         return _fail(message, 2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

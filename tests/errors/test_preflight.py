@@ -66,3 +66,15 @@ def test_mlflow_file_store_is_refused_before_anything_is_written(workdir, write_
         one_line_error(cli("run", write_space(base_space(mlflow={"tracking_uri": uri}))),
                        "mlflow.tracking_uri", "is a folder", db)
     assert not (workdir / "hpo-runs").exists() and not (workdir / "mlruns").exists()
+
+
+def test_a_reader_writing_into_a_read_only_study_folder_suggests_o(workdir, write_space, cli, read_only,
+                                                                   one_line_error):
+    """`hpo report` writes report.html into the study folder by default: running it from another
+    folder does not help, -o does."""
+    path = write_space(base_space())
+    assert cli("run", path, "--no-report")[0] == 0
+    read_only(workdir / "hpo-runs")
+    one_line_error(cli("report", path), "Read-only file system", "or write the output elsewhere with -o")
+    code, _, err = cli("report", path, "-o", workdir / "out")
+    assert code == 0 and (workdir / "out" / "report.html").is_file(), err
