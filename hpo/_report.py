@@ -13,9 +13,13 @@ def write_report(spec: StudySpec, study: Any, output_dir: Path | None = None) ->
     """Writes ``report.html`` into ``output_dir`` (default: the study's run folder) and logs it to MLflow."""
     from dashboards import build_report
 
+    from hpo import _keys as keys
+
     path = (output_dir or spec.study_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    max_epochs = spec.objective.fixed.get("max_epochs")
+    # what the trials trained with (a run's --set included), not what the space file says now
+    fixed = study.user_attrs.get(keys.STUDY_FIXED) or spec.objective.fixed
+    max_epochs = fixed.get("max_epochs")
     info = {
         "study_name": spec.study.name,
         "sampler": spec.sampler.name,

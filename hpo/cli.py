@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--tracking-uri", help="MLflow tracking URI")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
-    ui.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help=argparse.SUPPRESS)
+    ui.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="override a key of the space file, as for hpo run (e.g. the study.name it chose)")
     _add_proxy_parser(sub)
     return parser
 
@@ -140,7 +141,7 @@ def _add_proxy_parser(sub: Any) -> None:
 
 
 # Commands that only read a study: they find it from any folder (hpo._locate).
-READERS = frozenset({"status", "best", "export", "report"})
+READERS = frozenset({"status", "best", "export", "report", "ui"})
 READER_SPACE_HELP = ("the space file (its study is found in ./hpo-runs, else in hpo-runs beside the file or in a "
                      "folder above it), or a study folder hpo-runs/<study>")
 
@@ -396,15 +397,24 @@ def _write_report(spec: Any, study: Any, output: str | None, quiet: bool = False
 def cmd_ui(args: argparse.Namespace) -> int:
     from hpo.tracking import default_artifacts_dir, default_tracking_uri, serve_ui
 
+    from hpo.tracking._mlflow import sqlite_path
+
     experiment = None
     uri = args.tracking_uri
     if args.space:
         spec = load(args)
-        uri = uri or spec.mlflow.tracking_uri
+        if not spec.mlflow.enabled and not uri:
+            raise UsageError(f"study {spec.study.name!r} logs nothing to MLflow (mlflow.enabled: false in "
+                             f"{spec.source}); `hpo report {spec.source}` writes its dashboard")
+        uri = uri or spec.mlflow.tracking_uri  # a located study's default store is the one beside it
         experiment = spec.experiment
     artifacts = None if uri else default_artifacts_dir()
-    return serve_ui(uri or default_tracking_uri(), host=args.host, port=args.port, experiment=experiment,
-                    artifacts_dir=artifacts)
+    uri = uri or default_tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.expanduser().is_file():  # a reader creates no store (MLflow would)
+        raise UsageError(f"no MLflow store at {db}: run a study first (`hpo run SPACE`), or give the space file "
+                         "or --tracking-uri of one")
+    return serve_ui(uri, host=args.host, port=args.port, experiment=experiment, artifacts_dir=artifacts)
 
 
 @command("proxy")

@@ -199,3 +199,19 @@ def test_status_of_unknown_study_says_what_to_do(write_space, cli):
     path = write_space(base_space())
     code, _, err = cli("status", path)
     assert code == 2 and "hpo run" in err
+
+
+def test_report_counts_the_epochs_the_trials_were_given_not_the_files(write_space, cli, workdir):
+    """Run with --set objective.fixed.max_epochs=4, reported without it: the savings panel claimed
+    epochs saved by pruning against the file's 10 epochs a trial, with nothing pruned."""
+    import re
+
+    doc = base_space(objective={"name": "objs.py:quadratic", "fixed": {"max_epochs": 10}},
+                     study={"direction": "minimize", "metric": "loss", "n_trials": 3, "seed": 0})
+    path = write_space(doc)
+    assert cli("run", path, "--no-report", "--set", "objective.fixed.max_epochs=4")[0] == 0
+    assert cli("report", path, "-o", workdir / "out")[0] == 0
+    html = (workdir / "out" / "report.html").read_text()
+    card = dict(re.findall(r'id="stat-([a-z-]+)"><div class="stat-label">[^<]*</div><div class="stat-value">([^<]*)<',
+                           html))
+    assert card["max-epochs"] == "4 (configured)" and card["epochs-without-pruning"] == "12", card

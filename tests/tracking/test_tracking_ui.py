@@ -176,3 +176,20 @@ def test_serve_ui_warns_when_binding_other_interfaces(monkeypatch, capsys):
 def test_free_port_helper():
     port = _ui.find_free_port()
     assert 0 < port < 65536 and _ui.port_is_free("127.0.0.1", port)
+
+
+def test_ui_without_a_store_creates_none(cli, workdir):
+    """A reader: MLflow would create ./hpo-runs/mlflow.db and serve an empty UI."""
+    code, _, err = cli("ui", "--port", "0")
+    assert code == 2 and f"no MLflow store at {workdir / 'hpo-runs' / 'mlflow.db'}" in err, err
+    assert not (workdir / "hpo-runs").exists()
+
+
+def test_ui_of_a_study_without_mlflow_says_so(cli, write_space, workdir):
+    from _helpers import base_space
+
+    path = write_space(base_space())   # mlflow.enabled: false
+    assert cli("run", path, "--no-report")[0] == 0
+    code, _, err = cli("ui", path, "--port", "0")
+    assert code == 2 and "logs nothing to MLflow (mlflow.enabled: false" in err, err
+    assert not (workdir / "hpo-runs" / "mlflow.db").exists()
