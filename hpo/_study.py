@@ -111,11 +111,13 @@ def git_sha(folder: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> optuna.Study:
+def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True, check_space: bool = True) -> optuna.Study:
     """Loads the spec's study, creating it (and enqueueing a grid) on first use.
 
     With ``create=False`` the study is opened read-only: nothing is created or written, not even
     a lock file, so ``status``, ``best`` and ``export`` leave the store byte-identical.
+    ``check_space=False`` skips comparing the study with the spec (a warm start's earlier study,
+    read under the new study's spec, is not expected to match it).
 
     Raises:
         UsageError: ``create`` is False and no such study exists.
@@ -126,7 +128,8 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True) -> o
     try:
         if not create:
             study = _load_read_only(spec)
-            _check_compatible(study, spec)
+            if check_space:
+                _check_compatible(study, spec, reading=True)
             return study
         # One process at a time: the first RDB connection creates the tables, the first worker the study.
         with study_lock(spec):
@@ -185,7 +188,7 @@ def _initialise(study: optuna.Study, spec: StudySpec, earlier: Mapping[str, optu
             study.enqueue_trial(point, user_attrs={keys.GRID_POINT: True})
 
 
-def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
+def _check_compatible(study: optuna.Study, spec: StudySpec, reading: bool = False) -> None:
     """Refuses a spec the existing study cannot go on with (directions, space; see hpo._compat_space)."""
     stored = [d.name.lower() for d in study.directions]
     if stored != list(spec.study.directions):
@@ -196,8 +199,8 @@ def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
 
     accepted = check_space(study, spec)
     if accepted:  # Optuna goes on with these; say so, since the study now mixes two spaces
-        print(f"warning: study {spec.study.name!r} goes on with a changed space: {'; '.join(accepted)}",
-              file=sys.stderr, flush=True)
+        what = "differs from the space file's" if reading else "goes on with a changed space"
+        print(f"warning: study {spec.study.name!r} {what}: {'; '.join(accepted)}", file=sys.stderr, flush=True)
 
 
 LOST_PREFIX = keys.LOST_PREFIX

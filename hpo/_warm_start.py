@@ -140,8 +140,11 @@ def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: se
 
     from hpo._compat_space import compatible, distribution
 
+    # Its values stand for this study's only if the same objective trained with the same fixed
+    # config (another max_epochs, say, gives other values): else its configs are trained again.
     same_goal = [d.name for d in earlier.directions] == [d.name for d in study.directions] and \
-        earlier.user_attrs.get("objective") == spec.objective.name
+        earlier.user_attrs.get("objective") == spec.objective.name and \
+        earlier.user_attrs.get(keys.STUDY_FIXED) == study.user_attrs.get(keys.STUDY_FIXED)
     distributions = {p.name: distribution(p) for p in spec.space}
     for t in earlier.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         fits = same_goal and set(t.params) <= set(distributions) and all(
@@ -176,7 +179,7 @@ def _load_earlier(spec: StudySpec, name: str, label: str) -> optuna.Study:
     raw_study = {**spec.raw["study"], "name": name}
     earlier_spec = replace(spec, study=replace(spec.study, name=name), raw={**spec.raw, "study": raw_study})
     try:
-        return open_study(earlier_spec, create=False)
+        return open_study(earlier_spec, create=False, check_space=False)
     except UsageError:
         from hpo._storage import describe_storage
 

@@ -61,6 +61,24 @@ def test_an_earlier_study_that_does_not_fit_is_run_again(write_space, cli):
     assert all(t.datetime_complete > t.datetime_start for t in trials)  # trained again, not added
 
 
+def test_an_earlier_study_with_another_fixed_config_is_run_again(write_space, cli):
+    """Its values came from another config (here another `scale`): added as finished, the export of
+    one of them would hold a config that did not earn its value."""
+    first = write_space(base_space(study={**STUDY, "name": "first", "n_trials": 3},
+                                   objective={"name": "objs.py:mixed", "fixed": {"scale": 1}}), name="first")
+    earlier = sorted((t for t in run(cli, first) if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    second = base_space(study={**STUDY, "name": "second", "n_trials": 3}, warm_start=["study:first"],
+                        objective={"name": "objs.py:mixed", "fixed": {"scale": 3}},
+                        space={"x": {"type": "float", "low": -5.0, "high": 5.0}, "y": {"type": "int", "low": 0,
+                                                                                        "high": 3}})
+    code, out, err = cli("run", write_space(second, name="second"), "--no-report")
+    assert code == 0, out + err
+    assert "study 'first'" not in err, err   # the earlier study is read, not checked against this file
+    trials = sorted(load_trials(write_space(second, name="second")), key=lambda t: t.number)
+    assert [t.params["x"] for t in trials[:len(earlier)]] == [t.params["x"] for t in earlier]
+    assert all(t.datetime_complete > t.datetime_start for t in trials)  # trained again, not added
+
+
 @pytest.mark.parametrize(("warm_start", "key", "message"), [
     ({"x": 1}, "warm_start", "expected a list"),
     ([3], "warm_start[0]", "expected a mapping of params, an export file or study:NAME"),
