@@ -6,8 +6,8 @@ Each item of the list is one of:
 - the path of a file written by ``hpo export`` (relative to the space file): its configs' params are queued;
 - ``study:NAME``: that earlier study (same storage, or ``hpo-runs/NAME`` beside this study): its complete
   trials are added as finished trials, so the sampler learns from them without training again, when
-  every param fits the new space and both studies have the same objective and directions; otherwise
-  their params are queued to run again.
+  every param fits the new space and both studies have the same objective, fixed config and
+  directions; otherwise their params are queued to run again.
 
 Params outside the new space are dropped with a warning. Warm-start trials count toward ``n_trials``.
 It applies once, when the study is created.
