@@ -137,17 +137,38 @@ class StudyProgress:
             finished = sum(t.state.is_finished() and t.number not in lost for t in trials)
             self._progress.update(self._task, completed=min(finished, n_trials), line=line)
             return
-        line = progress_line(trials, n_trials, best_text(study), lost)
-        for t in trials:
-            if t.state.is_finished() and t.number not in self._reported:
-                self._reported.add(t.number)
-                value = format_values(t.values) if t.values else t.user_attrs.get(keys.FAIL_REASON, "")
-                self.console.print(escape(f"trial {t.number:>4} {t.state.name:<8} {value}   [{line}]"),
-                                   highlight=False, soft_wrap=True)
+        new = [t for t in trials if t.state.is_finished() and t.number not in self._reported]
+        # In the order they ended, each with the counts and best value as of its end (a burst of
+        # trials ending between two redraws would otherwise all show the last one's counts).
+        for t in sorted(new, key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number)):
+            self._reported.add(t.number)
+            ended = [u for u in trials if not u.state.is_finished() or u.number == t.number or _ended_before(u, t)]
+            line = progress_line(ended, n_trials, self._best_as_of(study, ended), lost)
+            value = format_values(t.values) if t.values else t.user_attrs.get(keys.FAIL_REASON, "")
+            self.console.print(escape(f"trial {t.number:>4} {t.state.name:<8} {value}   [{line}]"),
+                               highlight=False, soft_wrap=True)
+
+    @staticmethod
+    def _best_as_of(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
+        """The best value among ``trials`` (single objective); the study's Pareto count otherwise."""
+        if len(study.directions) > 1:
+            return best_text(study)
+        values = [t.values[0] for t in trials if t.state.name == "COMPLETE" and t.values]
+        if not values:
+            return "-"
+        minimize = study.directions[0].name == "MINIMIZE"
+        return format_values([min(values) if minimize else max(values)])
 
     def mark_seen(self, trials: Sequence[FrozenTrial]) -> None:
         """Skips trials finished before this run (a resumed study) in the line-per-trial output."""
         self._reported.update(t.number for t in trials if t.state.is_finished())
+
+
+def _ended_before(u: FrozenTrial, t: FrozenTrial) -> bool:
+    """Whether finished trial ``u`` ended before finished trial ``t`` (by completion time, then number)."""
+    if u.datetime_complete is None or t.datetime_complete is None:
+        return u.number < t.number
+    return (u.datetime_complete, u.number) < (t.datetime_complete, t.number)
 
 
 @contextlib.contextmanager

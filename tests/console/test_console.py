@@ -67,6 +67,24 @@ def test_piped_run_prints_bracketed_text_verbatim(workdir, write_space):
     assert "bad [/red] value [b]here[/b]" in out.stdout, out.stdout
 
 
+def test_piped_lines_show_the_counts_and_best_as_of_each_trials_end(workdir, write_space):
+    """Trials ending between two redraws all showed the last one's counts and best value."""
+    from rich.console import Console
+
+    from hpo._run import run_study
+    from hpo._spec import load_spec
+
+    space = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 6, "seed": 3}))
+    buffer = io.StringIO()
+    assert run_study(load_spec(space), 1, Console(file=buffer, force_terminal=False, width=300)).exit_code == 0
+    rows = re.findall(r"trial +(\d+) COMPLETE +(\S+) +\[(\d+)/6 trials .* best (\S+)\]", buffer.getvalue())
+    assert len(rows) == 6, buffer.getvalue()
+    values = []
+    for i, (_, value, done, best) in enumerate(rows):
+        values.append(float(value))
+        assert int(done) == i + 1 and float(best) == pytest.approx(min(values), rel=1e-5), rows
+
+
 def test_piped_output_never_breaks_a_long_path(workdir, write_space):
     """Rich folded every line at 80 columns when writing to a pipe or a file, paths included: a
     path printed for the user to copy came out cut in two."""
