@@ -40,6 +40,7 @@ STUDY_METRICS = "metrics"
 STUDY_DIRECTIONS = "directions"
 STUDY_SPACE_FILE = "space_file"
 STUDY_GIT_SHA = "git_sha"
+STUDY_N_TRIALS = "n_trials"          # the cap the latest `hpo run` used (--n-trials may differ from the file)
 
 # --- study system attrs -----------------------------------------------------------------------
 SLURM_JOBS = "hpo:slurm_jobs"          # [{"jobs": [SLURM job ids], "submitted": iso time}], one per `--cluster slurm` run

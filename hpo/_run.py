@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from hpo import _keys as keys
 from hpo._lifeline import Lifeline
 from hpo._progress import StudyProgress, tail_status
 from hpo._spec import StudySpec
@@ -73,6 +74,8 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
     tracker = make_tracker(spec.mlflow.tracking_uri, spec.experiment, spec.mlflow.enabled, background=True)
     try:
         study, recovered = join_study(spec, tracker)
+        if study.user_attrs.get(keys.STUDY_N_TRIALS) != spec.study.n_trials:  # for `hpo status`
+            study.set_user_attr(keys.STUDY_N_TRIALS, spec.study.n_trials)
         settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
         for line in recovered_lines(study, spec, recovered, "their worker had died"):
             console.print(line, markup=False)

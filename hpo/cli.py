@@ -319,7 +319,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     spec = load(args)
     study = _open(spec, create=False)  # read-only: status repairs nothing (the next `hpo run` does)
     orphans = orphaned_trials(study)
-    console.print(f"study {spec.study.name!r} ({spec.study.n_trials} trials planned)")
+    from hpo import _keys as keys
+
+    planned = study.user_attrs.get(keys.STUDY_N_TRIALS, spec.study.n_trials)  # the latest run's cap
+    console.print(f"study {spec.study.name!r} ({planned} trials planned)")
     _print_summary(spec, study)
     if retried := [t.number for t in orphans if will_be_retried(t, spec)]:
         console.print(f"trials {retried} lost: their worker died; re-queued by the next `hpo run {spec.source}`",

@@ -195,6 +195,16 @@ def test_status_reports_counts_and_best(write_space, cli):
     assert f"│ {best.number} " in out or f"{best.number} │" in out
 
 
+def test_status_plans_the_cap_the_latest_run_used(write_space, cli):
+    """After `hpo run --n-trials 3` on a file that says 6, status said '6 trials planned'."""
+    path = write_space(base_space())   # n_trials: 6
+    assert cli("run", path, "--no-report", "--n-trials", "3")[0] == 0
+    code, out, _ = cli("status", path)
+    assert code == 0 and "(3 trials planned)" in out, out
+    assert cli("run", path, "--no-report")[0] == 0
+    assert "(6 trials planned)" in cli("status", path)[1]
+
+
 def test_status_of_unknown_study_says_what_to_do(write_space, cli):
     path = write_space(base_space())
     code, _, err = cli("status", path)
