@@ -177,9 +177,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # Names and values come from the user's file: escaped, so `[/x]` prints as text, not Rich markup.
     console.print(f"[green]{escape(spec.source)}: valid[/green]")
     goal = ", ".join(f"{d} {m}" for d, m in zip(s.directions, s.metrics))
-    console.print(escape(f"study {s.name!r}: {goal}; {s.n_trials} trials; sampler {spec.sampler.name} "
-                         f"{spec.sampler.options or ''}; pruner {spec.pruner.name} {spec.pruner.options or ''}"))
+    from hpo._components import SAMPLER_DEFAULTS
+
+    def component(section: Any, defaults: Any = None) -> str:
+        options = {**(defaults or {}).get(section.name, {}), **section.options}  # what the run builds
+        return f"{section.name} {options}" if options else section.name
+
+    trials = f"{s.n_trials} trial" + ("s" if s.n_trials != 1 else "")
+    sampler, pruner = component(spec.sampler, SAMPLER_DEFAULTS), component(spec.pruner)
+    console.print(escape(f"study {s.name!r}: {goal}; {trials}; sampler {sampler}; pruner {pruner}"))
     console.print(escape(f"objective {spec.objective.name}; fixed {spec.objective.fixed or '{}'}"))
+    if (rule := s.stop_when) is not None:
+        when = ([f"once the best value reaches {rule.target:g}"] if rule.target is not None else []) + (
+            [f"after {rule.patience} finished trials without improving by more than {rule.min_delta:g}"]
+            if rule.patience is not None else [])
+        console.print(escape(f"stops early {' or '.join(when)}"))
+    if spec.warm_start:
+        console.print(escape("warm start: " + ", ".join(item.study and f"study:{item.study}" or
+                                                     f"{item.label} ({len(item.params)} config(s))"
+                                                     for item in spec.warm_start)))
     table = Table(title="Search space")
     table.add_column("param")
     table.add_column("type")

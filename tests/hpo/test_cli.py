@@ -39,3 +39,15 @@ def test_help_lists_every_command():
 def test_bad_flag_value_is_exit_2(write_space):
     out = subprocess.run([sys.executable, "-m", "hpo", "run", "x.yaml", "--jobs", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and "--jobs" in out.stderr
+
+
+def test_validate_shows_what_the_run_will_do(write_space, cli):
+    """The sampler's implied options, an early stop and a warm start: all used by the run, none shown."""
+    doc = base_space(sampler={"name": "tpe"}, warm_start=[{"x": 1.0}],
+                     study={"direction": "minimize", "metric": "loss", "n_trials": 1,
+                            "stop_when": {"target": 0.5, "patience": 4}})
+    code, out, err = cli("validate", write_space(doc))
+    assert code == 0, err
+    assert "1 trial; sampler tpe {'constant_liar': True}; pruner none\n" in out, out
+    assert "stops early once the best value reaches 0.5 or after 4 finished trials" in out
+    assert "warm start: warm_start[0] (1 config(s))" in out

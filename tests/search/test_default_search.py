@@ -83,4 +83,4 @@ def test_validate_shows_the_resolved_default(cli, write_space):
     code, out, _ = cli("validate", write_space(builtin_space({"max_epochs": 15})))
     assert code == 0
     out = " ".join(out.split())  # the console wraps long lines
-    assert "sampler tpe ; pruner median" in out
+    assert "sampler tpe {'constant_liar': True}; pruner median" in out

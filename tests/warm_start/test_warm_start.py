@@ -27,6 +27,18 @@ def test_param_mappings_run_first_and_unknown_params_are_dropped(write_space, cl
     assert "warm_start" not in trials[2].user_attrs and len(trials) == 3
 
 
+def test_params_an_earlier_study_had_are_warned_about_once(write_space, cli):
+    first = write_space(base_space(study={**STUDY, "name": "first", "n_trials": 3},
+                                   space={"x": {"type": "float", "low": -5.0, "high": 5.0},
+                                          "y": {"type": "int", "low": 0, "high": 3}}), name="first")
+    run(cli, first)
+    second = write_space(base_space(study={**STUDY, "name": "second", "n_trials": 3}, warm_start=["study:first"]),
+                         name="second")
+    code, out, err = cli("run", second, "--no-report")
+    assert code == 0, out + err
+    assert err.count("warning: warm_start[0]: y not in this space; dropped") == 1, err
+
+
 def test_an_exported_best_is_tried_first(write_space, cli, workdir):
     first = write_space(base_space(study={**STUDY, "name": "first", "n_trials": 4}), name="first")
     run(cli, first)
