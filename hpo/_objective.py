@@ -168,7 +168,8 @@ def load_checked(ref: str, base_dir: Path, hint: str = "") -> Any:
         raise UnloadableReference(f"cannot import {what}: {missing} ({where})") from None
     except Exception as exc:  # noqa: BLE001 - the user's code failed at import: report it, no traceback
         message = exc.msg if isinstance(exc, SyntaxError) else exc
-        raise UnloadableReference(f"importing {what} raised {type(exc).__name__}: {message}{_user_frame(exc)}") from None
+        raise UnloadableReference(f"importing {what} raised {type(exc).__name__}: {message}"
+                                  f"{_user_frame(exc)}") from None
     attr = ref.rpartition(":")[2]
     try:
         return _attribute(module, attr)
