@@ -15,9 +15,12 @@ GONE_WITHIN_S = 20  # the server's own SIGTERM handling plus a loaded machine
 
 def start_ui(workdir, host: str = "127.0.0.1"):
     """``hpo ui`` on a free port; returns (process, port, the server's process group) once it serves."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    MlflowClient(uri).search_experiments()  # creates the store: `hpo ui`, a reader, creates none
     port = find_free_port(host)
-    proc = start_hpo("ui", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", "--host", host, "--port", str(port),
-                     cwd=workdir)
+    proc = start_hpo("ui", "--tracking-uri", uri, "--host", host, "--port", str(port), cwd=workdir)
     seen = []
     for line in proc.stdout:
         seen.append(line)
