@@ -109,7 +109,7 @@ def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]
         problem_at = check(options)
         if problem_at:
             return problem_at
-    kwargs = {**SAMPLER_DEFAULTS.get(name, {}), **options} if registry is SAMPLERS else dict(options)
+    kwargs = sampler_kwargs(name, options) if registry is SAMPLERS else dict(options)
     if "seed" in params:
         kwargs["seed"] = None  # any seed builds the same way; the study's own is checked as study.seed
     try:
@@ -173,9 +173,14 @@ def worker_seed(study_seed: int | None, n_existing: int, worker_index: int) -> i
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def sampler_kwargs(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a sampler is built with: hpo's defaults for it (SAMPLER_DEFAULTS), then the file's."""
+    return {**SAMPLER_DEFAULTS.get(name, {}), **options}
+
+
 def make_sampler(name: str, options: Mapping[str, Any], seed: int | None, source: str = "<spec>") -> Any:
     cls = SAMPLERS.get(name)
-    kwargs = {**SAMPLER_DEFAULTS.get(name, {}), **options}
+    kwargs = sampler_kwargs(name, options)
     if "seed" in inspect.signature(cls).parameters:
         kwargs["seed"] = seed
     return _construct(cls, kwargs, "sampler.options", source)

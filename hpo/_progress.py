@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import datetime
 import time
 from collections.abc import Collection, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from hpo import _keys as keys
 from hpo._spec import StudySpec
-from hpo._summary import best_trials, format_values, state_counts
+from hpo._summary import best_trials, format_values, ranked_trials, state_counts
 
 REFRESH_S = 0.5
 WIDE_COLUMNS = 110  # narrower terminals get the compact live line
@@ -140,9 +141,9 @@ class StudyProgress:
         new = [t for t in trials if t.state.is_finished() and t.number not in self._reported]
         # In the order they ended, each with the counts and best value as of its end (a burst of
         # trials ending between two redraws would otherwise all show the last one's counts).
-        for t in sorted(new, key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number)):
+        for t in sorted(new, key=_end_order):
             self._reported.add(t.number)
-            ended = [u for u in trials if not u.state.is_finished() or u.number == t.number or _ended_before(u, t)]
+            ended = [u for u in trials if not u.state.is_finished() or _end_order(u) <= _end_order(t)]
             line = progress_line(ended, n_trials, self._best_as_of(study, ended), lost)
             value = format_values(t.values) if t.values else t.user_attrs.get(keys.FAIL_REASON, "")
             self.console.print(escape(f"trial {t.number:>4} {t.state.name:<8} {value}   [{line}]"),
@@ -153,22 +154,17 @@ class StudyProgress:
         """The best value among ``trials`` (single objective); the study's Pareto count otherwise."""
         if len(study.directions) > 1:
             return best_text(study)
-        values = [t.values[0] for t in trials if t.state.name == "COMPLETE" and t.values]
-        if not values:
-            return "-"
-        minimize = study.directions[0].name == "MINIMIZE"
-        return format_values([min(values) if minimize else max(values)])
+        ranked = ranked_trials(trials, [study.directions[0].name.lower()])
+        return format_values(ranked[0].values) if ranked else "-"
 
     def mark_seen(self, trials: Sequence[FrozenTrial]) -> None:
         """Skips trials finished before this run (a resumed study) in the line-per-trial output."""
         self._reported.update(t.number for t in trials if t.state.is_finished())
 
 
-def _ended_before(u: FrozenTrial, t: FrozenTrial) -> bool:
-    """Whether finished trial ``u`` ended before finished trial ``t`` (by completion time, then number)."""
-    if u.datetime_complete is None or t.datetime_complete is None:
-        return u.number < t.number
-    return (u.datetime_complete, u.number) < (t.datetime_complete, t.number)
+def _end_order(t: FrozenTrial) -> tuple[Any, ...]:
+    """Sorts finished trials by when they ended (then by number; one without an end time last)."""
+    return (t.datetime_complete is None, t.datetime_complete or datetime.min, t.number)
 
 
 @contextlib.contextmanager

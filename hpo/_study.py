@@ -348,7 +348,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, spec: StudySpec, reason: st
     from hpo._optuna_compat import queued_params, storage_of, study_id
 
     storage_of(study).set_study_system_attr(study_id(study), f"{LOST_PREFIX}{trial.number}", reason[:500])
-    retries = int(trial.user_attrs.get(keys.RETRY_COUNT, 0)) + (1 if counts else 0)
+    retries = _retries_after(trial, counts)
     if retries > spec.study.max_retries:
         return False
     origin = trial.user_attrs.get(keys.RETRY_ORIGIN, trial.number)
@@ -450,8 +450,13 @@ def recovered_lines(study: optuna.Study, spec: StudySpec, recovered: Sequence[in
 
 
 def will_be_retried(trial: FrozenTrial, spec: StudySpec) -> bool:
-    """Whether recovering this lost trial re-queues its params (see :func:`requeue`)."""
-    return int(trial.user_attrs.get(keys.RETRY_COUNT, 0)) + 1 <= spec.study.max_retries
+    """Whether recovering this lost trial re-queues its params (the rule of :func:`requeue`)."""
+    return _retries_after(trial, counts=True) <= spec.study.max_retries
+
+
+def _retries_after(trial: FrozenTrial, counts: bool) -> int:
+    """How many retries of its origin a retry of ``trial`` would be (``counts``: see :func:`requeue`)."""
+    return int(trial.user_attrs.get(keys.RETRY_COUNT, 0)) + (1 if counts else 0)
 
 
 def _fail_and_requeue(study: optuna.Study, spec: StudySpec, trials: Sequence[FrozenTrial],

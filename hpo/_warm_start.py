@@ -121,27 +121,21 @@ def apply_warm_start(study: optuna.Study, spec: StudySpec, earlier: Mapping[str,
     for item in spec.warm_start:
         dropped: set[str] = set()
         if item.study is not None:
-            _from_study(study, spec, item, _Within(names, dropped), earlier[item.study])
+            _from_study(study, spec, item, names, dropped, earlier[item.study])
         else:
-            within = _Within(names, dropped)
             for params in item.params:
-                study.enqueue_trial(within(params), user_attrs={keys.WARM_START: item.label})
+                study.enqueue_trial(_within(params, names, dropped), user_attrs={keys.WARM_START: item.label})
         if dropped:  # once per item, not once per queued config
             print(f"warning: {item.label}: {', '.join(sorted(dropped))} not in this space; dropped", file=sys.stderr)
 
 
-class _Within:
-    """``params`` without the names this space lacks, which it collects in ``dropped``."""
-
-    def __init__(self, names: set[str], dropped: set[str]) -> None:
-        self.names, self.dropped = names, dropped
-
-    def __call__(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        self.dropped.update(set(params) - self.names)
-        return {k: v for k, v in params.items() if k in self.names}
+def _within(params: Mapping[str, Any], names: set[str], dropped: set[str]) -> dict[str, Any]:
+    """``params`` without the names this space lacks, which go into ``dropped``."""
+    dropped.update(set(params) - names)
+    return {k: v for k, v in params.items() if k in names}
 
 
-def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, within: _Within,
+def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, names: set[str], dropped: set[str],
                 earlier: optuna.Study) -> None:
     import optuna
     from optuna.trial import TrialState
@@ -163,7 +157,8 @@ def _from_study(study: optuna.Study, spec: StudySpec, item: WarmStart, within: _
                 params=dict(t.params), distributions={k: distributions[k] for k in t.params}, values=t.values,
                 user_attrs={keys.WARM_START: f"{item.label} trial {t.number}"}))
         else:
-            study.enqueue_trial(within(t.params), user_attrs={keys.WARM_START: f"{item.label} trial {t.number}"})
+            study.enqueue_trial(_within(t.params, names, dropped),
+                                user_attrs={keys.WARM_START: f"{item.label} trial {t.number}"})
 
 
 def _inside(dist: Any, value: Any) -> bool:

@@ -169,6 +169,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from hpo._components import sampler_kwargs
     from hpo._preflight import check_objective_imports
 
     spec = load(args)
@@ -177,14 +178,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # Names and values come from the user's file: escaped, so `[/x]` prints as text, not Rich markup.
     console.print(f"[green]{escape(spec.source)}: valid[/green]")
     goal = ", ".join(f"{d} {m}" for d, m in zip(s.directions, s.metrics))
-    from hpo._components import SAMPLER_DEFAULTS
 
-    def component(section: Any, defaults: Any = None) -> str:
-        options = {**(defaults or {}).get(section.name, {}), **section.options}  # what the run builds
-        return f"{section.name} {options}" if options else section.name
+    def component(name: str, options: dict[str, Any]) -> str:
+        return f"{name} {options}" if options else name
 
     trials = f"{s.n_trials} trial" + ("s" if s.n_trials != 1 else "")
-    sampler, pruner = component(spec.sampler, SAMPLER_DEFAULTS), component(spec.pruner)
+    # the options the run builds them with (TPE's implied constant_liar included)
+    sampler = component(spec.sampler.name, sampler_kwargs(spec.sampler.name, spec.sampler.options))
+    pruner = component(spec.pruner.name, spec.pruner.options)
     console.print(escape(f"study {s.name!r}: {goal}; {trials}; sampler {sampler}; pruner {pruner}"))
     console.print(escape(f"objective {spec.objective.name}; fixed {spec.objective.fixed or '{}'}"))
     if (rule := s.stop_when) is not None:
@@ -329,14 +330,13 @@ def _print_paths(spec: Any, study: Any, args: argparse.Namespace) -> None:
 
 @command("status")
 def cmd_status(args: argparse.Namespace) -> int:
+    from hpo import _keys as keys
     from hpo._study import orphaned_trials, will_be_retried
     from hpo._summary import workers
 
     spec = load(args)
     study = _open(spec, create=False)  # read-only: status repairs nothing (the next `hpo run` does)
     orphans = orphaned_trials(study)
-    from hpo import _keys as keys
-
     planned = study.user_attrs.get(keys.STUDY_N_TRIALS, spec.study.n_trials)  # the latest run's cap
     console.print(f"study {spec.study.name!r} ({planned} trials planned)")
     _print_summary(spec, study)
@@ -415,7 +415,6 @@ def _write_report(spec: Any, study: Any, output: str | None, quiet: bool = False
 @command("ui")
 def cmd_ui(args: argparse.Namespace) -> int:
     from hpo.tracking import default_artifacts_dir, default_tracking_uri, serve_ui
-
     from hpo.tracking._mlflow import sqlite_path
 
     experiment = None

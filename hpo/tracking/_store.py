@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -47,18 +48,12 @@ def prepare_store(tracking_uri: str) -> None:
             return
         db = db.expanduser().resolve()
         with file_lock(db.with_name(db.name + ".lock")):
-            import sqlite3
-
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
             if not db.exists() or db.stat().st_size == 0:
                 _copy_empty_store(db)
             SqlAlchemyStore(tracking_uri, (db.parent / "mlflow-artifacts").as_uri())
-            con = sqlite3.connect(db, timeout=60)
-            try:
-                con.execute("PRAGMA journal_mode=WAL")
-            finally:
-                con.close()
+            _pragma(db, "journal_mode=WAL", timeout=60)
         _PREPARED.add(tracking_uri)
 
 
@@ -72,14 +67,18 @@ def checkpoint(tracking_uri: str) -> None:
     db = sqlite_path(tracking_uri)
     if db is None or not db.expanduser().is_file():
         return
+    with contextlib.suppress(sqlite3.Error):
+        _pragma(db.expanduser(), "wal_checkpoint(TRUNCATE)", timeout=5)
+
+
+def _pragma(db: Path, pragma: str, timeout: float) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=timeout)
     try:
-        con = sqlite3.connect(db.expanduser(), timeout=5)
-        try:
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            con.close()
-    except sqlite3.Error:
-        pass
+        con.execute(f"PRAGMA {pragma}")
+    finally:
+        con.close()
 
 
 def template_path() -> Path:
