@@ -439,6 +439,8 @@ def recover_trials_of(study: optuna.Study, spec: StudySpec, tracker: Tracker | N
 def recovered_lines(study: optuna.Study, spec: StudySpec, recovered: Sequence[int], cause: str) -> list[str]:
     """What became of the trials just failed for ``cause``: re-queued with their params, or, their
     ``study.max_retries`` used up, left for newly sampled trials to take their places."""
+    if not recovered:  # the usual case at every start: no need to read the trials
+        return []
     retried = {t.user_attrs.get(keys.RETRY_OF) for t in study.get_trials(deepcopy=False)}
     again = [n for n in recovered if n in retried]
     replaced = [n for n in recovered if n not in retried]
