@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import optuna
+import optuna.importance  # the module itself: optuna.importance is a lazy proxy until first used
 import pytest
 from optuna.trial import TrialState
 
