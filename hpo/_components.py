@@ -105,6 +105,9 @@ def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]
         problem = value_problem(value, params[key].annotation)
         if problem:
             return key, problem
+    for key, least in _AT_LEAST.get((registry.kind, name), {}).items():
+        if isinstance(options.get(key), (int, float)) and options[key] < least:
+            return key, f"must be >= {least}, got {options[key]!r}"
     for check in _EXTRA_CHECKS.get((registry.kind, name), ()):
         problem_at = check(options)
         if problem_at:
@@ -146,6 +149,16 @@ def _hyperband_resources(options: Mapping[str, Any]) -> tuple[str, str] | None:
     if isinstance(high, int) and not isinstance(high, bool) and high < low:
         return "max_resource", f"must be >= min_resource ({low}), got {high}"
     return None
+
+
+# Numeric options Optuna takes unchecked, by (registry kind, name): option -> its least useful value.
+# TPE with n_ei_candidates 0 fails at its first modelled sample, mid-study; a negative start-up count
+# is taken as 0 without a word.
+_AT_LEAST: dict[tuple[str, str], dict[str, int]] = {
+    ("sampler", "tpe"): {"n_startup_trials": 0, "n_ei_candidates": 1},
+    ("sampler", "gp"): {"n_startup_trials": 0},
+    ("sampler", "cmaes"): {"n_startup_trials": 0},
+}
 
 
 # Checks a constructor does not make at construction, by (registry kind, name): each returns
