@@ -128,10 +128,12 @@ def _check_weight_pruning(cfg: Any) -> None:
     if cfg.prune_end_epoch >= epochs:
         raise ValueError(f"prune_end_epoch: must be < max_epochs ({epochs}): the final sparsity is set at the start "
                          f"of epoch prune_end_epoch, counted from 0, got {end}")
-    if end <= start:
-        given = f"got {end}" if cfg.prune_end_epoch else f"got 0, the last epoch ({end})"
+    if end <= start and cfg.prune_end_epoch:
         raise ValueError(f"prune_end_epoch: must be > prune_start_epoch ({start}) for prune_schedule: gradual, "
-                         f"{given}")
+                         f"got {end}")
+    if end <= start:  # prune_end_epoch 0, the last epoch: the start is what leaves no room (or max_epochs)
+        raise ValueError(f"prune_start_epoch: must be < max_epochs - 1 ({end}) for prune_schedule: gradual: the "
+                         f"sparsity grows until the start of the last epoch (prune_end_epoch 0), got {start}")
 
 
 @_knob_fields

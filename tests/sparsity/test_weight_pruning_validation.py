@@ -39,8 +39,10 @@ def _space(fixed: dict, space: dict | None = None) -> dict:
      "objective.fixed.prune_end_epoch: must be < max_epochs (5): the final sparsity is set at the start of "
      "epoch prune_end_epoch, counted from 0, got 5"),
     ({"prune_schedule": "gradual", "prune_start_epoch": 4}, None,
-     "objective.fixed.prune_end_epoch: must be > prune_start_epoch (4) for prune_schedule: gradual, "
-     "got 0, the last epoch (4)"),
+     "objective.fixed.prune_start_epoch: must be < max_epochs - 1 (4) for prune_schedule: gradual: the sparsity "
+     "grows until the start of the last epoch (prune_end_epoch 0), got 4"),
+    ({"prune_schedule": "gradual"}, {"prune_start_epoch": {"type": "int", "low": 0, "high": 4}},
+     "space.prune_start_epoch.high: must be < max_epochs - 1 (4) for prune_schedule: gradual"),
     ({"prune_start_epoch": 5}, None, "objective.fixed.prune_start_epoch: must be < max_epochs (5)"),
     ({"prune_schedule": "gradual"}, {"prune_end_epoch": {"type": "int", "low": 2, "high": 6}},
      "space.prune_end_epoch.high: must be < max_epochs (5)"),
