@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -102,6 +103,8 @@ def check_options(registry: Registry[Any], name: str, options: Mapping[str, Any]
             return key, (f"not an option of the {name} {registry.kind}{did_you_mean(key, accepted)}; "
                          f"known: {', '.join(accepted)}{_taken_by_others(registry, name, key)}")
     for key, value in options.items():
+        if isinstance(value, float) and math.isnan(value):  # compares false with everything: a no-op bound
+            return key, "got .nan, which is no number to compare with: give a number or leave the option out"
         problem = value_problem(value, params[key].annotation)
         if problem:
             return key, problem

@@ -41,6 +41,8 @@ BAD = {
                                         ["ThresholdPruner refused", "lower or upper"]),
     "pruner_threshold_bound_given_text": (None, {"name": "threshold", "options": {"lower": "a"}},
                                           "pruner.options.lower", ["expected a number or null", "'a' (str)"]),
+    "pruner_threshold_nan": (None, {"name": "threshold", "options": {"lower": float("nan")}},
+                             "pruner.options.lower", ["got .nan, which is no number"]),
     "pruner_negative_warmup": (None, {"name": "median", "options": {"n_warmup_steps": -1}},
                                "pruner.options.n_warmup_steps", ["MedianPruner refused -1", "cannot be negative"]),
     "pruner_hyperband_min_resource_zero": (None, {"name": "hyperband", "options": {"min_resource": 0}},
