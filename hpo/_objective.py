@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -327,6 +328,22 @@ def _find_file(file: str, base_dir: Path) -> Path | None:
 
 
 def _module_from_file(path: Path) -> Any:
+    """The module of the file ``path``, loaded once: the one already imported from that file (the
+    user's own ``import models``), else imported by its own name when that name finds this very file,
+    so that a later ``import models`` gets the same classes (``isinstance`` against the user's class
+    holds for what ``load_best(...).instantiate()`` builds); else under a private name (a file whose
+    name is taken by another module, or not on ``sys.path``)."""
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.basename(file) == path.name and _same_file(file, path):
+            return module
+    if path.stem.isidentifier() and path.stem not in sys.modules:
+        try:
+            spec = importlib.util.find_spec(path.stem)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and _same_file(spec.origin, path):
+            return importlib.import_module(path.stem)
     module_name = f"hpo_user_objective_{abs(hash(str(path)))}"
     module = sys.modules.get(module_name)
     if module is None:
@@ -339,6 +356,13 @@ def _module_from_file(path: Path) -> Any:
             del sys.modules[module_name]  # a half-run module must not be found by the next attempt
             raise
     return module
+
+
+def _same_file(file: str, path: Path) -> bool:
+    try:
+        return Path(file).resolve() == path
+    except (OSError, ValueError):
+        return False
 
 
 def run_objective(fn: Callable[..., Any], ctx: Any) -> list[float]:
