@@ -338,8 +338,40 @@ class _PruningCallback(_EpochOnce):
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
+def never_logged(monitor: str, module: Any, logged: Any, when: str = "") -> str:
+    """The error for a study metric the module does not log (what it did log, and the two fixes)."""
+    return (f"study metric {monitor!r} was never logged by {type(module).__name__}{when}; it logged "
+            f"{sorted(logged)}: log it with self.log({monitor!r}, ...) or set study.metric to one of these")
+
+
+class _StudyMetricCheck:
+    """Fails the trial as its second epoch starts when the study metric was not logged in the first:
+    a user's module decides what it logs, and the check at the end of training (``objectives.fit``)
+    came after every epoch. Not sooner: a module may log it in its own ``on_train_epoch_end``, which
+    Lightning calls after the callbacks' (``callback_metrics`` keeps every key logged so far).
+    Rank 0 decides; under DDP the decision is broadcast so every rank raises at the same point."""
+
+    def __init__(self, ctx: TrialContext | None, monitor: str) -> None:
+        self.ctx, self.monitor = ctx, monitor
+        self._checked = False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._checked or trainer.current_epoch < 1:
+            return
+        self._checked = True  # every rank comes here (only rank 0 has a ctx): the broadcast needs them all
+        logged: list[str] = []
+        if trainer.is_global_zero:
+            logged = sorted(k for k in collect_metrics(trainer) if k != "epoch")
+        missing = trainer.is_global_zero and self.ctx is not None and self.monitor not in logged
+        if trainer.world_size > 1:
+            missing = bool(trainer.strategy.broadcast(missing, src=0))
+        if missing:
+            raise ValueError(never_logged(self.monitor, pl_module, logged, " in its first epoch"))
+
+
 _HOOKS = {
     "EpochMetrics": _EpochMetrics,
+    "StudyMetricCheck": _StudyMetricCheck,
     "AdaptiveGradientClipping": _AdaptiveGradientClipping,
     "BestWeights": _BestWeights,
     "PruningCallback": _PruningCallback,

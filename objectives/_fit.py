@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 
 from objectives import _ddp
+from objectives._callbacks import never_logged
 from objectives._config import STACK_KNOBS, TrainConfig
 from objectives._namespace import namespace_of
 from objectives._stack import set_teacher
@@ -108,8 +109,7 @@ def fit(
         ctx.fitted = (module, data)
     if ctx is not None and monitor not in result:
         # A user's module decides what it logs: say so at the first trial rather than return nothing.
-        raise ValueError(f"study metric {monitor!r} was never logged by {type(module).__name__}; it logged "
-                         f"{sorted(result)}: log it with self.log({monitor!r}, ...) or set study.metric to one of these")
+        raise ValueError(never_logged(monitor, module, result))
     return result
 
 

@@ -189,7 +189,7 @@ def _callbacks(namespace: str, request: FitRequest) -> tuple[list[Any], Any]:
     if cfg.agc_clip > 0:
         out.append(hooks.AdaptiveGradientClipping(cfg.agc_clip, exclude=cfg.agc_exclude))
     out += _sparsity.callbacks(namespace, cfg)  # before BestWeights: it saves the masks made permanent
-    out += [best, hooks.PruningCallback(request.ctx)]
+    out += [best, hooks.PruningCallback(request.ctx), hooks.StudyMetricCheck(request.ctx, request.monitor)]
     return [combined(namespace, out), *request.callbacks], best
 
 

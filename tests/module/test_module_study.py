@@ -154,13 +154,41 @@ def test_mixed_lightning_packages_are_refused(workdir, write_space, cli):
     assert code == 2 and "import both from one package" in err
 
 
-def test_metric_never_logged_fails_the_trial_naming_it(ns, workdir, write_space, cli):
+@pytest.mark.parametrize("epochs", [1, 4])
+def test_metric_never_logged_fails_the_trial_naming_it_after_one_epoch(ns, workdir, write_space, cli, monkeypatch,
+                                                                       epochs):
+    """Checked as the second epoch starts (a 4-epoch trial trains one), and at the end of a 1-epoch one."""
     write(workdir, ns)
-    path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": FIXED}, metric="val_f1"))
+    fixed = {**FIXED, "max_epochs": epochs}
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": fixed}, metric="val_f1"))
     assert cli("validate", path)[0] == 0  # a module's metrics are known only once it trains
     objective = resolve_objective(load_spec(path).objective.name, workdir, str(path))
-    with pytest.raises(ValueError, match=r"study metric 'val_f1' was never logged by Net; it logged .*'val_acc'"):
-        objective({**FIXED, "hidden": 4}, _ctx({}, workdir, metric="val_f1"))
+    built = {}
+    real_fit = __import__("objectives._fit", fromlist=["fit"]).fit
+
+    def fit(module, data, config, ctx):
+        built["module"] = module
+        return real_fit(module, data, config, ctx)
+
+    monkeypatch.setattr("objectives._fit.fit", fit)
+    with pytest.raises(ValueError, match=r"study metric 'val_f1' was never logged by Net.*; it logged .*'val_acc'"):
+        objective({**fixed, "hidden": 4}, _ctx({}, workdir, metric="val_f1"))
+    assert built["module"].steps_run == 3  # one epoch: Data's 96 samples in batches of 32
+
+
+def test_a_metric_the_module_logs_in_its_own_epoch_end_hook_passes_the_check(ns, workdir, write_space, cli):
+    """Lightning calls a module's on_train_epoch_end after the callbacks': the check waits for it."""
+    write(workdir, ns)
+    with open(workdir / "models.py", "a") as f:
+        f.write("\n\nclass LogsAtEpochEnd(Net):\n"
+                "    def on_train_epoch_end(self):\n"
+                "        self.log('epoch_score', float(self.current_epoch))\n")
+    fixed = {**FIXED, "max_epochs": 3}
+    path = write_space(_space({"module": "models.py:LogsAtEpochEnd", "data": "models.py:Data", "fixed": fixed},
+                              metric="epoch_score"))
+    objective = resolve_objective(load_spec(path).objective.name, workdir, str(path))
+    result = objective({**fixed, "hidden": 4}, _ctx({}, workdir, metric="epoch_score"))
+    assert "epoch_score" in result
 
 
 # -- the stack's rules apply only where the stack applies ------------------------------------------
