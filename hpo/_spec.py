@@ -566,7 +566,7 @@ class _Validator:
         if known is not None or module is not None:
             self.check_stack_space(space)
         finite = {p.name: p.finite_values() for p in space if p.choices is not None or p.values is not None}
-        ends = {p.name: _ends(p) for p in space if p.choices is None and p.values is None}
+        ends = {p.name: (p.low, p.high) for p in space if p.choices is None and p.values is None}  # high: on the grid
         problem = check_builtin_values(name, fixed, finite, ends)
         if problem:
             self.fail(*problem)
@@ -715,6 +715,9 @@ class _Validator:
             step = self.number(step, f"{key}.step", integer=integer, positive=True)
             if log:
                 self.fail(f"{key}.step", "cannot be combined with log: true")
+            off_grid = _off_grid(low, high, step)
+            if off_grid:
+                self.fail(f"{key}.high", off_grid)
         return ParamSpec(name, ptype, low=low, high=high, log=log, step=step, when=when)
 
     def when(self, value: Any, key_path: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -741,12 +744,23 @@ class _Validator:
             self.fail(f"space.{exc.args[0]}.when", "conditions form a cycle")
 
 
-def _ends(p: ParamSpec) -> tuple[Any, Any]:
-    """The smallest and largest value a range param can take (a stepped int range may stop below high)."""
-    values = p.finite_values()
-    if isinstance(values, range) and len(values):
-        return values[0], values[-1]
-    return p.low, p.high
+def _off_grid(low: Any, high: Any, step: Any) -> str | None:
+    """Why ``high`` is not ``low`` plus whole steps (Optuna would lower it, with a warning at every
+    command), or None. In decimal, as written: 0.1 + 0.2 is 0.3 here."""
+    from decimal import Decimal
+
+    first, last, size = (Decimal(repr(v)) for v in (low, high, step))
+    below = first + (last - first) // size * size
+    if below == last:
+        return None
+    above = below + size
+    return (f"{high} is not low ({low}) plus whole steps of {step}: the last value would be {_plain(below)}; "
+            f"set high to {_plain(below)} or {_plain(above)}")
+
+
+def _plain(value: Any) -> str:
+    """A Decimal as the file would write it (4, 0.9; not 4.0 or 9E-1)."""
+    return format(value.normalize(), "f")
 
 
 def _dependency_order(params: dict[str, ParamSpec]) -> list[ParamSpec]:

@@ -35,6 +35,12 @@ BAD_SPACES = {
         "opt": {"type": "categorical", "choices": ["adam", "sgd"]},
         "m": {"type": "float", "low": 0, "high": 1, "when": {"opt": "sdg"}}}), "space.m.when.opt", "not a possible value"),
     "grid_continuous": (base_space(sampler={"name": "grid"}), "space.x", "grid search needs a finite set"),
+    "int_high_off_the_step_grid": (base_space(space={"x": {"type": "int", "low": 1, "high": 6, "step": 3}}),
+                                   "space.x.high", "6 is not low (1) plus whole steps of 3: the last value would "
+                                                   "be 4; set high to 4 or 7"),
+    "float_high_off_the_step_grid": (base_space(space={"x": {"type": "float", "low": 0.0, "high": 0.95,
+                                                             "step": 0.1}}),
+                                     "space.x.high", "set high to 0.9 or 1"),
     "step_with_log": (base_space(space={"x": {"type": "float", "low": 0.1, "high": 1, "log": True, "step": 0.1}}),
                       "space.x.step", "cannot be combined with log"),
     "int_with_float_bound": (base_space(space={"n": {"type": "int", "low": 1.5, "high": 4}}), "space.n.low",
