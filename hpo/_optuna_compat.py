@@ -114,12 +114,12 @@ def first_heartbeat(study: optuna.Study, trial_id_: int) -> None:
 # The options hpo sets on Optuna's components and checks afterwards, which Optuna keeps only as
 # private attributes of the same name with a leading underscore.
 _SETTINGS: dict[str, tuple[str, ...]] = {
-    "TPESampler": ("constant_liar", "multivariate"),
+    "TPESampler": ("constant_liar", "multivariate", "n_startup_trials"),
 }
 
 
 def settings_of(component: Any) -> dict[str, Any]:
-    """The options a TPE sampler was built with (``TPESampler._constant_liar``, ``_multivariate``)."""
+    """The options a TPE sampler was built with (``TPESampler._constant_liar``, ``_multivariate``, ...)."""
     names = _SETTINGS.get(type(component).__name__)
     if names is None:
         raise TypeError(f"no settings known for {type(component).__name__}; known: {', '.join(_SETTINGS)}")

@@ -261,13 +261,14 @@ def _overlaps(key_path: str, set_key: str) -> bool:
     return any(a == b or a.startswith(b + ".") for a, b in ((key_path, set_key), (set_key, key_path)) if b)
 
 
-def default_sampler_section(section: dict[str, Any]) -> dict[str, Any]:
+def default_sampler_section(section: dict[str, Any], n_objectives: int) -> dict[str, Any]:
     """``sampler:`` with hpo's default sampler filled in when the file names none."""
-    from hpo._components import DEFAULT_SAMPLER, DEFAULT_SAMPLER_OPTIONS
+    from hpo._components import DEFAULT_MULTI_OBJECTIVE_SAMPLER_OPTIONS, DEFAULT_SAMPLER, DEFAULT_SAMPLER_OPTIONS
 
     if section["name"] is not None:
         return section
-    return {"name": DEFAULT_SAMPLER, "options": _over_defaults(DEFAULT_SAMPLER_OPTIONS, section["options"])}
+    defaults = DEFAULT_MULTI_OBJECTIVE_SAMPLER_OPTIONS if n_objectives > 1 else DEFAULT_SAMPLER_OPTIONS
+    return {"name": DEFAULT_SAMPLER, "options": _over_defaults(defaults, section["options"])}
 
 
 def _over_defaults(defaults: Mapping[str, Any], options: Any) -> Any:
@@ -402,7 +403,7 @@ class _Validator:
         space = self.space(doc.get("space"))
         study = self.study(sections["study"])
         objective = self.objective(sections["objective"], space, study.metrics)
-        sections["sampler"] = default_sampler_section(sections["sampler"])
+        sections["sampler"] = default_sampler_section(sections["sampler"], len(study.directions))
         sections["pruner"] = default_pruner_section(sections["pruner"], len(study.directions))
         sampler = self.component(sections["sampler"], "sampler")
         pruner = self.component(sections["pruner"], "pruner")

@@ -1,5 +1,5 @@
-"""A space file without `sampler:`/`pruner:` gets TPE + the median pruner (the search-efficiency
-benchmark's choice); every part of it can be overridden."""
+"""A space file without `sampler:`/`pruner:` gets TPE (modelling after 5 start-up trials) + the median
+pruner (the search-efficiency benchmark's choice); every part of it can be overridden."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from _helpers import base_space
 from hpo._spec import ComponentSpec, load_spec
 from hpo._study import open_study
 
-DEFAULT_SAMPLER = ComponentSpec("tpe", {})
+DEFAULT_SAMPLER = ComponentSpec("tpe", {"n_startup_trials": 5})
 DEFAULT_PRUNER = ComponentSpec("median", {})
 
 
@@ -44,6 +44,7 @@ def test_the_study_runs_with_exactly_that_sampler_and_pruner(write_space):
     sampler, pruner = study.sampler, study.pruner
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert settings_of(sampler)["constant_liar"] is True and not settings_of(sampler)["multivariate"]
+    assert settings_of(sampler)["n_startup_trials"] == 5
     assert type(pruner) is optuna.pruners.MedianPruner
 
 
@@ -55,7 +56,9 @@ def test_a_function_objective_gets_the_same_pruner(write_space):
 def test_multi_objective_studies_get_no_pruner(write_space):
     doc = builtin_space({"max_epochs": 5}, study={"directions": ["maximize", "minimize"],
                                                   "metrics": ["val_acc", "val_loss"]})
-    assert load_spec(write_space(doc)).pruner == ComponentSpec("none", {})
+    spec = load_spec(write_space(doc))
+    assert spec.pruner == ComponentSpec("none", {})
+    assert spec.sampler == ComponentSpec("tpe", {})  # Optuna's 10 start-up trials: none is pruned early
 
 
 @pytest.mark.parametrize("sections, sampler, pruner", [
@@ -83,4 +86,4 @@ def test_validate_shows_the_resolved_default(cli, write_space):
     code, out, _ = cli("validate", write_space(builtin_space({"max_epochs": 15})))
     assert code == 0
     out = " ".join(out.split())  # the console wraps long lines
-    assert "sampler tpe {'constant_liar': True}; pruner median" in out
+    assert "sampler tpe {'constant_liar': True, 'n_startup_trials': 5}; pruner median" in out

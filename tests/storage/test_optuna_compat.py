@@ -247,9 +247,9 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_recovered_after
 
 
 def test_settings_of_a_tpe_sampler():
-    sampler = optuna.samplers.TPESampler(constant_liar=True, multivariate=False)
-    assert compat.settings_of(sampler) == {"constant_liar": True, "multivariate": False}, changed(
-        "TPESampler._constant_liar / _multivariate")
+    sampler = optuna.samplers.TPESampler(constant_liar=True, multivariate=False, n_startup_trials=5)
+    assert compat.settings_of(sampler) == {"constant_liar": True, "multivariate": False, "n_startup_trials": 5}, \
+        changed("TPESampler._constant_liar / _multivariate / _n_startup_trials")
     with pytest.raises(TypeError, match="known: TPESampler"):
         compat.settings_of(optuna.samplers.RandomSampler())
 
