@@ -7,6 +7,7 @@ Validation of the document's meaning is :mod:`hpo._spec`'s.
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Hashable
 from pathlib import Path
@@ -45,6 +46,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.update(dict.fromkeys(forms, _key_text(key_node, key)))
         return super().construct_mapping(node, deep=deep)
+
+
+# Numbers in exponent form without a dot (``1e-4``, ``3E5``): PyYAML follows YAML 1.1, which reads
+# them as text, so ``lr: {low: 1e-4}`` was refused as "expected a number, got '1e-4' (str)". YAML 1.2,
+# JSON and Python read them as numbers, and so does hpo. A quoted "1e-4" stays text.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def _key_text(node: yaml.Node, key: Any) -> str:

@@ -117,6 +117,18 @@ def test_cli_flags_and_set_override_the_file(write_space):
     assert spec.objective.fixed == {"a": 0.5}
 
 
+def test_exponent_numbers_without_a_dot_are_numbers_in_the_file_and_in_set(write_space):
+    """``1e-4`` is a number (YAML 1.2, JSON, Python); PyYAML alone reads it as text."""
+    text = ("objective: {name: objs.py:quadratic}\n"
+            "study: {direction: minimize, metric: loss, n_trials: 2}\n"
+            "space:\n  x: {type: float, low: 1e-4, high: 3E1, log: true}\n"
+            "  tag: {type: categorical, choices: ['1e-4', b]}\n")
+    spec = load_spec(write_space(text), sets=["objective.fixed.wd=-2e+3"])
+    x, tag = spec.space
+    assert (x.low, x.high) == (0.0001, 30.0) and tag.choices == ("1e-4", "b")  # quoted: text
+    assert spec.objective.fixed == {"wd": -2000.0}
+
+
 def test_set_value_is_validated_like_the_file(write_space):
     with pytest.raises(SpecError, match=r"study\.n_trials: must be > 0"):
         load_spec(write_space(base_space()), sets=["study.n_trials=-1"])
