@@ -36,6 +36,7 @@ STUDY_UUID = "study_uuid"              # the study's own identity; its MLflow ru
 STUDY_FIXED = "fixed"                  # objective.fixed at creation
 STUDY_SEED = "seed"                    # study.seed at creation
 STUDY_SPEC = "spec"                    # the whole space file at creation (the raw mapping)
+STUDY_OBJECTIVE = "objective"          # objective.name at creation
 STUDY_METRICS = "metrics"
 STUDY_DIRECTIONS = "directions"
 STUDY_SPACE_FILE = "space_file"

@@ -93,13 +93,13 @@ def study_info(spec: StudySpec) -> dict[str, Any]:
         "experiment": spec.experiment,
         "sampler": spec.sampler.name,
         "pruner": spec.pruner.name,
-        "objective": spec.objective.name,
-        "space_file": str(space_file.resolve()) if space_file else None,
+        keys.STUDY_OBJECTIVE: spec.objective.name,
+        keys.STUDY_SPACE_FILE: str(space_file.resolve()) if space_file else None,
         "space_sha256": digest,
-        "git_sha": git_sha(space_file.parent if space_file else Path.cwd()),
+        keys.STUDY_GIT_SHA: git_sha(space_file.parent if space_file else Path.cwd()),
         "hpo_version": __version__,
-        "metrics": list(spec.study.metrics),
-        "directions": list(spec.study.directions),
+        keys.STUDY_METRICS: list(spec.study.metrics),
+        keys.STUDY_DIRECTIONS: list(spec.study.directions),
     }
 
 
@@ -189,12 +189,26 @@ def _initialise(study: optuna.Study, spec: StudySpec, earlier: Mapping[str, optu
 
 
 def _check_compatible(study: optuna.Study, spec: StudySpec, reading: bool = False) -> None:
-    """Refuses a spec the existing study cannot go on with (directions, space; see hpo._compat_space)."""
+    """Refuses a spec the existing study cannot go on with (directions, objective, metrics, space;
+    see hpo._compat_space). Readers are only warned of a changed objective or metric: what they
+    read is the study's own."""
     stored = [d.name.lower() for d in study.directions]
     if stored != list(spec.study.directions):
         raise UsageError(f"study {spec.study.name!r} already exists with directions {stored}, but the space "
                          f"file asks for {list(spec.study.directions)}; rename the study or delete "
                          f"{spec.study_dir}")
+    for what, key, asked in (("objective", keys.STUDY_OBJECTIVE, spec.objective.name),
+                             ("metrics", keys.STUDY_METRICS, list(spec.study.metrics))):
+        was = study.user_attrs.get(key)
+        if was is None or was == asked:  # None: a study from before hpo recorded it
+            continue
+        if reading:
+            print(f"warning: study {spec.study.name!r} was made with {what} {was!r}; the space file now says "
+                  f"{asked!r}: what follows is the study's", file=sys.stderr, flush=True)
+            continue
+        raise UsageError(f"study {spec.study.name!r} already exists with {what} {was!r}, but the space file "
+                         f"asks for {asked!r}: the new values would not compare with its trials'. Give the "
+                         f"study a new name (study.name, or --set study.name=NEW) or delete {spec.study_dir}")
     from hpo._compat_space import check_space
 
     accepted = check_space(study, spec)

@@ -185,6 +185,23 @@ def test_resume_continues_to_n_trials(write_space, cli):
     assert len(load_trials(path)) == 7
 
 
+@pytest.mark.parametrize("change, refused", [
+    ("objective.name=objs.py:record_params", "objective 'objs.py:quadratic', but the space file asks for "
+                                             "'objs.py:record_params'"),
+    ("study.metric=value", "metrics ['loss'], but the space file asks for ['value']"),
+])
+def test_resuming_with_another_objective_or_metric_is_refused_and_readers_warn(write_space, cli, change,
+                                                                             refused):
+    """Their values would not compare with the study's trials (best, export and train mixed them)."""
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    code, out, err = cli("run", path, "--no-report", "--n-trials", "4", "--set", change)
+    assert code == 2 and refused in err and "--set study.name=NEW" in err, out + err
+    assert len(load_trials(path)) == 2
+    code, out, err = cli("status", path, "--set", change)
+    assert code == 0 and "warning:" in err and "what follows is the study's" in err, out + err
+
+
 def test_status_reports_counts_and_best(write_space, cli):
     path = write_space(base_space())
     cli("run", path, "--no-report")
