@@ -191,6 +191,8 @@ def _load_module(ref: str, base_dir: Path) -> Any:
         path = _find_file(match["file"], base_dir)
         if path is None:
             raise _NotFound("not found")
+        if str(path.parent) not in sys.path:  # as `python file.py` does: the files beside it import
+            sys.path.insert(0, str(path.parent))
         return _module_from_file(path)
     name = ref.partition(":")[0]
     for folder in (str(Path.cwd()), str(base_dir.resolve())):

@@ -47,3 +47,23 @@ def test_a_file_whose_name_finds_another_module_is_loaded_on_its_own(tmp_path, m
     monkeypatch.syspath_prepend(str(tmp_path))
     assert load_checked("json.py:Net", tmp_path).__module__ != "json"
     assert sys.modules["json"] is json and not hasattr(json, "Net")
+
+
+def test_a_file_imports_the_files_beside_it_from_any_folder(tmp_path, monkeypatch):
+    """``models.py`` doing ``from helpers import mlp`` loads as ``python models.py`` would."""
+    project = tmp_path / "project"
+    project.mkdir()
+    name = f"sibmodels_{abs(hash(str(tmp_path)))}"
+    helper = f"sibhelpers_{abs(hash(str(tmp_path)))}"
+    (project / f"{helper}.py").write_text("WIDTH = 7\n")
+    (project / f"{name}.py").write_text(f"from {helper} import WIDTH\n\nclass Net:\n    width = WIDTH\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        net = load_checked(f"../project/{name}.py:Net", elsewhere)
+        assert net.width == 7 and net.__module__ == name  # its own name: picklable, the user's class
+    finally:
+        for module in (name, helper):
+            sys.modules.pop(module, None)
