@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from objectives._config import STACK_KNOBS
+from objectives._namespace import is_datamodule
 
 if TYPE_CHECKING:
     from hpo._context import TrialContext
@@ -117,8 +118,20 @@ def missing_required(names: Iterable[str], module: Accepts, data: Accepts | None
 
 
 def load_data(data: Any, kwargs: Mapping[str, Any]) -> Any:
-    """A LightningDataModule instance, or whatever the data function returns (train, val loaders)."""
-    return data(**kwargs) if data is not None else None
+    """A LightningDataModule instance, or what the data function returns: ``(train, val)`` loaders
+    (``val`` may be None) or a LightningDataModule; anything else is refused naming the function
+    (a lone DataLoader trained without validation, and the study metric was then "never logged")."""
+    if data is None:
+        return None
+    made = data(**kwargs)
+    if isinstance(data, type) or is_datamodule(made):
+        return made
+    if isinstance(made, (tuple, list)) and len(made) == 2:
+        return made
+    got = f"a tuple of {len(made)}" if isinstance(made, (tuple, list)) else type(made).__name__
+    raise ValueError(f"objective.data: {getattr(data, '__qualname__', data)!r} returned {got}; expected "
+                     "(train_loader, val_loader), or (train_loader, None) to train without validation, or a "
+                     "LightningDataModule")
 
 
 class ModuleObjective:

@@ -176,6 +176,20 @@ def test_metric_never_logged_fails_the_trial_naming_it_after_one_epoch(ns, workd
     assert built["module"].steps_run == 3  # one epoch: Data's 96 samples in batches of 32
 
 
+@pytest.mark.parametrize("returned, got", [("loaders(batch_size)[0]", "returned DataLoader"),
+                                           ("(*loaders(batch_size), None)", "returned a tuple of 3"),
+                                           ("None", "returned NoneType")])
+def test_a_data_function_returning_something_else_than_two_loaders_is_named(ns, workdir, write_space, returned, got):
+    """A lone DataLoader trained without validation: the study metric was then reported as never logged."""
+    write(workdir, ns)
+    with open(workdir / "models.py", "a") as f:
+        f.write(f"\n\ndef odd_data(batch_size=32):\n    return {returned}\n")
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:odd_data", "fixed": FIXED}))
+    objective = resolve_objective(load_spec(path).objective.name, workdir, str(path))
+    with pytest.raises(ValueError, match=rf"objective.data: 'odd_data' {got}; expected \(train_loader, val_loader\)"):
+        objective({**FIXED, "hidden": 4}, _ctx({}, workdir))
+
+
 def test_a_metric_the_module_logs_in_its_own_epoch_end_hook_passes_the_check(ns, workdir, write_space, cli):
     """Lightning calls a module's on_train_epoch_end after the callbacks': the check waits for it."""
     write(workdir, ns)
