@@ -82,7 +82,8 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
         if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
             code, reason = 0, STUDY_COMPLETE
         else:
-            code, reason = _run_trials(spec, jobs, study, tracker, console, engine)
+            code, reason = _run_trials(spec, _workers_for(study, spec, jobs, console), study, tracker, console,
+                                       engine)
         if code != 0 or reason.startswith(STUDY_COMPLETE):
             recover_orphans(study, spec, tracker)
         if reason.startswith(STUDY_COMPLETE):
@@ -114,6 +115,19 @@ def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: C
             code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
         progress.update(study, force=True)
     return code, reason
+
+
+def _workers_for(study: Any, spec: StudySpec, jobs: int, console: Console) -> int:
+    """``jobs``, but no more workers than trials left to start (each worker is a process with its own
+    model: ``--jobs 10000`` on a 3-trial study started 10000 and ran the machine out of memory)."""
+    from hpo._study import trials_left
+    from hpo._summary import state_counts
+
+    left = trials_left(study, spec, state_counts(study.get_trials(deepcopy=False)))
+    if 0 < left < jobs:
+        console.print(f"{left} trial(s) left to start: {left} worker(s), not {jobs}", markup=False)
+        return left
+    return jobs
 
 
 def study_is_complete(study: Any, spec: StudySpec) -> bool:

@@ -269,15 +269,22 @@ def run_ids_of(study: optuna.Study, trials: Sequence[FrozenTrial]) -> dict[int, 
 
 
 def cap_reached(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> bool:
-    """Whether the study may start no more trials: its grid is exhausted (no point left WAITING), or
-    ``n_trials`` trials exist besides the queued ones, not counting trials lost to dead workers.
+    """Whether the study may start no more trials (:func:`trials_left` is 0)."""
+    return trials_left(study, spec, counts) == 0
+
+
+def trials_left(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> int:
+    """How many more trials the study may start: ``n_trials`` less the trials that exist besides the
+    queued ones, not counting trials lost to dead workers; a grid also no more than its points still
+    queued (WAITING).
 
     ``counts``: trials by state name (:func:`hpo._storage.trial_state_counts`).
     """
-    if spec.sampler.name == "grid" and not counts["WAITING"]:
-        return True
     lost = lost_trials(study) if counts["FAIL"] else set()
-    return sum(counts.values()) - counts["WAITING"] - len(lost) >= spec.study.n_trials
+    left = spec.study.n_trials - (sum(counts.values()) - counts["WAITING"] - len(lost))
+    if spec.sampler.name == "grid":
+        left = min(left, counts["WAITING"])
+    return max(left, 0)
 
 
 def next_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:

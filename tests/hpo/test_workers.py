@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from _helpers import base_space, load_trials, start_hpo, trials_so_far
+from _helpers import base_space, child_pids, load_trials, start_hpo, trials_so_far
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
@@ -88,6 +88,20 @@ def test_two_jobs_share_the_cap_exactly(write_space, workdir):
     assert sorted(t.number for t in trials) == list(range(10))
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+def test_no_more_workers_start_than_trials_are_left(write_space, workdir):
+    """--jobs 8 on a study with 2 trials left starts 2 workers (8 processes, each with its own model,
+    for 2 trials; --jobs 10000 ran the machine out of memory)."""
+    path = write_space(slow_space(2, sleep=0.3))  # 3 s a trial: time to count the supervisor's children
+    proc = start_hpo("run", path, "--jobs", "8", "--no-report", cwd=workdir)
+    most = 0
+    while proc.poll() is None:
+        most = max(most, len(child_pids(proc.pid)))
+        time.sleep(0.1)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "2 trial(s) left to start: 2 worker(s), not 8" in out, out
+    assert most == 2, f"{most} worker processes at once"
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
