@@ -366,8 +366,13 @@ def export_best(
     docs = [c.to_dict() for c in configs]
     doc = docs[0] if len(docs) == 1 else {"hpo_export": EXPORT_FORMAT, "configs": docs}
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.is_dir():
+        raise UsageError(f"{output} is a folder; give the export a file name, e.g. {output / 'best.yaml'}")
     text = json.dumps(doc, indent=2) if output.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False)
-    output.write_text(text)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     log_study_artifact(spec, study, output)
     return output

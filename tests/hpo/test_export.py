@@ -81,6 +81,15 @@ def test_top_k_export(finished_study, workdir, cli):
     assert len(configs) == 3 and values == sorted(values)
 
 
+def test_an_export_to_a_folder_or_an_unwritable_place_is_one_line(finished_study, workdir, cli):
+    (workdir / "out").mkdir()
+    code, _, err = cli("export", finished_study, "-o", workdir / "out")
+    assert code == 2 and "is a folder; give the export a file name" in err and "Traceback" not in err, err
+    (workdir / "file").write_text("")
+    code, _, err = cli("export", finished_study, "-o", workdir / "file" / "best.yaml")
+    assert code == 2 and "cannot write" in err and "Traceback" not in err, err
+
+
 def test_train_reproduces_the_exported_value(finished_study, workdir, cli):
     assert cli("export", finished_study, "-o", workdir / "best.yaml")[0] == 0
     code, out, _ = cli("train", workdir / "best.yaml")
