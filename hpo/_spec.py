@@ -686,6 +686,12 @@ class _Validator:
                 self.fail(f"{key_path}[{i}]", f"choices must be strings, numbers, booleans or null, got {_kind(choice)}")
         if len({repr(c) for c in value}) != len(value):
             self.fail(key_path, f"choices must be distinct, got {_kind(value, 200)}")
+        seen: dict[Any, Any] = {}
+        for choice in value:  # 1, 1.0 and true are equal in Python: Optuna stores, and hpo exports, the first
+            if choice in seen:
+                self.fail(key_path, f"choices {seen[choice]!r} and {choice!r} are the same value to Optuna "
+                                    "(1, 1.0 and true are equal); keep one")
+            seen[choice] = choice
         return tuple(value)
 
     def numeric(self, name: str, ptype: str, spec: dict[str, Any], when: tuple) -> ParamSpec:

@@ -35,6 +35,10 @@ BAD_SPACES = {
         "opt": {"type": "categorical", "choices": ["adam", "sgd"]},
         "m": {"type": "float", "low": 0, "high": 1, "when": {"opt": "sdg"}}}), "space.m.when.opt", "not a possible value"),
     "grid_continuous": (base_space(sampler={"name": "grid"}), "space.x", "grid search needs a finite set"),
+    "categorical_duplicate_choices": (base_space(space={"c": {"type": "categorical", "choices": ["a", "b", "a"]}}),
+                                      "space.c.choices", "choices must be distinct"),
+    "categorical_choices_equal_in_python": (base_space(space={"c": {"type": "categorical", "choices": [1, 1.0, True]}}),
+                                            "space.c.choices", "choices 1 and 1.0 are the same value to Optuna"),
     "int_high_off_the_step_grid": (base_space(space={"x": {"type": "int", "low": 1, "high": 6, "step": 3}}),
                                    "space.x.high", "6 is not low (1) plus whole steps of 3: the last value would "
                                                    "be 4; set high to 4 or 7"),
