@@ -742,6 +742,12 @@ class _Validator:
                     self.fail(key, f"refers to no param of the space{did_you_mean(other, list(params))}; "
                               f"known: {', '.join(params)}")
                 possible = params[other].finite_values()
+                if not allowed:
+                    self.fail(key, "an empty list: the param would never be sampled; list the values it needs")
+                if possible is None:
+                    self.fail(key, f"{other} is a continuous range: it almost never equals a given value, so the "
+                                   "param would never be sampled; make the condition a categorical, an int or "
+                                   "a values: [...] param")
                 for v in allowed:
                     if possible is not None and not _is_among(v, possible):
                         self.fail(key, f"{v!r} is not a possible value of {other} {_describe_values(possible)}")

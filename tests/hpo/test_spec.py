@@ -39,6 +39,12 @@ BAD_SPACES = {
                                       "space.c.choices", "choices must be distinct"),
     "categorical_choices_equal_in_python": (base_space(space={"c": {"type": "categorical", "choices": [1, 1.0, True]}}),
                                             "space.c.choices", "choices 1 and 1.0 are the same value to Optuna"),
+    "when_an_empty_list": (base_space(space={"c": {"type": "categorical", "choices": ["a", "b"]},
+                                             "x": {"type": "float", "low": 0, "high": 1, "when": {"c": []}}}),
+                           "space.x.when.c", "an empty list: the param would never be sampled"),
+    "when_a_continuous_param": (base_space(space={"n": {"type": "float", "low": 0, "high": 1},
+                                                  "x": {"type": "float", "low": 0, "high": 1, "when": {"n": 0.5}}}),
+                                "space.x.when.n", "n is a continuous range"),
     "int_high_off_the_step_grid": (base_space(space={"x": {"type": "int", "low": 1, "high": 6, "step": 3}}),
                                    "space.x.high", "6 is not low (1) plus whole steps of 3: the last value would "
                                                    "be 4; set high to 4 or 7"),
