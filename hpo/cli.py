@@ -10,7 +10,7 @@ import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -52,8 +52,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag or command as one line naming the help to read (argparse printed its
+    whole usage block first), and a close command name suggested."""
+
+    def error(self, message: str) -> NoReturn:
+        import re
+
+        from hpo._registry import did_you_mean
+
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:
+            known = re.findall(r"'([^']*)'", bad.group(2))
+            message += did_you_mean(bad.group(1), known)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpo",
         description="Hyperparameter search for PyTorch Lightning objectives, on Optuna and MLflow.",
         epilog="Run `hpo COMMAND --help` for a command's flags. Exit codes: 0 ok, 2 bad input, 1 other error, "

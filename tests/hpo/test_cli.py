@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from _helpers import base_space
 
 HEAVY = ("torch", "pytorch_lightning", "mlflow")
@@ -36,9 +38,15 @@ def test_help_lists_every_command():
         assert command in out.stdout
 
 
-def test_bad_flag_value_is_exit_2(write_space):
-    out = subprocess.run([sys.executable, "-m", "hpo", "run", "x.yaml", "--jobs", "0"], capture_output=True, text=True)
-    assert out.returncode == 2 and "--jobs" in out.stderr
+@pytest.mark.parametrize("args, line", [
+    (["run", "x.yaml", "--jobs", "0"],
+     "hpo run: error: argument --jobs: expected a number >= 1, got 0 (see hpo run --help)"),
+    (["runn", "x.yaml"], "(did you mean 'run'?) (see hpo --help)"),
+])
+def test_a_bad_flag_or_command_is_one_line_exit_2(args, line):
+    """argparse printed its whole usage block before the error."""
+    out = subprocess.run([sys.executable, "-m", "hpo", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and line in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_validate_shows_what_the_run_will_do(write_space, cli):
