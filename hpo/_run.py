@@ -79,8 +79,9 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
         settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
         for line in recovered_lines(study, spec, recovered, "their worker had died"):
             console.print(line, markup=False)
-        if study_is_complete(study, spec):  # nothing to do: no worker (starting one costs seconds)
-            code, reason = 0, STUDY_COMPLETE
+        ran_nothing = study_is_complete(study, spec)
+        if ran_nothing:  # nothing to do: no worker (starting one costs seconds)
+            code, reason = 0, f"{STUDY_COMPLETE}: it already has its {spec.study.n_trials} trials"
         else:
             code, reason = _run_trials(spec, _workers_for(study, spec, jobs, console), study, tracker, console,
                                        engine)
@@ -90,6 +91,9 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
             settle_parent(study, tracker, complete=True)
         if code == 0 and (why := no_complete_trial(study)):
             code, reason = 1, why
+        if code in (0, 1) and ran_nothing:  # the file may have been fixed since: say how to go on
+            reason = reason.rstrip(".") + (f"; nothing ran: raise --n-trials (now {spec.study.n_trials}) to run "
+                                           "more, or give the study a new name (--set study.name=NEW)")
     except Interrupted as exc:
         code, reason = exc.exit_code, f"interrupted by {signal.Signals(exc.signum).name}"
     finally:

@@ -174,6 +174,15 @@ def test_multi_objective_study_best_prints_the_pareto_set(write_space, cli):
         assert f"trial_number: {t.number}\n" in out
 
 
+def test_a_run_with_nothing_left_to_do_says_how_to_go_on(write_space, cli):
+    """It said only "study complete"; after failed trials, the last (earlier) error as if new."""
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    code, out, _ = cli("run", path, "--no-report")
+    assert code == 0 and "study complete: it already has its 2 trials; nothing ran: raise --n-trials (now 2)" in out
+    assert len(load_trials(path)) == 2
+
+
 def test_resume_continues_to_n_trials(write_space, cli):
     path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 4, "seed": 0}))
     assert cli("run", path, "--no-report")[0] == 0
