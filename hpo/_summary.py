@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +60,23 @@ def workers(trials: Sequence[FrozenTrial]) -> list[str]:
     return sorted({str(t.user_attrs[keys.WORKER]) for t in trials if keys.WORKER in t.user_attrs})
 
 
-def counts_table(trials: Sequence[FrozenTrial]) -> Table:
+def counts_table(trials: Sequence[FrozenTrial], lost: Collection[int] = ()) -> Table:
+    """Trials by state; the FAIL trials in ``lost`` (trial numbers: interrupted, or their worker died;
+    run again or replaced, not counted in n_trials) in a column of their own, as the run's progress
+    line counts them, not among the failures."""
+    counts = dict(state_counts(trials))
+    columns = list(STATES)
+    n_lost = sum(1 for t in trials if t.number in lost and t.state.name == "FAIL")
+    if n_lost:
+        counts["FAIL"] -= n_lost
+        counts["lost"] = n_lost
+        columns.insert(columns.index("FAIL") + 1, "lost")
     table = Table(title="Trials by state")
-    for state in STATES:
-        table.add_column(state, justify="right")
-    counts = state_counts(trials)
-    table.add_row(*(str(counts[s]) for s in STATES))
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(*(str(counts[c]) for c in columns))
+    if n_lost:
+        table.caption = "lost: interrupted, or their worker died; run again or replaced, not counted in n_trials"
     return table
 
 

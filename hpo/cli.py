@@ -287,10 +287,11 @@ def _open(spec: Any, create: bool = True) -> Any:
 
 
 def _print_summary(spec: Any, study: Any) -> None:
+    from hpo._study import lost_trials
     from hpo._summary import best_table, best_trials, counts_table, duration
 
     trials = study.get_trials(deepcopy=False)
-    console.print(counts_table(trials))
+    console.print(counts_table(trials, lost_trials(study)))
     best = best_trials(study)
     if best:
         console.print(best_table(best, spec.study.metrics))

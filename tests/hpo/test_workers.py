@@ -77,6 +77,13 @@ def test_status_and_the_next_run_say_what_becomes_of_a_killed_runs_trial(max_ret
         assert f"trials [{n}] lost: their worker died; not retried (study.max_retries is 0)" in status
         assert f"trials [{n}] failed: their worker had died; not retried (study.max_retries is 0)" in out
         assert "re-queued" not in status + out
+    code, status, err = cli("status", path)  # the killed trial: lost, not failed (as the progress line said)
+    assert code == 0 and "lost: interrupted, or their worker died" in status, status
+    lines = status.splitlines()
+    at = next(i for i, line in enumerate(lines) if "COMPLETE" in line)
+    names = [c.strip() for c in lines[at].replace("┃", "│").split("│")]
+    counts = dict(zip(names, [c.strip() for c in lines[at + 2].split("│")]))
+    assert counts["FAIL"] == "0" and counts["lost"] == "1", status
 
 
 def test_two_jobs_share_the_cap_exactly(write_space, workdir):
