@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo._registry import did_you_mean
 from objectives._config import STACK_KNOBS
 from objectives._namespace import is_datamodule
 
@@ -89,8 +90,9 @@ def _targets(key: str, module: Accepts, data: Accepts | None) -> list[str]:
     where = f"the module takes {module.describe()}"
     if data is not None:
         where += f"; the data takes {data.describe()}"
-    raise KeyError(key, f"neither a knob of hpo's stack nor a parameter of the module or the data: {where}; "
-                        f"the stack's knobs: {', '.join(STACK_KNOBS)}")
+    known = [*module.names, *(data.names if data is not None else ()), *STACK_KNOBS]
+    raise KeyError(key, f"neither a knob of hpo's stack nor a parameter of the module or the data"
+                        f"{did_you_mean(key, known)}: {where}; the stack's knobs are in docs/knobs.md")
 
 
 def unknown_key(names: Iterable[str], module: Accepts, data: Accepts | None) -> tuple[str, str] | None:

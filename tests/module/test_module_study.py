@@ -71,11 +71,12 @@ def test_study_of_a_module_runs_with_a_data_function(ns, workdir, write_space, c
 
 def test_unknown_key_is_refused_listing_what_each_side_takes(ns, workdir, write_space, cli):
     write(workdir, ns)
-    space = {"widht": {"type": "categorical", "choices": [4, 8]}}
+    space = {"hiden": {"type": "categorical", "choices": [4, 8]}}
     path = write_space(_space({"module": "models.py:Net", "data": "models.py:Data", "fixed": FIXED}, space))
     code, _, err = cli("validate", path)
     assert code == 2
-    assert "space.widht: neither a knob of hpo's stack nor a parameter of the module or the data" in err
+    assert "space.hiden: neither a knob of hpo's stack nor a parameter of the module or the data" in err
+    assert "(did you mean 'hidden'?)" in err and "docs/knobs.md" in err and "cutmix_alpha" not in err
     assert "the module takes hidden, num_classes; the data takes batch_size, n" in err
     assert "Traceback" not in err
 
