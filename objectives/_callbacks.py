@@ -366,7 +366,10 @@ class _StudyMetricCheck:
         if trainer.world_size > 1:
             missing = bool(trainer.strategy.broadcast(missing, src=0))
         if missing:
-            raise ValueError(never_logged(self.monitor, pl_module, logged, " in its first epoch"))
+            no_validation = not any(getattr(trainer, "num_val_batches", None) or [])
+            hint = ("; no validation ran: the data has no validation loader (a LightningDataModule's "
+                    "val_dataloader, or a data function's (train_loader, val_loader))") if no_validation else ""
+            raise ValueError(never_logged(self.monitor, pl_module, logged, " in its first epoch") + hint)
 
 
 _HOOKS = {

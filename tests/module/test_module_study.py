@@ -191,6 +191,18 @@ def test_a_data_function_returning_something_else_than_two_loaders_is_named(ns, 
         objective({**FIXED, "hidden": 4}, _ctx({}, workdir))
 
 
+def test_a_metric_missing_because_no_validation_ran_says_so(ns, workdir, write_space):
+    write(workdir, ns)
+    with open(workdir / "models.py", "a") as f:
+        f.write("\n\ndef train_only(batch_size=32):\n    return loaders(batch_size)[0], None\n")
+    fixed = {**FIXED, "max_epochs": 3}
+    path = write_space(_space({"module": "models.py:Net", "data": "models.py:train_only", "fixed": fixed}))
+    objective = resolve_objective(load_spec(path).objective.name, workdir, str(path))
+    with pytest.raises(ValueError, match="never logged by Net in its first epoch.*; no validation ran: the data has no "
+                                         "validation loader"):
+        objective({**fixed, "hidden": 4}, _ctx({}, workdir))
+
+
 def test_a_metric_the_module_logs_in_its_own_epoch_end_hook_passes_the_check(ns, workdir, write_space, cli):
     """Lightning calls a module's on_train_epoch_end after the callbacks': the check waits for it."""
     write(workdir, ns)
