@@ -55,7 +55,7 @@ class ParamSpec:
         return all(name in params and params[name] in allowed for name, allowed in self.when)
 
     def finite_values(self) -> Sequence[Any] | None:
-        """The param's values when the set is finite (choices, values, or a stepped int range).
+        """The param's values when the set is finite (choices, values, an int range, a stepped float range).
 
         An int range comes back as a ``range``: it may hold billions of values, of which a grid
         uses all (see :data:`MAX_GRID_POINTS`) and a ``when`` check only tests membership.
@@ -66,6 +66,8 @@ class ParamSpec:
             return self.values
         if self.type == "int" and not self.log:
             return range(int(self.low), int(self.high) + 1, int(self.step or 1))
+        if self.type == "float" and self.step:
+            return FloatSteps(self.low, self.high, self.step)
         return None
 
     def describe(self) -> str:
@@ -309,6 +311,37 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+class FloatSteps(Sequence[float]):
+    """``low, low + step, ..., high`` of a stepped float range, computed when asked (like ``range``:
+    a grid takes them all, a ``when`` check only tests membership), each in decimal as the file
+    wrote it (the third of ``0, 0.1, ...`` is 0.2, not 0.2000000000000000111)."""
+
+    def __init__(self, low: float, high: float, step: float) -> None:
+        from decimal import Decimal
+
+        self.low, self.high, self.step = low, high, step
+        self._first, self._size = Decimal(repr(low)), Decimal(repr(step))
+        self._n = int((Decimal(repr(high)) - self._first) // self._size) + 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return float(self._first + (i % self._n) * self._size)
+
+    def __contains__(self, value: object) -> bool:
+        from decimal import Decimal
+
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        k = (Decimal(repr(float(value))) - self._first) / self._size
+        return k == k.to_integral_value() and 0 <= k < self._n
+
+
 def _is_among(value: Any, values: Sequence[Any]) -> bool:
     """``value in values``, without the scan of every value that ``range`` makes for a non-int."""
     if isinstance(values, range):
@@ -321,6 +354,8 @@ def _is_among(value: Any, values: Sequence[Any]) -> bool:
 def _describe_values(values: Sequence[Any]) -> str:
     if isinstance(values, range):
         return f"(integers {values.start} to {values.stop - 1}, step {values.step})"
+    if isinstance(values, FloatSteps):
+        return f"(numbers {values.low} to {values.high}, step {values.step})"
     return str(list(values))
 
 
@@ -744,10 +779,10 @@ class _Validator:
                 possible = params[other].finite_values()
                 if not allowed:
                     self.fail(key, "an empty list: the param would never be sampled; list the values it needs")
-                if possible is None:
-                    self.fail(key, f"{other} is a continuous range: it almost never equals a given value, so the "
-                                   "param would never be sampled; make the condition a categorical, an int or "
-                                   "a values: [...] param")
+                if possible is None or isinstance(possible, FloatSteps):  # sampled floats carry rounding
+                    self.fail(key, f"{other} is a float range: a sampled float almost never equals a given "
+                                   "value, so the param would never be sampled; make the condition a "
+                                   "categorical, an int or a values: [...] param")
                 for v in allowed:
                     if possible is not None and not _is_among(v, possible):
                         self.fail(key, f"{v!r} is not a possible value of {other} {_describe_values(possible)}")

@@ -65,6 +65,17 @@ def test_grid_covers_each_point_exactly_once_and_stops(write_space, cli, workdir
     assert len(load_trials(path)) == 9
 
 
+def test_grid_takes_the_points_of_a_stepped_float_range(write_space, cli, workdir):
+    """A float range with a step is finite: the grid refused it as "continuous"."""
+    space = {"x": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1}}
+    path = write_space(base_space(sampler={"name": "grid"}, space=space, objective={"name": "objs.py:record_params"},
+                                  study={"direction": "minimize", "metric": "value", "n_trials": 100}))
+    code, out, err = cli("run", path, "--no-report")
+    assert code == 0, out + err
+    seen = sorted(dict(ast.literal_eval(line))["x"] for line in (workdir / "params.log").read_text().splitlines())
+    assert seen == [0.0, 0.1, 0.2, 0.3]  # as written, not 0.30000000000000004
+
+
 def test_grid_with_two_jobs_still_covers_each_point_once(write_space, cli, workdir):
     path = write_space(base_space(sampler={"name": "grid"}, space={"x": {"type": "int", "low": 0, "high": 7}},
                                   objective={"name": "objs.py:record_params"},

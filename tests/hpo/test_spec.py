@@ -44,7 +44,7 @@ BAD_SPACES = {
                            "space.x.when.c", "an empty list: the param would never be sampled"),
     "when_a_continuous_param": (base_space(space={"n": {"type": "float", "low": 0, "high": 1},
                                                   "x": {"type": "float", "low": 0, "high": 1, "when": {"n": 0.5}}}),
-                                "space.x.when.n", "n is a continuous range"),
+                                "space.x.when.n", "n is a float range"),
     "int_high_off_the_step_grid": (base_space(space={"x": {"type": "int", "low": 1, "high": 6, "step": 3}}),
                                    "space.x.high", "6 is not low (1) plus whole steps of 3: the last value would "
                                                    "be 4; set high to 4 or 7"),
