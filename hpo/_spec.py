@@ -198,6 +198,9 @@ _PARAM_KEYS = {
 
 
 MAX_SPACE_ITEMS = 10_000    # params plus all their choices/values
+# What a study.storage URL may name before "://" (and any "+driver"): SQLAlchemy's own dialects
+# (mariadb is mysql's), and grpc, an `hpo proxy`.
+_DATABASES = ("postgresql", "sqlite", "mysql", "mariadb", "oracle", "mssql", "grpc")
 MAX_GRID_POINTS = 100_000   # every grid point becomes a queued trial in the study's storage
 
 
@@ -469,6 +472,10 @@ class _Validator:
             if "://" not in storage:
                 self.fail("study.storage", "expected a database URL such as postgresql://user@host/db "
                           f"or sqlite:///path.db (leave it out for the embedded store), got {storage!r}")
+            dialect = storage.partition("://")[0].partition("+")[0].lower()
+            if dialect not in _DATABASES:  # SQLAlchemy's message ("Can't load plugin") came at the run
+                self.fail("study.storage", f"unknown kind of storage {dialect!r}{did_you_mean(dialect, list(_DATABASES))}; "
+                          f"known: {', '.join(_DATABASES)}")
         failures = self.number(s["max_consecutive_failures"], "study.max_consecutive_failures",
                                integer=True, positive=True)
         retries = self.number(s["max_retries"], "study.max_retries", integer=True)

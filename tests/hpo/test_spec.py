@@ -45,6 +45,10 @@ BAD_SPACES = {
     "when_a_continuous_param": (base_space(space={"n": {"type": "float", "low": 0, "high": 1},
                                                   "x": {"type": "float", "low": 0, "high": 1, "when": {"n": 0.5}}}),
                                 "space.x.when.n", "n is a float range"),
+    "storage_url_with_a_mistyped_database": (base_space(study={"direction": "minimize", "metric": "loss",
+                                                               "storage": "postgress://u@localhost/db"}),
+                                             "study.storage", "unknown kind of storage 'postgress' (did you mean "
+                                                              "'postgresql'?)"),
     "int_high_off_the_step_grid": (base_space(space={"x": {"type": "int", "low": 1, "high": 6, "step": 3}}),
                                    "space.x.high", "6 is not low (1) plus whole steps of 3: the last value would "
                                                    "be 4; set high to 4 or 7"),
