@@ -22,7 +22,7 @@ from hpo._keys import FAIL_REASON, WORKER
 from hpo._space import grid_points
 from hpo._warm_start import apply_warm_start, earlier_studies
 from hpo._spec import StudySpec
-from hpo._storage import describe_storage, open_storage, study_lock, trial_state_counts
+from hpo._storage import describe_storage, is_embedded, journal_path, open_storage, study_lock, trial_state_counts
 
 if TYPE_CHECKING:
     import optuna
@@ -131,6 +131,8 @@ def open_study(spec: StudySpec, worker_index: int = 0, create: bool = True, chec
             if check_space:
                 _check_compatible(study, spec, reading=True)
             return study
+        if spec.warm_start and is_embedded(spec) and not journal_path(spec).exists():
+            earlier_studies(spec)  # a new study: a missing earlier one is refused before its folder exists
         # One process at a time: the first RDB connection creates the tables, the first worker the study.
         with study_lock(spec):
             storage = open_storage(spec, on_stale_trial=lambda study, trial: requeue(study, trial, spec, HEARTBEAT_STOPPED))

@@ -114,6 +114,7 @@ def test_a_missing_earlier_study_is_exit_2_and_leaves_no_study_without_its_warm_
     code, _, err = cli("run", path, "--no-report")
     assert code == 2 and "warm_start[0]: no earlier study 'first' in hpo-runs/first/journal.log" in err, err
     assert "run that study first" in err and "hpo run" not in err
+    assert not (workdir / "hpo-runs" / "later").exists()  # no folder, journal or lock files left either
     run(cli, write_space(base_space(study={**STUDY, "name": "first", "n_trials": 3}), name="first"))
     trials = run(cli, path)
     assert sum("warm_start" in t.user_attrs for t in trials) == 3  # learnt from all three: no trial trained
