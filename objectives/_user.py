@@ -108,15 +108,20 @@ def unknown_key(names: Iterable[str], module: Accepts, data: Accepts | None) -> 
 def missing_required(names: Iterable[str], module: Accepts, data: Accepts | None) -> tuple[str, str] | None:
     """``(side, problem)`` for a constructor parameter without a default that no key fills."""
     routed = route({n: None for n in names}, module, data)
-    for side, acc, given in (("module", module, routed.module), ("data", data, routed.data)):
-        if acc is None:
-            continue
-        for name in sorted(acc.required - set(given)):
-            reserved = (f"; {name} is a reserved knob of hpo's stack, so it never reaches the constructor: "
-                        "give the parameter another name or a default") if name in STACK_KNOBS else \
-                f"; set {name} in objective.fixed or space"
-            return side, f"the {side}'s constructor requires {name}{reserved}"
-    return None
+    missing = {side: sorted(acc.required - set(given))
+               for side, acc, given in (("module", module, routed.module), ("data", data, routed.data))
+               if acc is not None and acc.required - set(given)}
+    for side, names_ in missing.items():
+        for name in names_:
+            if name in STACK_KNOBS:
+                return side, (f"the {side}'s constructor requires {name}; {name} is a reserved knob of hpo's "
+                              "stack, so it never reaches the constructor: give the parameter another name or a default")
+    if not missing:
+        return None
+    # all of them at once: one at a time, each fix met the next refusal
+    every = [name for names_ in missing.values() for name in names_]
+    said = "; ".join(f"the {side}'s constructor requires {', '.join(names_)}" for side, names_ in missing.items())
+    return next(iter(missing)), f"{said}; set {' and '.join(every) if len(every) < 3 else 'them'} in objective.fixed or space"
 
 
 def load_data(data: Any, kwargs: Mapping[str, Any]) -> Any:

@@ -133,6 +133,17 @@ def test_a_user_file_failing_at_import_is_one_line_exit_2(ns, workdir, write_spa
     assert f"{file}, line " in err, err
 
 
+def test_every_required_parameter_nobody_sets_is_named_at_once(ns, workdir, write_space, cli):
+    """One at a time, each fix met the next refusal."""
+    write(workdir, ns)
+    with open(workdir / "models.py", "a") as f:
+        f.write("\n\nclass NeedsTwo(Net):\n    def __init__(self, width, depth, hidden=8):\n        super().__init__(hidden)\n"
+                "\n\nclass NeedsRoot(Data):\n    def __init__(self, root, batch_size=32):\n        super().__init__(batch_size)\n")
+    code, _, err = cli("validate", write_space(_space({"module": "models.py:NeedsTwo", "data": "models.py:NeedsRoot"})))
+    assert code == 2 and ("objective.module: the module's constructor requires depth, width; the data's constructor "
+                          "requires root; set them in objective.fixed or space") in err, err
+
+
 @pytest.mark.parametrize(
     ("module", "message"),
     [
