@@ -115,13 +115,15 @@ def missing_required(names: Iterable[str], module: Accepts, data: Accepts | None
         for name in names_:
             if name in STACK_KNOBS:
                 return side, (f"the {side}'s constructor requires {name}; {name} is a reserved knob of hpo's "
-                              "stack, so it never reaches the constructor: give the parameter another name or a default")
+                              "stack, so it never reaches the constructor: give the parameter another name or "
+                              "a default")
     if not missing:
         return None
     # all of them at once: one at a time, each fix met the next refusal
     every = [name for names_ in missing.values() for name in names_]
     said = "; ".join(f"the {side}'s constructor requires {', '.join(names_)}" for side, names_ in missing.items())
-    return next(iter(missing)), f"{said}; set {' and '.join(every) if len(every) < 3 else 'them'} in objective.fixed or space"
+    named = " and ".join(every) if len(every) < 3 else "them"
+    return next(iter(missing)), f"{said}; set {named} in objective.fixed or space"
 
 
 def load_data(data: Any, kwargs: Mapping[str, Any]) -> Any:

@@ -137,9 +137,12 @@ def test_every_required_parameter_nobody_sets_is_named_at_once(ns, workdir, writ
     """One at a time, each fix met the next refusal."""
     write(workdir, ns)
     with open(workdir / "models.py", "a") as f:
-        f.write("\n\nclass NeedsTwo(Net):\n    def __init__(self, width, depth, hidden=8):\n        super().__init__(hidden)\n"
-                "\n\nclass NeedsRoot(Data):\n    def __init__(self, root, batch_size=32):\n        super().__init__(batch_size)\n")
-    code, _, err = cli("validate", write_space(_space({"module": "models.py:NeedsTwo", "data": "models.py:NeedsRoot"})))
+        f.write("\n\nclass NeedsTwo(Net):\n    def __init__(self, width, depth, hidden=8):\n"
+                "        super().__init__(hidden)\n"
+                "\n\nclass NeedsRoot(Data):\n    def __init__(self, root, batch_size=32):\n"
+                "        super().__init__(batch_size)\n")
+    objective = {"module": "models.py:NeedsTwo", "data": "models.py:NeedsRoot"}
+    code, _, err = cli("validate", write_space(_space(objective)))
     assert code == 2 and ("objective.module: the module's constructor requires depth, width; the data's constructor "
                           "requires root; set them in objective.fixed or space") in err, err
 
