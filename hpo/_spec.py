@@ -393,6 +393,8 @@ class _Validator:
             where = f"{key_path}.{key}" if key_path else str(key)
             if allowed is not None and key not in allowed:
                 hint = did_you_mean(str(key), list(allowed))
+                if key == "choices" and "values" in allowed:  # choices: is categorical's; numbers take values:
+                    hint = " (a float or int param lists its values with values: [...], choices: is categorical's)"
                 self.fail(where, f"unknown key{hint}; known keys: {', '.join(allowed)}")
             if not isinstance(key, str) or not key.strip():
                 self.fail(where, f"expected a key name (text), got {_kind(key)}; quote it in the file")
@@ -456,6 +458,8 @@ class _Validator:
         return StudySpec(self.source, study, sampler, pruner, objective, space, mlflow, raw, warm_start=warm_start)
 
     def study(self, s: dict[str, Any]) -> StudySettings:
+        if s["name"] == "":  # "" would have quietly meant the file's name
+            self.fail("study.name", "empty; leave the key out to name the study after the file")
         name = s["name"] or Path(self.source).stem
         self.study_name(name, from_file=not s["name"])
         directions, metrics = self.objectives_of(s)
@@ -793,6 +797,9 @@ class _Validator:
                 for v in allowed:
                     if possible is not None and not _is_among(v, possible):
                         self.fail(key, f"{v!r} is not a possible value of {other} {_describe_values(possible)}")
+        for p in params.values():
+            if p.name in dict(p.when):
+                self.fail(f"space.{p.name}.when.{p.name}", "refers to the param itself; name another param")
         try:
             _dependency_order(params)
         except ValueError as exc:

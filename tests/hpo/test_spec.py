@@ -49,6 +49,12 @@ BAD_SPACES = {
                                                                "storage": "postgress://u@localhost/db"}),
                                              "study.storage", "unknown kind of storage 'postgress' (did you mean "
                                                               "'postgresql'?)"),
+    "study_name_empty": (base_space(study={"direction": "minimize", "metric": "loss", "name": ""}),
+                         "study.name", "empty; leave the key out to name the study after the file"),
+    "choices_on_a_float": (base_space(space={"x": {"type": "float", "choices": [0.1, 0.2]}}),
+                           "space.x.choices", "lists its values with values: [...]"),
+    "when_on_itself": (base_space(space={"y": {"type": "categorical", "choices": ["a", "b"], "when": {"y": "a"}}}),
+                       "space.y.when.y", "refers to the param itself"),
     "int_high_off_the_step_grid": (base_space(space={"x": {"type": "int", "low": 1, "high": 6, "step": 3}}),
                                    "space.x.high", "6 is not low (1) plus whole steps of 3: the last value would "
                                                    "be 4; set high to 4 or 7"),
