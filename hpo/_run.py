@@ -81,7 +81,7 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
             console.print(line, markup=False)
         ran_nothing = study_is_complete(study, spec)
         if ran_nothing:  # nothing to do: no worker (starting one costs seconds)
-            code, reason = 0, f"{STUDY_COMPLETE}: it already has its {spec.study.n_trials} trials"
+            code, reason = 0, _complete(study, spec)
         else:
             code, reason = _run_trials(spec, _workers_for(study, spec, jobs, console), study, tracker, console,
                                        engine)
@@ -91,7 +91,8 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
             settle_parent(study, tracker, complete=True)
         if code == 0 and (why := no_complete_trial(study)):
             code, reason = 1, why
-        if code in (0, 1) and ran_nothing:  # the file may have been fixed since: say how to go on
+        if code in (0, 1) and ran_nothing and _used(study) >= spec.study.n_trials:  # not an exhausted grid
+            # the file may have been fixed since: say how to go on
             reason = reason.rstrip(".") + (f"; nothing ran: raise --n-trials (now {spec.study.n_trials}) to run "
                                            "more, or give the study a new name (--set study.name=NEW)")
     except Interrupted as exc:
@@ -119,6 +120,21 @@ def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: C
             code, reason = Supervisor(spec, jobs, study, progress, tracker).run()
         progress.update(study, force=True)
     return code, reason
+
+
+def _complete(study: Any, spec: StudySpec) -> str:
+    """Why a run found nothing to do: the study's cap reached, or its grid run through."""
+    used = _used(study)
+    if used < spec.study.n_trials:  # a grid with no point left
+        return f"{STUDY_COMPLETE}: every grid point has run ({used} trials)"
+    return f"{STUDY_COMPLETE}: it has {used} trials, n_trials is {spec.study.n_trials}"
+
+
+def _used(study: Any) -> int:
+    from hpo._study import trials_used
+    from hpo._summary import state_counts
+
+    return trials_used(study, state_counts(study.get_trials(deepcopy=False)))
 
 
 def _workers_for(study: Any, spec: StudySpec, jobs: int, console: Console) -> int:

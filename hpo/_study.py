@@ -275,6 +275,13 @@ def cap_reached(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int])
     return trials_left(study, spec, counts) == 0
 
 
+def trials_used(study: optuna.Study, counts: Mapping[str, int]) -> int:
+    """The trials that count toward ``n_trials``: all but the queued ones and those lost to dead or
+    interrupted workers (:func:`lost_trials`)."""
+    lost = lost_trials(study) if counts["FAIL"] else set()
+    return sum(counts.values()) - counts["WAITING"] - len(lost)
+
+
 def trials_left(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int]) -> int:
     """How many more trials the study may start: ``n_trials`` less the trials that exist besides the
     queued ones, not counting trials lost to dead workers; a grid also no more than its points still
@@ -282,8 +289,7 @@ def trials_left(study: optuna.Study, spec: StudySpec, counts: Mapping[str, int])
 
     ``counts``: trials by state name (:func:`hpo._storage.trial_state_counts`).
     """
-    lost = lost_trials(study) if counts["FAIL"] else set()
-    left = spec.study.n_trials - (sum(counts.values()) - counts["WAITING"] - len(lost))
+    left = spec.study.n_trials - trials_used(study, counts)
     if spec.sampler.name == "grid":
         left = min(left, counts["WAITING"])
     return max(left, 0)

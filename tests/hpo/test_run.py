@@ -63,6 +63,8 @@ def test_grid_covers_each_point_exactly_once_and_stops(write_space, cli, workdir
     assert len(seen) == len(expected) == 9
     assert set(seen) == expected
     assert len(load_trials(path)) == 9
+    code, out, _ = cli("run", path, "--no-report")
+    assert code == 0 and "study complete: every grid point has run (9 trials)" in out and "--n-trials" not in out
 
 
 def test_grid_takes_the_points_of_a_stepped_float_range(write_space, cli, workdir):
@@ -190,7 +192,9 @@ def test_a_run_with_nothing_left_to_do_says_how_to_go_on(write_space, cli):
     path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
     assert cli("run", path, "--no-report")[0] == 0
     code, out, _ = cli("run", path, "--no-report")
-    assert code == 0 and "study complete: it already has its 2 trials; nothing ran: raise --n-trials (now 2)" in out
+    assert code == 0 and "study complete: it has 2 trials, n_trials is 2; nothing ran: raise --n-trials (now 2)" in out
+    code, out, _ = cli("run", path, "--no-report", "--n-trials", "1")
+    assert code == 0 and "it has 2 trials, n_trials is 1; nothing ran" in out
     assert len(load_trials(path)) == 2
 
 
