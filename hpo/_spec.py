@@ -258,7 +258,15 @@ def spec_from_dict(
     except SpecError as exc:
         if any(_overlaps(exc.key_path, key) for key in set_keys):
             raise SpecError("--set", exc.key_path, exc.message) from None  # the bad value is the flag's, not the file's
+        if changed := [a for key, a in zip(set_keys, sets) if _same_param(exc.key_path, key)]:  # space.x.type=int
+            raise SpecError(source, exc.key_path, f"{exc.message} (after --set {changed[0]})") from None
         raise
+
+
+def _same_param(key_path: str, set_key: str) -> bool:
+    """Whether both name keys of one param (``space.x.low``, ``space.x.type``)."""
+    a, b = key_path.split("."), set_key.split(".")
+    return len(a) > 2 and len(b) > 2 and a[0] == b[0] == "space" and a[1] == b[1]
 
 
 def _overlaps(key_path: str, set_key: str) -> bool:

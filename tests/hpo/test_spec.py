@@ -149,6 +149,14 @@ def test_exponent_numbers_without_a_dot_are_numbers_in_the_file_and_in_set(write
     assert spec.objective.fixed == {"wd": -2000.0}
 
 
+def test_a_set_that_makes_another_key_of_the_param_wrong_is_named(write_space):
+    """--set space.x.type=int leaves low: -1.0, a float: the error blamed the file alone."""
+    doc = base_space(space={"x": {"type": "float", "low": -1.0, "high": 1.0}})
+    with pytest.raises(SpecError, match=r"space\.x\.low: expected an integer, got -1\.0 \(float\) "
+                                        r"\(after --set space\.x\.type=int\)"):
+        load_spec(write_space(doc), sets=["space.x.type=int"])
+
+
 def test_set_value_is_validated_like_the_file(write_space):
     with pytest.raises(SpecError, match=r"study\.n_trials: must be > 0"):
         load_spec(write_space(base_space()), sets=["study.n_trials=-1"])
