@@ -15,6 +15,7 @@ It applies once, when the study is created.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,8 +92,25 @@ def check_values(items: tuple[WarmStart, ...], space: Any, source: str) -> None:
                 if dist is None or _inside(dist, value):
                     continue
                 where = f" ({item.label.partition(' ')[2].strip('()')})" if " " in item.label else ""
+                if _numeric(dist) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    unquote = f" (write {value}, without quotes)" if _number_text(value) else ""
+                    raise SpecError(source, f"{key}.{name}", f"{value!r}{where} is not a number; space.{name} "
+                                    f"is {_describe(dist)}{unquote}")
                 raise SpecError(source, f"{key}.{name}", f"{value!r}{where} is outside space.{name} "
                                 f"({_describe(dist)}); change the value or widen the space")
+
+
+def _number_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _numeric(dist: Any) -> bool:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    return isinstance(dist, (FloatDistribution, IntDistribution))
 
 
 def _describe(dist: Any) -> str:

@@ -98,8 +98,9 @@ def test_an_earlier_study_with_another_fixed_config_is_run_again(write_space, cl
     (["study:"], "warm_start[0]", "expected study:NAME"),
     # Optuna would queue and train these with only a warning
     ([{"x": 1.0}, {"x": 50.0}], "warm_start[1].x", "50.0 is outside space.x ([-5.0, 5.0]); change the value"),
-    ([{"x": "big"}], "warm_start[0].x", "'big' is outside space.x"),
-    ([{"x": True}], "warm_start[0].x", "True is outside space.x"),
+    ([{"x": "big"}], "warm_start[0].x", "'big' is not a number; space.x is [-5.0, 5.0]"),
+    ([{"x": "0.5"}], "warm_start[0].x", "'0.5' is not a number; space.x is [-5.0, 5.0] (write 0.5, without quotes)"),
+    ([{"x": True}], "warm_start[0].x", "True is not a number"),
 ])
 def test_bad_warm_start_is_exit_2_with_the_key(write_space, cli, warm_start, key, message):
     code, _, err = cli("validate", write_space(base_space(warm_start=warm_start)))
