@@ -274,15 +274,26 @@ def read_export(path: str | Path) -> list[BestConfig]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: file not found")
-    text = path.read_text()
     try:
+        text = path.read_text()
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: not a readable export: {exc}") from None
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable export ({_parse_problem(exc)}); write one with `hpo export`") from None
     if not isinstance(doc, dict) or "hpo_export" not in doc:
         raise UsageError(f"{path}: not an hpo export (no hpo_export key); write one with `hpo export`")
     docs = doc.get("configs", [doc])
     return [_anchored(BestConfig.from_dict(d, str(path)), path.parent) for d in docs]
+
+
+def _parse_problem(exc: Exception) -> str:
+    """One line for why a file did not parse (PyYAML's message spans several, with a caret)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON at line {exc.lineno}: {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"not YAML{where}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
 
 
 def _anchored(cfg: BestConfig, folder: Path) -> BestConfig:

@@ -102,6 +102,10 @@ def test_not_an_export_is_a_usage_error(workdir, cli):
     (workdir / "x.yaml").write_text("a: 1\n")
     code, _, err = cli("train", workdir / "x.yaml")
     assert code == 2 and "not an hpo export" in err
+    (workdir / "objs2.py").write_text('def f(params, ctx): return {"loss": params["x"]}\n')
+    code, _, err = cli("train", workdir / "objs2.py")  # PyYAML's message: four lines and a caret
+    assert code == 2 and "not a readable export (not YAML at line 1: mapping values are not allowed" in err, err
+    assert len(err.strip().splitlines()) == 1 and "\\n" not in err, err
 
 
 def test_multi_objective_export_is_the_pareto_set(write_space, cli, workdir):
