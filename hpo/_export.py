@@ -278,7 +278,8 @@ def read_export(path: str | Path) -> list[BestConfig]:
         text = path.read_text()
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not a readable export ({_parse_problem(exc)}); write one with `hpo export`") from None
+        problem = _parse_problem(exc)
+        raise UsageError(f"{path}: not a readable export ({problem}); write one with `hpo export`") from None
     if not isinstance(doc, dict) or "hpo_export" not in doc:
         raise UsageError(f"{path}: not an hpo export (no hpo_export key); write one with `hpo export`")
     docs = doc.get("configs", [doc])
