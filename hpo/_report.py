@@ -10,12 +10,16 @@ from hpo._spec import StudySpec
 
 
 def write_report(spec: StudySpec, study: Any, output_dir: Path | None = None) -> Path:
-    """Writes ``report.html`` into ``output_dir`` (default: the study's run folder) and logs it to MLflow."""
+    """Writes ``report.html`` into ``output_dir`` (default: the study's run folder), or to
+    ``output_dir`` itself when it names an ``.html`` file that is not a folder, and logs it to MLflow."""
     from dashboards import build_report
 
     from hpo import _keys as keys
 
-    path = (output_dir or spec.study_dir) / "report.html"
+    if output_dir is not None and output_dir.suffix.lower() in (".html", ".htm") and not output_dir.is_dir():
+        path = output_dir  # `-o rep.html` made a folder rep.html/ holding report.html
+    else:
+        path = (output_dir or spec.study_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     # what the trials trained with (a run's --set included), not what the space file says now
     fixed = study.user_attrs.get(keys.STUDY_FIXED) or spec.objective.fixed

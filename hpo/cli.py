@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "batches) and compare accuracy, size and CPU latency of both (needs torchao)")
 
     report = with_space("report", "write the dashboard HTML and log it to the study's MLflow run", READER_SPACE_HELP)
-    report.add_argument("-o", "--output", default=None, help="output folder (default the study's run folder)")
+    report.add_argument("-o", "--output", default=None, help="output folder for report.html (default the study's "
+                        "run folder), or an .html file name")
 
     ui = sub.add_parser("ui", help="start the MLflow UI against the study's tracking store",
                         description="start the MLflow UI against the study's tracking store")

@@ -266,3 +266,12 @@ def test_report_counts_the_epochs_the_trials_were_given_not_the_files(write_spac
     card = dict(re.findall(r'id="stat-([a-z-]+)"><div class="stat-label">[^<]*</div><div class="stat-value">([^<]*)<',
                            html))
     assert card["max-epochs"] == "4 (configured)" and card["epochs-without-pruning"] == "12", card
+
+
+def test_report_to_an_html_file_name_writes_that_file(write_space, cli, workdir):
+    """`-o rep.html` made a folder rep.html/ holding report.html."""
+    path = write_space(base_space(study={"direction": "minimize", "metric": "loss", "n_trials": 2, "seed": 0}))
+    assert cli("run", path, "--no-report")[0] == 0
+    code, out, err = cli("report", path, "-o", workdir / "rep.html")
+    assert code == 0, out + err
+    assert (workdir / "rep.html").is_file() and "<html" in (workdir / "rep.html").read_text().lower()
