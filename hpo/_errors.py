@@ -33,6 +33,12 @@ class SpecError(HpoError):
         super().__init__(where + message)
 
 
+class MetricMissing(ValueError):
+    """The objective gave no value for the study metric (a module that does not log it, a function
+    that does not return it). Every trial would fail the same way, so a worker stops at the first
+    one while no trial of the study has completed (:func:`hpo._worker.run_worker`)."""
+
+
 class UsageError(HpoError):
     """Bad input that is not a space file: a missing study, a bad export file, a bad flag value."""
 

@@ -11,6 +11,7 @@ SEED = "seed"                          # the trial's own seed, derived from the 
 MLFLOW_RUN_ID = "mlflow_run_id"        # the trial's MLflow child run
 PRUNED_AT_EPOCH = "pruned_at_epoch"    # last reported step of a pruned trial
 FAIL_REASON = "fail_reason"            # one line: why the trial failed
+METRIC_MISSING = "metric_missing"      # True: it failed for want of the study metric (hpo._errors.MetricMissing)
 CHECKPOINT = "checkpoint"              # path of the trial's best weights
 WORKER = "worker"                      # "<host>:<pid>" of the process running the trial
 WORKER_START = "worker_start"          # kernel start time of that pid (tells a reused pid apart)

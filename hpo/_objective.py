@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo._errors import SpecError
+from hpo._errors import MetricMissing, SpecError
 from hpo._registry import Registry, did_you_mean, import_object
 
 OBJECTIVES: Registry[Any] = Registry("objective")
@@ -392,8 +392,8 @@ def values_of(result: Any, metrics: tuple[str, ...]) -> list[float]:
     if isinstance(result, Mapping):
         missing = [m for m in metrics if m not in result]
         if missing:
-            raise ValueError(f"the objective returned no {missing[0]!r}; it returned {sorted(result)}. "
-                             "Set study.metric to one of these.")
+            raise MetricMissing(f"the objective returned no {missing[0]!r}; it returned {sorted(result)}. "
+                                "Set study.metric to one of these.")
         raw = [result[m] for m in metrics]
     elif isinstance(result, (list, tuple)):
         raw = list(result)

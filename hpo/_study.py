@@ -208,6 +208,9 @@ def _check_compatible(study: optuna.Study, spec: StudySpec, reading: bool = Fals
             print(f"warning: study {spec.study.name!r} was made with {what} {was!r}; the space file now says "
                   f"{asked!r}: what follows is the study's", file=sys.stderr, flush=True)
             continue
+        if not _has_values(study):  # only failed trials (the metric was misnamed): nothing to compare with
+            study.set_user_attr(key, asked)
+            continue
         raise UsageError(f"study {spec.study.name!r} already exists with {what} {was!r}, but the space file "
                          f"asks for {asked!r}: the new values would not compare with its trials'. Give the "
                          f"study a new name (study.name, or --set study.name=NEW) or delete {spec.study_dir}")
@@ -217,6 +220,13 @@ def _check_compatible(study: optuna.Study, spec: StudySpec, reading: bool = Fals
     if accepted:  # Optuna goes on with these; say so, since the study now mixes two spaces
         what = "differs from the space file's" if reading else "goes on with a changed space"
         print(f"warning: study {spec.study.name!r} {what}: {'; '.join(accepted)}", file=sys.stderr, flush=True)
+
+
+def _has_values(study: optuna.Study) -> bool:
+    """Whether some trial gave the study a value: completed, or reported before it was pruned."""
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 LOST_PREFIX = keys.LOST_PREFIX

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hpo import _keys as keys
 from hpo._context import TrialContext
 from hpo._deadline import TrialDeadline, TrialTimeout
-from hpo._errors import HpoError, disk_full_error
+from hpo._errors import HpoError, MetricMissing, disk_full_error
 from hpo._lifeline import interrupt_self, watch_parent
 from hpo._objective import resolve_objective, run_objective
 from hpo._signals import (  # also imported from here
@@ -157,11 +157,21 @@ def run_worker(
             on_trial_end(study, frozen)
         if frozen.state.name != "FAIL":
             continue
+        if frozen.user_attrs.get(keys.METRIC_MISSING) and not any_complete(study):
+            reason = frozen.user_attrs.get(keys.FAIL_REASON, "").rstrip(".")
+            return WorkerOutcome(count, f"stopped: {reason}; every trial would fail the same way",
+                                 EXIT_TOO_MANY_FAILURES)
         failures = consecutive_failures(study.get_trials(deepcopy=False), lost_trials(study))
         if failures >= spec.study.max_consecutive_failures:
             reason = frozen.user_attrs.get(keys.FAIL_REASON, "")
             return WorkerOutcome(count, f"stopped after {failures} failed trials in a row; last error: {reason}",
                                  EXIT_TOO_MANY_FAILURES)
+
+
+def any_complete(study: optuna.Study) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def no_complete_trial(study: optuna.Study) -> str | None:
@@ -242,6 +252,8 @@ def run_trial(
         reason = failure_reason(exc)  # anything else fails this trial only
         (workdir / "error.txt").write_text(traceback.format_exc())
         trial.set_user_attr(keys.FAIL_REASON, reason[:4000])
+        if isinstance(exc, MetricMissing):
+            trial.set_user_attr(keys.METRIC_MISSING, True)
         frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         tracker.end_trial("FAIL", None, reason=reason)
         retain_checkpoints(study, ctx, frozen)
@@ -292,7 +304,7 @@ def failure_reason(exc: BaseException) -> str:
     """
     if isinstance(exc, SystemExit):
         return f"objective called sys.exit({'' if exc.code is None else repr(exc.code)})"
-    if isinstance(exc, TrialTimeout):
+    if isinstance(exc, (TrialTimeout, MetricMissing)):  # their own words say it all
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 

@@ -27,6 +27,7 @@ import optuna
 import torch
 from torch import nn
 
+from hpo._errors import MetricMissing
 from objectives.techniques import adaptive_clip_grad_
 from objectives.techniques.finetune import match
 
@@ -369,7 +370,7 @@ class _StudyMetricCheck:
             no_validation = not any(getattr(trainer, "num_val_batches", None) or [])
             hint = ("; no validation ran: the data has no validation loader (a LightningDataModule's "
                     "val_dataloader, or a data function's (train_loader, val_loader))") if no_validation else ""
-            raise ValueError(never_logged(self.monitor, pl_module, logged, " in its first epoch") + hint)
+            raise MetricMissing(never_logged(self.monitor, pl_module, logged, " in its first epoch") + hint)
 
 
 _HOOKS = {

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
+from hpo._errors import MetricMissing
 from objectives import _ddp
 from objectives._callbacks import never_logged
 from objectives._config import STACK_KNOBS, TrainConfig
@@ -109,7 +110,7 @@ def fit(
         ctx.fitted = (module, data)
     if ctx is not None and monitor not in result:
         # A user's module decides what it logs: say so at the first trial rather than return nothing.
-        raise ValueError(never_logged(monitor, module, result))
+        raise MetricMissing(never_logged(monitor, module, result))
     return result
 
 

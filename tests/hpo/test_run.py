@@ -162,13 +162,19 @@ def test_consecutive_failures_stop_the_study_with_a_clear_message(write_space, c
     assert len(load_trials(path)) == 3
 
 
-def test_missing_metric_in_result_fails_with_the_keys_it_had(write_space, cli):
+def test_a_missing_study_metric_stops_the_study_at_its_first_trial_and_the_fix_goes_on(write_space, cli):
+    """Every trial would fail the same way: it ran max_consecutive_failures (5) of them. Once the
+    metric is fixed, the study goes on (only failed trials: nothing to compare with)."""
     path = write_space(base_space(objective={"name": "objs.py:two_metrics"},
-                                  study={"direction": "minimize", "metric": "loss", "n_trials": 1}))
-    cli("run", path, "--no-report")
+                                  study={"direction": "minimize", "metric": "loss", "n_trials": 6}))
+    code, out, _ = cli("run", path, "--no-report")
+    assert code == 1 and "every trial would fail the same way" in out, out
     (trial,) = load_trials(path)
     assert trial.state.name == "FAIL"
     assert "returned no 'loss'" in trial.user_attrs["fail_reason"] and "['a', 'b']" in trial.user_attrs["fail_reason"]
+    code, out, err = cli("run", path, "--no-report", "--set", "study.metric=a")
+    assert code == 0, out + err
+    assert [t.state.name for t in load_trials(path)] == ["FAIL"] + ["COMPLETE"] * 5
 
 
 def test_multi_objective_study_best_prints_the_pareto_set(write_space, cli):
