@@ -486,8 +486,8 @@ class _Validator:
                           f"or sqlite:///path.db (leave it out for the embedded store), got {storage!r}")
             dialect = storage.partition("://")[0].partition("+")[0].lower()
             if dialect not in _DATABASES:  # SQLAlchemy's message ("Can't load plugin") came at the run
-                self.fail("study.storage", f"unknown kind of storage {dialect!r}{did_you_mean(dialect, list(_DATABASES))}; "
-                          f"known: {', '.join(_DATABASES)}")
+                hint = did_you_mean(dialect, list(_DATABASES))
+                self.fail("study.storage", f"unknown kind of storage {dialect!r}{hint}; known: {', '.join(_DATABASES)}")
         failures = self.number(s["max_consecutive_failures"], "study.max_consecutive_failures",
                                integer=True, positive=True)
         retries = self.number(s["max_retries"], "study.max_retries", integer=True)
@@ -798,7 +798,7 @@ class _Validator:
                 possible = params[other].finite_values()
                 if not allowed:
                     self.fail(key, "an empty list: the param would never be sampled; list the values it needs")
-                if possible is None or isinstance(possible, FloatSteps):  # sampled floats carry rounding
+                if params[other].type == "float" and params[other].values is None:  # sampled floats carry rounding
                     self.fail(key, f"{other} is a float range: a sampled float almost never equals a given "
                                    "value, so the param would never be sampled; make the condition a "
                                    "categorical, an int or a values: [...] param")

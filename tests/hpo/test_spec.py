@@ -157,6 +157,13 @@ def test_a_set_that_makes_another_key_of_the_param_wrong_is_named(write_space):
         load_spec(write_space(doc), sets=["space.x.type=int"])
 
 
+def test_a_condition_on_a_log_int_range_is_kept(write_space):
+    """Only float ranges are refused as conditions: an int, log or not, takes the value exactly."""
+    doc = base_space(space={"n": {"type": "int", "low": 1, "high": 64, "log": True},
+                            "x": {"type": "float", "low": 0, "high": 1, "when": {"n": 8}}})
+    assert load_spec(write_space(doc)).space[1].when == (("n", (8,)),)
+
+
 def test_set_value_is_validated_like_the_file(write_space):
     with pytest.raises(SpecError, match=r"study\.n_trials: must be > 0"):
         load_spec(write_space(base_space()), sets=["study.n_trials=-1"])
