@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from hpo import _keys as keys
 from hpo._lifeline import Lifeline
 from hpo._progress import StudyProgress, tail_status
 from hpo._spec import StudySpec
-from hpo._study import recover_orphans, recovered_lines
+from hpo._study import recover_orphans, recovered_lines, trials_left, trials_used
 from hpo._signals import Interrupted, install_signal_handlers
 from hpo._worker import (
     EXIT_STUCK_TRIAL,
@@ -64,6 +65,7 @@ def run_study(spec: StudySpec, jobs: int, console: Console, engine: Any = None) 
 
 
 def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> RunResult:
+    from hpo._summary import state_counts
     from hpo.tracking import check_reachable, make_tracker
 
     started = time.monotonic()
@@ -79,19 +81,21 @@ def _run_study(spec: StudySpec, jobs: int, console: Console, engine: Any) -> Run
         settle_parent(study, tracker, complete=False)  # a crashed run left it RUNNING; our trials reopen it
         for line in recovered_lines(study, spec, recovered, "their worker had died"):
             console.print(line, markup=False)
-        ran_nothing = study_is_complete(study, spec)
+        counts = state_counts(study.get_trials(deepcopy=False))  # read once for the three questions below
+        ran_nothing = study_is_complete(study, spec, counts)
+        used = trials_used(study, counts)
         if ran_nothing:  # nothing to do: no worker (starting one costs seconds)
-            code, reason = 0, _complete(study, spec)
+            code, reason = 0, _complete(used, spec)
         else:
-            code, reason = _run_trials(spec, _workers_for(study, spec, jobs, console), study, tracker, console,
-                                       engine)
+            workers = _workers_for(trials_left(study, spec, counts), jobs, console)
+            code, reason = _run_trials(spec, workers, study, tracker, console, engine)
         if code != 0 or reason.startswith(STUDY_COMPLETE):
             recover_orphans(study, spec, tracker)
         if reason.startswith(STUDY_COMPLETE):
             settle_parent(study, tracker, complete=True)
         if code == 0 and (why := no_complete_trial(study)):
             code, reason = 1, why
-        if code in (0, 1) and ran_nothing and _used(study) >= spec.study.n_trials:  # not an exhausted grid
+        if code in (0, 1) and ran_nothing and used >= spec.study.n_trials:  # not an exhausted grid
             # the file may have been fixed since: say how to go on
             reason = reason.rstrip(".") + (f"; nothing ran: raise --n-trials (now {spec.study.n_trials}) to run "
                                            "more, or give the study a new name (--set study.name=NEW)")
@@ -122,42 +126,32 @@ def _run_trials(spec: StudySpec, jobs: int, study: Any, tracker: Any, console: C
     return code, reason
 
 
-def _complete(study: Any, spec: StudySpec) -> str:
-    """Why a run found nothing to do: the study's cap reached, or its grid run through."""
-    used = _used(study)
+def _complete(used: int, spec: StudySpec) -> str:
+    """Why a run found nothing to do (``used``: :func:`hpo._study.trials_used`): the study's cap
+    reached, or its grid run through."""
     if used < spec.study.n_trials:  # a grid with no point left
         return f"{STUDY_COMPLETE}: every grid point has run ({used} trials)"
     return f"{STUDY_COMPLETE}: it has {used} trials, n_trials is {spec.study.n_trials}"
 
 
-def _used(study: Any) -> int:
-    from hpo._study import trials_used
-    from hpo._summary import state_counts
-
-    return trials_used(study, state_counts(study.get_trials(deepcopy=False)))
-
-
-def _workers_for(study: Any, spec: StudySpec, jobs: int, console: Console) -> int:
-    """``jobs``, but no more workers than trials left to start (each worker is a process with its own
-    model: ``--jobs 10000`` on a 3-trial study started 10000 and ran the machine out of memory)."""
-    from hpo._study import trials_left
-    from hpo._summary import state_counts
-
-    left = trials_left(study, spec, state_counts(study.get_trials(deepcopy=False)))
+def _workers_for(left: int, jobs: int, console: Console) -> int:
+    """``jobs``, but no more workers than the ``left`` trials to start (each worker is a process with
+    its own model: ``--jobs 10000`` on a 3-trial study started 10000 and ran the machine out of memory)."""
     if 0 < left < jobs:
         console.print(f"{left} trial(s) left to start: {left} worker(s), not {jobs}", markup=False)
         return left
     return jobs
 
 
-def study_is_complete(study: Any, spec: StudySpec) -> bool:
+def study_is_complete(study: Any, spec: StudySpec, counts: Mapping[str, int] | None = None) -> bool:
     """Whether no trial is left to run: none RUNNING, and the study's cap reached
     (:func:`hpo._study.cap_reached`, the rule :func:`hpo._study.next_trial` applies). Trials still
     queued past the cap (a grid larger than ``n_trials``) wait for a later run with a larger cap."""
     from hpo._study import cap_reached
     from hpo._summary import state_counts
 
-    counts = state_counts(study.get_trials(deepcopy=False))
+    if counts is None:
+        counts = state_counts(study.get_trials(deepcopy=False))
     return not counts["RUNNING"] and cap_reached(study, spec, counts)
 
 

@@ -208,7 +208,7 @@ def _check_compatible(study: optuna.Study, spec: StudySpec, reading: bool = Fals
             print(f"warning: study {spec.study.name!r} was made with {what} {was!r}; the space file now says "
                   f"{asked!r}: what follows is the study's", file=sys.stderr, flush=True)
             continue
-        if not _has_values(study):  # only failed trials (the metric was misnamed): nothing to compare with
+        if not has_trials(study, "COMPLETE", "PRUNED"):  # only failed ones (a misnamed metric): no values
             study.set_user_attr(key, asked)
             continue
         raise UsageError(f"study {spec.study.name!r} already exists with {what} {was!r}, but the space file "
@@ -222,11 +222,11 @@ def _check_compatible(study: optuna.Study, spec: StudySpec, reading: bool = Fals
         print(f"warning: study {spec.study.name!r} {what}: {'; '.join(accepted)}", file=sys.stderr, flush=True)
 
 
-def _has_values(study: optuna.Study) -> bool:
-    """Whether some trial gave the study a value: completed, or reported before it was pruned."""
+def has_trials(study: optuna.Study, *states: str) -> bool:
+    """Whether the study has a trial in one of ``states`` (names: ``"COMPLETE"``, ``"RUNNING"``, ...)."""
     from optuna.trial import TrialState
 
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return bool(study.get_trials(deepcopy=False, states=tuple(TrialState[s] for s in states)))
 
 
 LOST_PREFIX = keys.LOST_PREFIX

@@ -38,6 +38,7 @@ from hpo._stopping import study_stop_reason
 from hpo._study import (
     consecutive_failures,
     fail_running_trial,
+    has_trials,
     lost_trials,
     next_trial,
     open_study,
@@ -100,9 +101,7 @@ def settle_parent(study: optuna.Study, tracker: Tracker, complete: bool) -> None
     A worker that dies (``os._exit``, SIGKILL, a stuck trial) never closes the record itself;
     ``hpo run`` calls this once it has recovered such workers' trials, and again at the end.
     """
-    from optuna.trial import TrialState
-
-    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if not has_trials(study, "RUNNING"):
         tracker.close_parent("FINISHED" if complete else "KILLED")
 
 
@@ -157,7 +156,7 @@ def run_worker(
             on_trial_end(study, frozen)
         if frozen.state.name != "FAIL":
             continue
-        if frozen.user_attrs.get(keys.METRIC_MISSING) and not any_complete(study):
+        if frozen.user_attrs.get(keys.METRIC_MISSING) and not has_trials(study, "COMPLETE"):
             reason = frozen.user_attrs.get(keys.FAIL_REASON, "").rstrip(".")
             return WorkerOutcome(count, f"stopped: {reason}; every trial would fail the same way",
                                  EXIT_TOO_MANY_FAILURES)
@@ -166,12 +165,6 @@ def run_worker(
             reason = frozen.user_attrs.get(keys.FAIL_REASON, "")
             return WorkerOutcome(count, f"stopped after {failures} failed trials in a row; last error: {reason}",
                                  EXIT_TOO_MANY_FAILURES)
-
-
-def any_complete(study: optuna.Study) -> bool:
-    from optuna.trial import TrialState
-
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def no_complete_trial(study: optuna.Study) -> str | None:

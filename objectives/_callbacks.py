@@ -332,11 +332,16 @@ class _PruningCallback(_EpochOnce):
             metrics = {k: v for k, v in collect_metrics(trainer).items() if k != "epoch"}
             self.ctx.report(metrics, step=epoch)
             prune = bool(self.ctx.should_prune())
-        if trainer.world_size > 1:
-            prune = bool(trainer.strategy.broadcast(prune, src=0))
-        if prune:
+        if _rank_zero_decides(trainer, prune):
             self.pruned_at = epoch
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+def _rank_zero_decides(trainer: Any, decision: bool) -> bool:
+    """Rank 0's ``decision`` on every rank (under DDP only rank 0 has a ctx); every rank must call it."""
+    if trainer.world_size > 1:
+        return bool(trainer.strategy.broadcast(decision, src=0))
+    return bool(decision)
 
 
 def never_logged(monitor: str, module: Any, logged: Any, when: str = "") -> str:
@@ -364,9 +369,7 @@ class _StudyMetricCheck:
         if trainer.is_global_zero:
             logged = sorted(k for k in collect_metrics(trainer) if k != "epoch")
         missing = trainer.is_global_zero and self.ctx is not None and self.monitor not in logged
-        if trainer.world_size > 1:
-            missing = bool(trainer.strategy.broadcast(missing, src=0))
-        if missing:
+        if _rank_zero_decides(trainer, missing):
             no_validation = not any(getattr(trainer, "num_val_batches", None) or [])
             hint = ("; no validation ran: the data has no validation loader (a LightningDataModule's "
                     "val_dataloader, or a data function's (train_loader, val_loader))") if no_validation else ""
